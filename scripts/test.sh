@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every test: unit, integration, the CLI end to end,
+# and each benchmark once (as a test). Also checks formatting and lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo not found; install Rust from https://rustup.rs" >&2
+    exit 1
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# One build profile for tests, benchmarks and the binary: dependencies are compiled once.
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+cargo test --release --all-targets

@@ -1,0 +1,153 @@
+//! `trailhound bench SOURCE...`: how fast the read path runs on these logs, stage by stage.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+
+use super::ReadArgs;
+use crate::decode::{inflate, is_gzip, schema, DecodeOptions, Decoder, Projection};
+use crate::source;
+use crate::sql::{self, CloudTrailTable};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Files, directories or glob patterns of CloudTrail logs.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Runs of each stage; the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// One measured stage.
+struct Stage {
+    name: &'static str,
+    elapsed: Duration,
+}
+
+/// Runs `work` on each object on `threads` threads; returns the wall time and the sum of
+/// what `work` returned.
+fn parallel<S: Send>(
+    objects: &[(String, Vec<u8>)],
+    threads: usize,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, &str, &[u8]) -> usize + Sync,
+) -> (Duration, usize) {
+    let next = AtomicUsize::new(0);
+    let total = Mutex::new(0usize);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut s = state();
+                let mut mine = 0;
+                while let Some((key, bytes)) = objects.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    mine += work(&mut s, key, bytes);
+                }
+                *total.lock().expect("total lock") += mine;
+            });
+        }
+    });
+    (started.elapsed(), total.into_inner().expect("total lock"))
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let listing = source::list(&args.sources)?;
+    if listing.objects.is_empty() {
+        bail!("no CloudTrail logs found in {} ({listing})", args.sources.join(" "));
+    }
+    let threads = args.read.threads();
+    let limit = args.read.max_object_size;
+    let objects: Vec<(String, Vec<u8>)> = listing
+        .objects
+        .iter()
+        .map(|o| Ok((o.key(), o.fetch(limit)?)))
+        .collect::<Result<_, source::SourceError>>()?;
+    let stored: usize = objects.iter().map(|(_, b)| b.len()).sum();
+    eprintln!(
+        "{} objects, {:.1} MB stored, {threads} threads, best of {}",
+        objects.len(),
+        stored as f64 / 1e6,
+        args.repeat
+    );
+
+    let best = |f: &dyn Fn() -> (Duration, usize)| {
+        (0..args.repeat.max(1))
+            .map(|_| f())
+            .min_by_key(|(d, _)| *d)
+            .expect("at least one run")
+    };
+    let (inflate_time, body) = best(&|| {
+        parallel(&objects, threads, Vec::new, |buf, _, bytes| {
+            if is_gzip(bytes) {
+                let _ = inflate(bytes, buf, limit);
+                buf.len()
+            } else {
+                bytes.len()
+            }
+        })
+    });
+    let decode_with = |projection: Projection| {
+        let options = DecodeOptions {
+            projection,
+            max_object_bytes: limit,
+        };
+        best(&|| {
+            parallel(&objects, threads, || Decoder::new(options.clone()), |d, key, bytes| {
+                d.decode(key, bytes).records
+            })
+        })
+    };
+    let (full_time, records) = decode_with(Projection::all());
+    let name_column = schema::cloudtrail_schema().index_of("eventname")?;
+    let (narrow_time, _) = decode_with(Projection::columns(&[name_column]));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let query = "SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname";
+    let (query_time, _) = best(&|| {
+        runtime.block_on(async {
+            let ctx = sql::new_session(threads).expect("session");
+            let table = Arc::new(CloudTrailTable::new(listing.objects.clone(), limit, threads));
+            sql::register_objects(&ctx, table).expect("register");
+            let started = Instant::now();
+            let batches = ctx
+                .sql(query)
+                .await
+                .expect("query plans")
+                .collect()
+                .await
+                .expect("query runs");
+            (started.elapsed(), batches.len())
+        })
+    });
+
+    let stages = [
+        Stage { name: "decompress only (the floor)", elapsed: inflate_time },
+        Stage { name: "decode, every column", elapsed: full_time },
+        Stage { name: "decode, eventname only", elapsed: narrow_time },
+        Stage { name: "SQL count by eventname, from files", elapsed: query_time },
+    ];
+    println!("{records} records, {:.1} MB decompressed", body as f64 / 1e6);
+    println!("{:<38} {:>9} {:>14} {:>10}", "stage", "seconds", "records/s", "MB/s");
+    for s in &stages {
+        let secs = s.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "{:<38} {:>9.3} {:>14.0} {:>10.1}",
+            s.name,
+            secs,
+            records as f64 / secs,
+            body as f64 / 1e6 / secs
+        );
+    }
+    Ok(0)
+}

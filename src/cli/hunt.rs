@@ -1,0 +1,209 @@
+//! `trailhound hunt [SQL] SOURCE...`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::output::{write_results, OutputFormat};
+use super::ReadArgs;
+use crate::read::ReadReport;
+use crate::source::{self, Listing};
+use crate::sql::{self, CloudTrailTable};
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    /// The SQL to run, then one or more sources: files, directories (walked; digest, insight
+    /// and other non-log keys are skipped and counted) or glob patterns. Without SQL, an
+    /// interactive prompt opens.
+    #[arg(value_name = "SQL | SOURCE", required = true)]
+    pub args: Vec<String>,
+
+    /// Read the SQL from this file instead (then every argument is a source).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Output format [default: table on a terminal, csv otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+
+    /// Rows shown by the table format.
+    #[arg(long, default_value_t = 200)]
+    pub max_rows: usize,
+
+    /// Exit with status 3 when any object or record could not be read (it is always reported).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Print read statistics (records/s, MB/s) to stderr when done.
+    #[arg(long)]
+    pub stats: bool,
+
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// Splits the positional arguments into SQL (if any) and sources. The first argument is SQL
+/// unless it names an existing path or looks like a path pattern rather than a statement.
+fn split_args(args: &[String]) -> (Option<String>, Vec<String>) {
+    let first = &args[0];
+    let looks_like_sql = {
+        let lower = first.trim_start().to_ascii_lowercase();
+        let keyword = ["select", "with", "explain", "show", "describe", "values", "(", "--"]
+            .iter()
+            .any(|k| lower.starts_with(k));
+        keyword || first.trim().contains(char::is_whitespace)
+    };
+    if looks_like_sql && !Path::new(first).exists() {
+        (Some(first.clone()), args[1..].to_vec())
+    } else {
+        (None, args.to_vec())
+    }
+}
+
+pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
+    let (mut sql, sources) = if args.file.is_some() {
+        (None, args.args.clone())
+    } else {
+        split_args(&args.args)
+    };
+    if let Some(file) = &args.file {
+        sql = Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading SQL from {}", file.display()))?,
+        );
+    }
+    if sources.is_empty() {
+        bail!("no source given: name files, directories or glob patterns of CloudTrail logs after the SQL");
+    }
+    let listing = source::list(&sources)?;
+    if listing.objects.is_empty() {
+        bail!("no CloudTrail logs found in {} ({listing})", sources.join(" "));
+    }
+    tracing::info!("listed {listing}");
+    let threads = args.read.threads();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let format = args.format.unwrap_or_else(OutputFormat::default_for_stdout);
+    match sql {
+        Some(sql) => runtime.block_on(one_shot(&args, &sql, listing, threads, format)),
+        None => super::repl::run(&runtime, &args, listing, threads, args.format.unwrap_or(OutputFormat::Table)),
+    }
+}
+
+async fn one_shot(
+    args: &HuntArgs,
+    sql: &str,
+    listing: Listing,
+    threads: usize,
+    format: OutputFormat,
+) -> anyhow::Result<i32> {
+    let ctx = sql::new_session(threads)?;
+    let mut report = ReadReport::for_listing(&listing);
+    let table = Arc::new(CloudTrailTable::new(
+        listing.objects,
+        args.read.max_object_size,
+        threads,
+    ));
+    sql::register_objects(&ctx, table.clone())?;
+    let mut last = None;
+    for statement in split_statements(sql) {
+        let df = ctx.sql(&statement).await.map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
+        last = Some((schema, batches));
+    }
+    let Some((schema, batches)) = last else {
+        bail!("the SQL holds no statement");
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    write_results(&mut out, &schema, &batches, format, args.max_rows)?;
+    out.flush()?;
+    report.merge(&table.report());
+    Ok(finish(&report, args.stats, args.strict))
+}
+
+/// Prints the end-of-run summary when there is something to say, and picks the exit code.
+pub(super) fn finish(report: &ReadReport, stats: bool, strict: bool) -> i32 {
+    let skipped_any = report.has_problems() || !report.skipped_keys.is_empty();
+    if stats || skipped_any {
+        eprintln!("{report}");
+    }
+    if strict && report.has_problems() {
+        eprintln!("trailhound: --strict: some input could not be read (see above)");
+        3
+    } else {
+        0
+    }
+}
+
+/// Splits a script into statements at semicolons outside quotes and comments.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                current.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    current.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            current.push('\n');
+                            break;
+                        }
+                    }
+                }
+                ';' => {
+                    if !current.trim().is_empty() {
+                        out.push(current.trim().to_string());
+                    }
+                    current.clear();
+                }
+                _ => current.push(c),
+            },
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_and_sources_are_told_apart() {
+        let args: Vec<String> = vec!["SELECT 1".into(), "logs/".into()];
+        assert_eq!(split_args(&args), (Some("SELECT 1".into()), vec!["logs/".into()]));
+        let args: Vec<String> = vec!["logs/".into(), "more/".into()];
+        assert_eq!(split_args(&args), (None, args.clone()));
+        let args: Vec<String> = vec!["select*from cloudtrail".into(), "x".into()];
+        assert_eq!(split_args(&args).0.as_deref(), Some("select*from cloudtrail"));
+    }
+
+    #[test]
+    fn statements_split_outside_quotes_and_comments() {
+        assert_eq!(
+            split_statements("select ';' as a; -- c;\nselect 2;;"),
+            vec!["select ';' as a", "select 2"]
+        );
+    }
+}

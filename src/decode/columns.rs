@@ -1,0 +1,619 @@
+//! Building the `cloudtrail` columns from parsed records.
+//!
+//! A [`RecordsBuilder`] takes one record at a time, as a slice of simd-json's tape, and appends
+//! it to Arrow builders shaped by [`schema::RECORD_FIELDS`]. Anything the schema does not model
+//! (or a modelled field whose JSON type is not the expected one) goes to the `unmapped` column,
+//! so a record can always be rebuilt in full from its row.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, DictionaryArray, Int32Array, ListArray, NullBufferBuilder,
+    StringArray, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use simd_json::{Node, StaticNode};
+
+use super::json_text::{value_len, write_value};
+use super::schema::{self, FieldDef, Kind, RECORD_FIELDS};
+use super::time::parse_event_time;
+
+/// Which columns of the `cloudtrail` table to build (by index in [`schema::cloudtrail_schema`]).
+/// Columns left out are skipped while decoding, which is most of the cost of a narrow query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    wanted: Vec<usize>,
+}
+
+impl Projection {
+    /// Every column.
+    pub fn all() -> Self {
+        Self {
+            wanted: (0..schema::COLUMN_COUNT).collect(),
+        }
+    }
+
+    /// The given columns, in the given order. Indices must be below [`schema::COLUMN_COUNT`].
+    pub fn columns(indices: &[usize]) -> Self {
+        assert!(indices.iter().all(|&i| i < schema::COLUMN_COUNT));
+        Self {
+            wanted: indices.to_vec(),
+        }
+    }
+
+    /// The column indices, in output order.
+    pub fn indices(&self) -> &[usize] {
+        &self.wanted
+    }
+
+    /// The schema of batches built with this projection.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(
+            schema::cloudtrail_schema()
+                .project(&self.wanted)
+                .expect("projection indices are in range"),
+        )
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.wanted.contains(&index)
+    }
+}
+
+/// Outcome of offering a JSON value to a column.
+#[derive(PartialEq, Eq)]
+enum Offer {
+    /// The column took the value.
+    Taken,
+    /// The value is JSON `null`: the column stays null.
+    Null,
+    /// The value's JSON type does not fit the column: it goes to `unmapped`.
+    Refused,
+}
+
+/// One step of the path from a record's root to a field, for `unmapped`.
+#[derive(Clone, Copy, Debug)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Fields of one record that the schema does not hold, with where they were found.
+#[derive(Default)]
+struct Unmapped<'a> {
+    enabled: bool,
+    path: Vec<Step<'a>>,
+    found: Vec<(Vec<Step<'a>>, serde_json::Value)>,
+}
+
+impl<'a> Unmapped<'a> {
+    fn add(&mut self, last: Step<'a>, nodes: &[Node<'_>]) {
+        if !self.enabled {
+            return;
+        }
+        let mut text = Vec::new();
+        write_value(nodes, &mut text);
+        let value = serde_json::from_slice(&text).expect("re-serialized JSON parses");
+        let mut path = self.path.clone();
+        path.push(last);
+        self.found.push((path, value));
+    }
+
+    /// The record's unmapped fields as one JSON object, nested by path. List positions
+    /// become object keys (`{"resources":{"0":{...}}}`).
+    fn take_json(&mut self) -> Option<String> {
+        if self.found.is_empty() {
+            return None;
+        }
+        let mut root = serde_json::Map::new();
+        for (path, value) in self.found.drain(..) {
+            let mut map = &mut root;
+            let (last, parents) = path.split_last().expect("path has a last step");
+            for step in parents {
+                let entry = map
+                    .entry(step_key(step))
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                map = entry.as_object_mut().expect("path nodes are objects");
+            }
+            map.insert(step_key(last), value);
+        }
+        Some(serde_json::Value::Object(root).to_string())
+    }
+}
+
+fn step_key(step: &Step<'_>) -> String {
+    match step {
+        Step::Key(k) => (*k).to_string(),
+        Step::Index(i) => i.to_string(),
+    }
+}
+
+enum Column {
+    Text(StringBuilder),
+    Json(StringBuilder, Vec<u8>),
+    Bool(BooleanBuilder),
+    Time(TimestampMicrosecondBuilder),
+    Struct(StructColumn),
+    List(ListColumn),
+    /// Not projected: values are accepted and dropped.
+    Skipped,
+}
+
+struct StructColumn {
+    defs: &'static [FieldDef],
+    children: Vec<Column>,
+    validity: NullBufferBuilder,
+    /// Index of the field expected next; CloudTrail writes keys in a stable order.
+    hint: usize,
+}
+
+struct ListColumn {
+    offsets: Vec<i32>,
+    validity: NullBufferBuilder,
+    item: StructColumn,
+    item_validity_len: usize,
+}
+
+impl Column {
+    fn new(kind: &Kind, capacity: usize) -> Self {
+        match kind {
+            Kind::Text => Column::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            Kind::Json => Column::Json(
+                StringBuilder::with_capacity(capacity, capacity * 64),
+                Vec::with_capacity(1024),
+            ),
+            Kind::Bool => Column::Bool(BooleanBuilder::with_capacity(capacity)),
+            Kind::Time => Column::Time(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            Kind::Struct(defs) => Column::Struct(StructColumn::new(defs, capacity)),
+            Kind::ListOfStruct(defs) => Column::List(ListColumn {
+                offsets: {
+                    let mut v = Vec::with_capacity(capacity + 1);
+                    v.push(0);
+                    v
+                },
+                validity: NullBufferBuilder::new(capacity),
+                item: StructColumn::new(defs, capacity),
+                item_validity_len: 0,
+            }),
+        }
+    }
+
+    fn offer<'a>(
+        &mut self,
+        nodes: &[Node<'a>],
+        unmapped: &mut Unmapped<'a>,
+        step: Step<'a>,
+    ) -> Offer {
+        if let Node::Static(StaticNode::Null) = nodes[0] {
+            return Offer::Null;
+        }
+        match self {
+            Column::Skipped => Offer::Taken,
+            Column::Text(b) => match nodes[0] {
+                Node::String(s) => {
+                    b.append_value(s);
+                    Offer::Taken
+                }
+                _ => Offer::Refused,
+            },
+            Column::Json(b, scratch) => {
+                scratch.clear();
+                write_value(nodes, scratch);
+                // SAFETY-free path: the writer emits UTF-8 (strings come from validated input).
+                b.append_value(std::str::from_utf8(scratch).expect("JSON text is UTF-8"));
+                Offer::Taken
+            }
+            Column::Bool(b) => match nodes[0] {
+                Node::Static(StaticNode::Bool(v)) => {
+                    b.append_value(v);
+                    Offer::Taken
+                }
+                _ => Offer::Refused,
+            },
+            Column::Time(b) => match nodes[0] {
+                Node::String(s) => match parse_event_time(s) {
+                    Some(micros) => {
+                        b.append_value(micros);
+                        Offer::Taken
+                    }
+                    None => Offer::Refused,
+                },
+                _ => Offer::Refused,
+            },
+            Column::Struct(s) => match nodes[0] {
+                Node::Object { .. } => {
+                    unmapped.path.push(step);
+                    s.append_object(nodes, unmapped);
+                    unmapped.path.pop();
+                    Offer::Taken
+                }
+                _ => Offer::Refused,
+            },
+            Column::List(l) => match nodes[0] {
+                Node::Array { len, .. } => {
+                    unmapped.path.push(step);
+                    let mut i = 1;
+                    for index in 0..len {
+                        let item = &nodes[i..];
+                        let size = value_len(item);
+                        let item = &item[..size];
+                        match item[0] {
+                            Node::Object { .. } => {
+                                unmapped.path.push(Step::Index(index));
+                                l.item.append_object(item, unmapped);
+                                unmapped.path.pop();
+                            }
+                            _ => {
+                                l.item.append_null();
+                                unmapped.add(Step::Index(index), item);
+                            }
+                        }
+                        l.item_validity_len += 1;
+                        i += size;
+                    }
+                    unmapped.path.pop();
+                    l.offsets.push(l.item_validity_len as i32);
+                    l.validity.append_non_null();
+                    Offer::Taken
+                }
+                _ => Offer::Refused,
+            },
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Column::Skipped => {}
+            Column::Text(b) | Column::Json(b, _) => b.append_null(),
+            Column::Bool(b) => b.append_null(),
+            Column::Time(b) => b.append_null(),
+            Column::Struct(s) => s.append_null(),
+            Column::List(l) => {
+                l.offsets.push(l.item_validity_len as i32);
+                l.validity.append_null();
+            }
+        }
+    }
+
+    fn finish(&mut self, kind: &Kind) -> ArrayRef {
+        match self {
+            Column::Skipped => unreachable!("skipped columns are not output"),
+            Column::Text(b) | Column::Json(b, _) => Arc::new(b.finish()),
+            Column::Bool(b) => Arc::new(b.finish()),
+            Column::Time(b) => Arc::new(b.finish()),
+            Column::Struct(s) => Arc::new(s.finish()),
+            Column::List(l) => {
+                let Kind::ListOfStruct(defs) = kind else {
+                    unreachable!("list column has a list kind")
+                };
+                let items = l.item.finish();
+                let offsets = std::mem::replace(&mut l.offsets, vec![0]);
+                l.item_validity_len = 0;
+                let field = Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(schema::struct_fields(defs)),
+                    true,
+                ));
+                Arc::new(ListArray::new(
+                    field,
+                    OffsetBuffer::new(offsets.into()),
+                    Arc::new(items),
+                    l.validity.finish(),
+                ))
+            }
+        }
+    }
+}
+
+impl StructColumn {
+    fn new(defs: &'static [FieldDef], capacity: usize) -> Self {
+        Self {
+            defs,
+            children: defs.iter().map(|d| Column::new(&d.kind, capacity)).collect(),
+            validity: NullBufferBuilder::new(capacity),
+            hint: 0,
+        }
+    }
+
+    #[inline]
+    fn find(&mut self, key: &str) -> Option<usize> {
+        if let Some(d) = self.defs.get(self.hint) {
+            if d.json == key {
+                let found = self.hint;
+                self.hint += 1;
+                return Some(found);
+            }
+        }
+        let found = self.defs.iter().position(|d| d.json == key)?;
+        self.hint = found + 1;
+        Some(found)
+    }
+
+    /// Appends the object at `nodes[0]`; fields are matched to children by JSON key.
+    fn append_object<'a>(&mut self, nodes: &[Node<'a>], unmapped: &mut Unmapped<'a>) {
+        let Node::Object { len, .. } = nodes[0] else {
+            unreachable!("caller checked for an object")
+        };
+        debug_assert!(self.defs.len() <= 64);
+        let mut filled: u64 = 0;
+        self.hint = 0;
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[i] else {
+                unreachable!("object keys are strings")
+            };
+            let value = &nodes[i + 1..];
+            let size = value_len(value);
+            let value = &value[..size];
+            match self.find(key) {
+                Some(c) if filled & (1 << c) == 0 => {
+                    match self.children[c].offer(value, unmapped, Step::Key(key)) {
+                        Offer::Taken => filled |= 1 << c,
+                        Offer::Null => {}
+                        Offer::Refused => unmapped.add(Step::Key(key), value),
+                    }
+                }
+                _ => unmapped.add(Step::Key(key), value),
+            }
+            i += 1 + size;
+        }
+        for (c, child) in self.children.iter_mut().enumerate() {
+            if filled & (1 << c) == 0 {
+                child.append_null();
+            }
+        }
+        self.validity.append_non_null();
+    }
+
+    fn append_null(&mut self) {
+        for child in &mut self.children {
+            child.append_null();
+        }
+        self.validity.append_null();
+    }
+
+    fn finish(&mut self) -> StructArray {
+        let arrays = self
+            .children
+            .iter_mut()
+            .zip(self.defs)
+            .map(|(c, d)| c.finish(&d.kind))
+            .collect();
+        StructArray::new(schema::struct_fields(self.defs), arrays, self.validity.finish())
+    }
+}
+
+/// Why a record was not added to the table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordProblem {
+    #[error("the record is not a JSON object")]
+    NotAnObject,
+    #[error("the record has no `{0}` field")]
+    Missing(&'static str),
+    #[error("`eventTime` is not an ISO-8601 UTC time: {0:?}")]
+    BadEventTime(String),
+    #[error("`eventID` is not a string")]
+    BadEventId,
+    #[error("the record is not valid JSON: {0}")]
+    InvalidJson(String),
+}
+
+/// Builds `cloudtrail` record batches, one record at a time.
+pub struct RecordsBuilder {
+    projection: Projection,
+    schema: SchemaRef,
+    top: StructColumn,
+    unmapped_column: Option<StringBuilder>,
+    rows: usize,
+}
+
+impl RecordsBuilder {
+    /// A builder for the given columns; `capacity` is a hint of the number of records.
+    pub fn new(projection: Projection, capacity: usize) -> Self {
+        let mut top = StructColumn::new(RECORD_FIELDS, capacity);
+        for (i, child) in top.children.iter_mut().enumerate() {
+            if !projection.contains(i) {
+                *child = Column::Skipped;
+            }
+        }
+        let unmapped_column = projection
+            .contains(schema::UNMAPPED_INDEX)
+            .then(|| StringBuilder::with_capacity(capacity, 0));
+        Self {
+            schema: projection.schema(),
+            projection,
+            top,
+            unmapped_column,
+            rows: 0,
+        }
+    }
+
+    /// Number of records appended since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no record has been appended since the last [`finish`](Self::finish).
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends the record at `nodes[0]` (the whole record's tape), or says why it cannot.
+    /// A refused record leaves the builder unchanged.
+    pub fn append(&mut self, nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
+        check_required(nodes)?;
+        let mut unmapped = Unmapped {
+            enabled: self.unmapped_column.is_some(),
+            ..Default::default()
+        };
+        self.top.append_object(nodes, &mut unmapped);
+        if let Some(col) = &mut self.unmapped_column {
+            match unmapped.take_json() {
+                Some(text) => col.append_value(text),
+                None => col.append_null(),
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Takes the records appended so far as a batch, tagging each with `source_key`.
+    pub fn finish(&mut self, source_key: &str) -> RecordBatch {
+        let rows = std::mem::take(&mut self.rows);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.projection.indices().len());
+        for &index in self.projection.indices() {
+            let array: ArrayRef = if index < RECORD_FIELDS.len() {
+                self.top.children[index].finish(&RECORD_FIELDS[index].kind)
+            } else if index == schema::UNMAPPED_INDEX {
+                Arc::new(
+                    self.unmapped_column
+                        .as_mut()
+                        .expect("unmapped column is built when projected")
+                        .finish(),
+                )
+            } else {
+                let keys = Int32Array::from(vec![0; rows]);
+                let values = StringArray::from(vec![source_key]);
+                Arc::new(
+                    DictionaryArray::try_new(keys, Arc::new(values))
+                        .expect("one dictionary value"),
+                )
+            };
+            columns.push(array);
+        }
+        // Children of the top struct were finished column by column; reset its own state.
+        self.top.validity = NullBufferBuilder::new(0);
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .expect("builder output matches the schema")
+    }
+
+    /// The schema of the batches this builder makes.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+/// A record must be an object with a usable `eventTime` and `eventID`: without them it can be
+/// neither placed in time nor told apart from a duplicate.
+fn check_required(nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
+    let Node::Object { len, .. } = nodes[0] else {
+        return Err(RecordProblem::NotAnObject);
+    };
+    let mut time = None;
+    let mut id = None;
+    let mut i = 1;
+    for _ in 0..len {
+        let value = &nodes[i + 1..];
+        match nodes[i] {
+            Node::String("eventTime") => time = Some(value[0]),
+            Node::String("eventID") => id = Some(value[0]),
+            _ => {}
+        }
+        i += 1 + value_len(value);
+    }
+    match time {
+        None | Some(Node::Static(StaticNode::Null)) => {
+            return Err(RecordProblem::Missing("eventTime"))
+        }
+        Some(Node::String(s)) if parse_event_time(s).is_some() => {}
+        Some(Node::String(s)) => return Err(RecordProblem::BadEventTime(s.to_string())),
+        Some(other) => {
+            let mut text = Vec::new();
+            write_value(&[other], &mut text);
+            return Err(RecordProblem::BadEventTime(
+                String::from_utf8_lossy(&text).into_owned(),
+            ));
+        }
+    }
+    match id {
+        None | Some(Node::Static(StaticNode::Null)) => Err(RecordProblem::Missing("eventID")),
+        Some(Node::String(_)) => Ok(()),
+        Some(_) => Err(RecordProblem::BadEventId),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+
+    fn build(records: &[&str], projection: Projection) -> (RecordBatch, Vec<Result<(), RecordProblem>>) {
+        let mut builder = RecordsBuilder::new(projection, 4);
+        let mut outcomes = Vec::new();
+        for r in records {
+            let mut bytes = r.as_bytes().to_vec();
+            let tape = simd_json::to_tape(&mut bytes).unwrap();
+            outcomes.push(builder.append(&tape.0));
+        }
+        (builder.finish("a/key.json.gz"), outcomes)
+    }
+
+    #[test]
+    fn missing_or_bad_required_fields_are_refused() {
+        let (batch, outcomes) = build(
+            &[
+                r#"{"eventID":"1"}"#,
+                r#"{"eventTime":"2024-01-01T00:00:00Z"}"#,
+                r#"{"eventTime":"yesterday","eventID":"1"}"#,
+                r#"[1,2]"#,
+                r#"{"eventTime":"2024-01-01T00:00:00Z","eventID":"ok"}"#,
+            ],
+            Projection::all(),
+        );
+        assert_eq!(
+            outcomes,
+            vec![
+                Err(RecordProblem::Missing("eventTime")),
+                Err(RecordProblem::Missing("eventID")),
+                Err(RecordProblem::BadEventTime("yesterday".into())),
+                Err(RecordProblem::NotAnObject),
+                Ok(()),
+            ]
+        );
+        assert_eq!(batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_go_to_unmapped() {
+        let (batch, _) = build(
+            &[r#"{"eventTime":"2024-01-01T00:00:00Z","eventID":"e","readOnly":"yes",
+                 "newTopLevel":{"x":1},"userIdentity":{"type":"IAMUser","futureField":[1]},
+                 "resources":[{"ARN":"arn:a","extra":true},"odd"]}"#],
+            Projection::all(),
+        );
+        let schema = batch.schema();
+        let col = batch.column(schema.index_of("unmapped").unwrap()).as_string::<i32>();
+        let unmapped: serde_json::Value = serde_json::from_str(col.value(0)).unwrap();
+        assert_eq!(
+            unmapped,
+            serde_json::json!({
+                "readOnly": "yes",
+                "newTopLevel": {"x": 1},
+                "userIdentity": {"futureField": [1]},
+                "resources": {"0": {"extra": true}, "1": "odd"}
+            })
+        );
+        let readonly = batch.column(schema.index_of("readonly").unwrap());
+        assert!(readonly.is_null(0));
+    }
+
+    #[test]
+    fn projection_builds_only_wanted_columns() {
+        let name = schema::cloudtrail_schema().index_of("eventname").unwrap();
+        let (batch, _) = build(
+            &[r#"{"eventTime":"2024-01-01T00:00:00Z","eventID":"e","eventName":"GetObject"}"#],
+            Projection::columns(&[name, schema::SOURCE_KEY_INDEX]),
+        );
+        assert_eq!(batch.num_columns(), 2);
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "GetObject");
+        assert_eq!(batch.schema().field(1).name(), "sourcekey");
+    }
+}

@@ -1,0 +1,663 @@
+//! Decoding: log object bytes (gzip or plain) → Arrow record batches of the `cloudtrail` table.
+//!
+//! Accepted bodies: a CloudTrail log file `{"Records":[...]}`, a JSON array of records, or
+//! JSON Lines with one record per line (CloudTrail Lake, Athena and `lookup-events` exports).
+//! A [`Decoder`] is reused across objects so its buffers are allocated once per thread.
+//!
+//! Nothing good is dropped because something next to it is bad: a corrupt record is skipped
+//! and reported with its index; a truncated or corrupt object yields every complete record
+//! before the fault, and the fault is reported.
+
+pub mod columns;
+mod gzip;
+pub mod json_text;
+pub mod roundtrip;
+pub mod schema;
+pub mod time;
+
+pub use columns::{Projection, RecordProblem, RecordsBuilder};
+pub use gzip::{inflate, is_gzip, InflateError};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use simd_json::{Buffers, Node, Tape};
+
+/// Zero bytes kept after a body so simd-json can read past its end.
+pub const PADDING: usize = simd_json::INPUT_PADDING;
+
+/// Default limit on an object's decompressed size: 1 GiB. CloudTrail's own files are far
+/// smaller; anything above this is refused rather than risk exhausting memory.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1 << 30;
+
+/// At most this many problems are kept in detail for one object; the rest are only counted.
+const MAX_DETAILED_PROBLEMS: usize = 100;
+
+/// Why an object could not be read in full.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("{0}")]
+    Inflate(#[from] InflateError),
+    #[error("the object is larger than the {limit}-byte limit (see --max-object-size)")]
+    TooLarge { limit: usize },
+    #[error("the body is not CloudTrail JSON: {found}; expected {{\"Records\":[...]}}, a JSON array of records, or JSON Lines")]
+    Shape { found: String },
+    #[error("the body ends in the middle of a record, after {complete} complete records")]
+    Truncated { complete: usize },
+    #[error("the body is not valid JSON: {detail}")]
+    Json { detail: String },
+}
+
+impl ObjectError {
+    /// A short, stable name for counting errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ObjectError::Inflate(InflateError::TooLarge { .. }) | ObjectError::TooLarge { .. } => {
+                "too-large"
+            }
+            ObjectError::Inflate(InflateError::Corrupt { .. }) => "corrupt-gzip",
+            ObjectError::Shape { .. } => "unknown-shape",
+            ObjectError::Truncated { .. } => "truncated",
+            ObjectError::Json { .. } => "invalid-json",
+        }
+    }
+}
+
+impl RecordProblem {
+    /// A short, stable name for counting skipped records by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordProblem::NotAnObject => "not-an-object",
+            RecordProblem::Missing("eventTime") => "no-eventTime",
+            RecordProblem::Missing(_) => "no-eventID",
+            RecordProblem::BadEventTime(_) => "bad-eventTime",
+            RecordProblem::BadEventId => "bad-eventID",
+            RecordProblem::InvalidJson(_) => "invalid-record-json",
+        }
+    }
+}
+
+/// Something wrong with part of an object.
+#[derive(Debug)]
+pub enum Problem {
+    /// The object as a whole (records before the fault were still read).
+    Object(ObjectError),
+    /// One record, by its 0-based position in the body (and its line, for JSON Lines).
+    Record {
+        index: usize,
+        line: Option<usize>,
+        problem: RecordProblem,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Object(e) => write!(f, "{e}"),
+            Problem::Record {
+                index,
+                line: Some(line),
+                problem,
+            } => write!(f, "record {index} (line {line}) skipped: {problem}"),
+            Problem::Record {
+                index,
+                line: None,
+                problem,
+            } => write!(f, "record {index} skipped: {problem}"),
+        }
+    }
+}
+
+impl Problem {
+    /// A short, stable name for counting problems by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Object(e) => e.kind(),
+            Problem::Record { problem, .. } => problem.kind(),
+        }
+    }
+}
+
+/// The result of decoding one object.
+#[derive(Debug, Default)]
+pub struct DecodedObject {
+    /// The records read, or `None` when there were none.
+    pub batch: Option<RecordBatch>,
+    /// Number of records read.
+    pub records: usize,
+    /// Size of the object as stored.
+    pub stored_bytes: usize,
+    /// Size of the body after decompression.
+    pub body_bytes: usize,
+    /// What was wrong, in detail (at most 100 per object).
+    pub problems: Vec<Problem>,
+    /// Records skipped, counted by reason, including those beyond the detailed list.
+    pub skipped_records: usize,
+}
+
+impl DecodedObject {
+    fn note(&mut self, problem: Problem) {
+        if matches!(problem, Problem::Record { .. }) {
+            self.skipped_records += 1;
+        }
+        if self.problems.len() < MAX_DETAILED_PROBLEMS {
+            self.problems.push(problem);
+        }
+    }
+
+    fn record_problem(&mut self, index: usize, line: Option<usize>, problem: RecordProblem) {
+        self.note(Problem::Record {
+            index,
+            line,
+            problem,
+        });
+    }
+}
+
+/// Options for decoding.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Columns to build.
+    pub projection: Projection,
+    /// Largest decompressed body accepted, in bytes.
+    pub max_object_bytes: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            projection: Projection::all(),
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+        }
+    }
+}
+
+/// Decodes objects into `cloudtrail` batches, reusing its buffers from one object to the next.
+pub struct Decoder {
+    options: DecodeOptions,
+    body: Vec<u8>,
+    buffers: Buffers,
+    tape: Tape<'static>,
+    builder: RecordsBuilder,
+}
+
+/// The shape of a body, told from its first bytes.
+enum Shape {
+    /// `{"Records":[...]}`
+    RecordsObject,
+    /// `[...]`
+    Array,
+    /// One JSON object per line (a single object is a one-line file).
+    Lines,
+}
+
+impl Decoder {
+    pub fn new(options: DecodeOptions) -> Self {
+        Self {
+            builder: RecordsBuilder::new(options.projection.clone(), 1024),
+            options,
+            body: Vec::new(),
+            buffers: Buffers::new(1 << 20),
+            tape: Tape::null(),
+        }
+    }
+
+    /// The options this decoder was made with.
+    pub fn options(&self) -> &DecodeOptions {
+        &self.options
+    }
+
+    /// Decodes one stored object. `source_key` is recorded in the `sourcekey` column.
+    pub fn decode(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+        let mut out = DecodedObject {
+            stored_bytes: stored.len(),
+            ..Default::default()
+        };
+        let loaded = self.load(stored);
+        out.body_bytes = self.body.len();
+        match loaded {
+            Ok(()) => self.decode_body(&mut out),
+            Err(ObjectError::Inflate(InflateError::Corrupt { decompressed, source })) => {
+                // Keep every complete record before the fault.
+                out.note(Problem::Object(ObjectError::Inflate(InflateError::Corrupt {
+                    decompressed,
+                    source,
+                })));
+                if !self.body.is_empty() {
+                    self.decode_body(&mut out);
+                }
+            }
+            Err(e) => out.note(Problem::Object(e)),
+        }
+        out.records = self.builder.len();
+        if out.records > 0 {
+            out.batch = Some(self.builder.finish(source_key));
+        }
+        out
+    }
+
+    /// Puts the object's body (decompressed if need be) in `self.body`.
+    fn load(&mut self, stored: &[u8]) -> Result<(), ObjectError> {
+        let limit = self.options.max_object_bytes;
+        if is_gzip(stored) {
+            inflate(stored, &mut self.body, limit)?;
+        } else {
+            if stored.len() > limit {
+                return Err(ObjectError::TooLarge { limit });
+            }
+            self.body.clear();
+            self.body.reserve(stored.len() + PADDING);
+            self.body.extend_from_slice(stored);
+        }
+        Ok(())
+    }
+
+    fn decode_body(&mut self, out: &mut DecodedObject) {
+        let len = self.body.len();
+        let start = skip_space(&self.body, 0);
+        let shape = match self.body.get(start) {
+            None => {
+                out.note(Problem::Object(ObjectError::Shape {
+                    found: "an empty body".into(),
+                }));
+                return;
+            }
+            Some(b'[') => Shape::Array,
+            Some(b'{') => {
+                let key_at = skip_space(&self.body, start + 1);
+                if self.body[key_at..].starts_with(b"\"Records\"") {
+                    Shape::RecordsObject
+                } else {
+                    Shape::Lines
+                }
+            }
+            Some(&other) => {
+                out.note(Problem::Object(ObjectError::Shape {
+                    found: describe_start(&self.body[start..], other),
+                }));
+                return;
+            }
+        };
+        if let Shape::Lines = shape {
+            self.decode_lines(out);
+            return;
+        }
+        self.body.resize(len + PADDING, 0);
+        let mut tape = std::mem::replace(&mut self.tape, Tape::null()).reset();
+        let parsed = simd_json::fill_tape_padded(&mut self.body, len, &mut self.buffers, &mut tape);
+        match parsed {
+            Ok(()) => {
+                match records_of(&tape.0) {
+                    Ok(records) => {
+                        for (index, record) in records.enumerate() {
+                            if let Err(problem) = self.builder.append(record) {
+                                out.record_problem(index, None, problem);
+                            }
+                        }
+                    }
+                    Err(found) => out.note(Problem::Object(ObjectError::Shape { found })),
+                }
+                self.tape = tape.reset();
+            }
+            Err(_) => {
+                self.tape = tape.reset();
+                // Parsing rewrote strings in place: read the body again before salvaging.
+                self.body.truncate(len);
+                self.salvage_body(out);
+            }
+        }
+    }
+
+    /// Reads `{"Records":[...]}` or `[...]` record by record, keeping every good one, when the
+    /// body as a whole is not valid JSON.
+    fn salvage_body(&mut self, out: &mut DecodedObject) {
+        let body = std::mem::take(&mut self.body);
+        let mut at = skip_space(&body, 0);
+        let array_start = match body.get(at) {
+            Some(b'[') => Some(at),
+            Some(b'{') => {
+                at = skip_space(&body, at + 1);
+                if body[at..].starts_with(b"\"Records\"") {
+                    at = skip_space(&body, at + b"\"Records\"".len());
+                    if body.get(at) == Some(&b':') {
+                        at = skip_space(&body, at + 1);
+                    }
+                    (body.get(at) == Some(&b'[')).then_some(at)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let Some(array_start) = array_start else {
+            out.note(Problem::Object(ObjectError::Json {
+                detail: json_error(&body),
+            }));
+            self.body = body;
+            return;
+        };
+        let mut at = array_start + 1;
+        let mut index = 0;
+        let mut scratch = Vec::new();
+        loop {
+            at = skip_space(&body, at);
+            match body.get(at) {
+                None => {
+                    out.note(Problem::Object(ObjectError::Truncated {
+                        complete: self.builder.len(),
+                    }));
+                    break;
+                }
+                Some(b']') => {
+                    let rest = skip_space(&body, at + 1);
+                    if !matches!(&body[rest..], [] | [b'}', ..]) {
+                        out.note(Problem::Object(ObjectError::Json {
+                            detail: "unexpected text after the records".into(),
+                        }));
+                    }
+                    break;
+                }
+                Some(b',') => {
+                    at += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let Some(end) = value_end(&body, at) else {
+                out.note(Problem::Object(ObjectError::Truncated {
+                    complete: self.builder.len(),
+                }));
+                break;
+            };
+            scratch.clear();
+            scratch.extend_from_slice(&body[at..end]);
+            scratch.resize(end - at + PADDING, 0);
+            let mut tape = Tape::null();
+            let mut buffers = Buffers::new(end - at);
+            match simd_json::fill_tape_padded(&mut scratch, end - at, &mut buffers, &mut tape) {
+                Ok(()) => {
+                    if let Err(problem) = self.builder.append(&tape.0) {
+                        out.record_problem(index, None, problem);
+                    }
+                }
+                Err(e) => out.record_problem(index, None, RecordProblem::InvalidJson(e.to_string())),
+            }
+            index += 1;
+            at = end;
+        }
+        self.body = body;
+    }
+
+    /// JSON Lines: every non-blank line is a record; a bad line is reported and skipped.
+    fn decode_lines(&mut self, out: &mut DecodedObject) {
+        let len = self.body.len();
+        self.body.resize(len + PADDING, 0);
+        let mut slot = std::mem::replace(&mut self.tape, Tape::null());
+        let mut line_start = 0;
+        let mut index = 0;
+        let mut line_no = 0;
+        while line_start < len {
+            line_no += 1;
+            let line_end = memchr_newline(&self.body[line_start..len])
+                .map_or(len, |n| line_start + n);
+            let next = line_end + 1;
+            let (s, e) = trim(&self.body, line_start, line_end);
+            line_start = next;
+            if s == e {
+                continue;
+            }
+            let mut tape = slot.reset();
+            match simd_json::fill_tape_padded(&mut self.body[s..], e - s, &mut self.buffers, &mut tape) {
+                Ok(()) => {
+                    if let Err(problem) = self.builder.append(&tape.0) {
+                        out.record_problem(index, Some(line_no), problem);
+                    }
+                }
+                Err(err) => {
+                    out.record_problem(index, Some(line_no), RecordProblem::InvalidJson(err.to_string()))
+                }
+            }
+            slot = tape.reset();
+            index += 1;
+        }
+        self.tape = slot;
+        self.body.truncate(len);
+    }
+}
+
+/// The records of a parsed body: the `Records` array of an object, or a top-level array.
+/// A single object that is not a `{"Records":...}` wrapper is one record.
+fn records_of<'t, 'i>(
+    nodes: &'t [Node<'i>],
+) -> Result<impl Iterator<Item = &'t [Node<'i>]>, String> {
+    let array_at = match nodes[0] {
+        Node::Array { .. } => 0,
+        Node::Object { len, .. } => {
+            let mut i = 1;
+            let mut found = None;
+            for _ in 0..len {
+                let size = json_text::value_len(&nodes[i + 1..]);
+                if let Node::String("Records") = nodes[i] {
+                    found = Some(i + 1);
+                }
+                i += 1 + size;
+            }
+            match found {
+                Some(at) if matches!(nodes[at], Node::Array { .. }) => at,
+                Some(_) => return Err("`Records` is not an array".into()),
+                None => return Err("a JSON object without a `Records` array".into()),
+            }
+        }
+        _ => return Err("a JSON scalar".into()),
+    };
+    let Node::Array { len, count } = nodes[array_at] else {
+        unreachable!()
+    };
+    let items = &nodes[array_at + 1..array_at + 1 + count];
+    let mut at = 0;
+    Ok((0..len).map(move |_| {
+        let size = json_text::value_len(&items[at..]);
+        let item = &items[at..at + size];
+        at += size;
+        item
+    }))
+}
+
+fn skip_space(b: &[u8], mut at: usize) -> usize {
+    // A UTF-8 byte order mark is tolerated at the very start.
+    if at == 0 && b.starts_with(&[0xef, 0xbb, 0xbf]) {
+        at = 3;
+    }
+    while at < b.len() && matches!(b[at], b' ' | b'\n' | b'\r' | b'\t') {
+        at += 1;
+    }
+    at
+}
+
+fn trim(b: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
+    while s < e && matches!(b[s], b' ' | b'\r' | b'\t') {
+        s += 1;
+    }
+    while e > s && matches!(b[e - 1], b' ' | b'\r' | b'\t') {
+        e -= 1;
+    }
+    (s, e)
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// End (exclusive) of the JSON value starting at `b[at]`, found by bracket counting outside
+/// strings; `None` when the body ends first. Scalars end at the next `,` `]` or `}`.
+fn value_end(b: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &c) in b.iter().enumerate().skip(at) {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => return Some(i),
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn describe_start(body: &[u8], first: u8) -> String {
+    let preview: String = String::from_utf8_lossy(&body[..body.len().min(24)])
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    if first.is_ascii_graphic() || first == b' ' {
+        format!("it starts with {preview:?}")
+    } else {
+        format!("it starts with byte 0x{first:02x} ({preview:?})")
+    }
+}
+
+fn json_error(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) => e.to_string(),
+        Ok(_) => "unreadable".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    fn record(id: &str) -> String {
+        format!(r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T10:00:00Z","eventID":"{id}","eventName":"ListBuckets","eventSource":"s3.amazonaws.com"}}"#)
+    }
+
+    fn trail(ids: &[&str]) -> String {
+        let records: Vec<String> = ids.iter().map(|i| record(i)).collect();
+        format!(r#"{{"Records":[{}]}}"#, records.join(","))
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn ids(out: &DecodedObject) -> Vec<String> {
+        use datafusion::arrow::array::AsArray;
+        let Some(batch) = &out.batch else { return vec![] };
+        let col = batch.column_by_name("eventid").unwrap().as_string::<i32>();
+        col.iter().map(|v| v.unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn all_three_body_shapes_decode_gzipped_or_not() {
+        let shapes = [
+            trail(&["a", "b"]),
+            format!("[{},{}]", record("a"), record("b")),
+            format!("{}\n\n{}\r\n", record("a"), record("b")),
+        ];
+        let mut decoder = Decoder::new(DecodeOptions::default());
+        for body in shapes {
+            for stored in [body.as_bytes().to_vec(), gz(body.as_bytes())] {
+                let out = decoder.decode("k", &stored);
+                assert!(out.problems.is_empty(), "{:?}", out.problems);
+                assert_eq!(ids(&out), ["a", "b"]);
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_body_keeps_complete_records() {
+        let body = trail(&["a", "b", "c"]);
+        let cut = &body[..body.len() - 40];
+        let mut decoder = Decoder::new(DecodeOptions::default());
+        let out = decoder.decode("k", cut.as_bytes());
+        assert_eq!(ids(&out), ["a", "b"]);
+        assert!(matches!(
+            out.problems[..],
+            [Problem::Object(ObjectError::Truncated { complete: 2 })]
+        ));
+    }
+
+    #[test]
+    fn truncated_gzip_keeps_complete_records() {
+        let body = trail(&(0..200).map(|i| format!("id{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+        let whole = gz(body.as_bytes());
+        let cut = &whole[..whole.len() * 2 / 3];
+        let out = Decoder::new(DecodeOptions::default()).decode("k", cut);
+        assert!(out.records > 50 && out.records < 200, "{}", out.records);
+        let kinds: Vec<_> = out.problems.iter().map(Problem::kind).collect();
+        assert_eq!(kinds, ["corrupt-gzip", "truncated"]);
+    }
+
+    #[test]
+    fn a_bad_record_is_skipped_and_named() {
+        let body = format!(r#"{{"Records":[{},{{"eventID":"x"}},{},{{"eventTime":}},{}]}}"#, record("a"), record("b"), record("c"));
+        let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert_eq!(ids(&out), ["a", "b", "c"]);
+        let text: Vec<String> = out.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].starts_with("record 1 skipped: the record has no `eventTime`"));
+        assert!(text[1].starts_with("record 3 skipped: the record is not valid JSON"));
+        assert_eq!(out.skipped_records, 2);
+    }
+
+    #[test]
+    fn a_bad_line_is_skipped_and_named() {
+        let body = format!("{}\nnot json\n{}\n", record("a"), record("b"));
+        let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert_eq!(ids(&out), ["a", "b"]);
+        assert_eq!(out.problems.len(), 1);
+        assert!(out.problems[0].to_string().starts_with("record 1 (line 2) skipped"));
+    }
+
+    #[test]
+    fn other_shapes_and_sizes_are_refused_clearly() {
+        let mut decoder = Decoder::new(DecodeOptions {
+            max_object_bytes: 64,
+            ..Default::default()
+        });
+        for (body, kind) in [
+            (&b"<html>no</html>"[..], "unknown-shape"),
+            (b"", "unknown-shape"),
+            (b"{\"Records\": 5}", "unknown-shape"),
+            (b"\"just a string\"", "unknown-shape"),
+        ] {
+            let out = decoder.decode("k", body);
+            assert_eq!(out.records, 0);
+            assert_eq!(out.problems.iter().map(Problem::kind).collect::<Vec<_>>(), [kind], "{:?}", String::from_utf8_lossy(body));
+        }
+        let big = trail(&["a", "b", "c"]);
+        assert_eq!(decoder.decode("k", big.as_bytes()).problems[0].kind(), "too-large");
+        assert_eq!(decoder.decode("k", &gz(big.as_bytes())).problems[0].kind(), "too-large");
+    }
+
+    #[test]
+    fn value_end_respects_strings() {
+        let b = br#"{"a":"}\"]","b":[1,{}]} ,"#;
+        assert_eq!(value_end(b, 0), Some(b.len() - 2));
+        assert_eq!(value_end(b"12, 3", 0), Some(2));
+        assert_eq!(value_end(br#"{"a":"#, 0), None);
+    }
+}

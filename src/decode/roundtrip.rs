@@ -1,0 +1,139 @@
+//! From a row of the `cloudtrail` table back to the record's JSON.
+//!
+//! Proves that decoding loses nothing (modelled columns plus `unmapped` rebuild the record),
+//! and gives tools a way to show a row as the CloudTrail record it came from.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::{Map, Value};
+
+use super::schema::{FieldDef, Kind, RECORD_FIELDS, UNMAPPED_COLUMN};
+use super::time::{format_event_time, parse_event_time};
+
+/// The CloudTrail record behind `row` of a batch holding every column of the table.
+pub fn record_json(batch: &RecordBatch, row: usize) -> Value {
+    let mut record = Map::new();
+    for def in RECORD_FIELDS {
+        let column = batch
+            .column_by_name(def.column)
+            .unwrap_or_else(|| panic!("batch lacks column {}", def.column));
+        if let Some(value) = value_at(column, row, &def.kind) {
+            record.insert(def.json.to_string(), value);
+        }
+    }
+    let mut record = Value::Object(record);
+    if let Some(column) = batch.column_by_name(UNMAPPED_COLUMN) {
+        let column = column.as_string::<i32>();
+        if column.is_valid(row) {
+            let unmapped: Value =
+                serde_json::from_str(column.value(row)).expect("unmapped holds JSON");
+            merge(&mut record, unmapped);
+        }
+    }
+    record
+}
+
+fn value_at(column: &ArrayRef, row: usize, kind: &Kind) -> Option<Value> {
+    if column.is_null(row) {
+        return None;
+    }
+    Some(match kind {
+        Kind::Text => Value::String(column.as_string::<i32>().value(row).to_string()),
+        Kind::Json => serde_json::from_str(column.as_string::<i32>().value(row))
+            .expect("JSON columns hold JSON"),
+        Kind::Bool => Value::Bool(column.as_boolean().value(row)),
+        Kind::Time => Value::String(format_event_time(
+            column.as_primitive::<TimestampMicrosecondType>().value(row),
+        )),
+        Kind::Struct(defs) => struct_at(column, row, defs),
+        Kind::ListOfStruct(defs) => {
+            let list = column.as_list::<i32>();
+            let items = list.value(row);
+            Value::Array(
+                (0..items.len())
+                    .map(|i| {
+                        if items.is_null(i) {
+                            Value::Null
+                        } else {
+                            struct_at(&items, i, defs)
+                        }
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+fn struct_at(column: &ArrayRef, row: usize, defs: &[FieldDef]) -> Value {
+    let s = column.as_struct();
+    let mut map = Map::new();
+    for (def, child) in defs.iter().zip(s.columns()) {
+        if let Some(v) = value_at(child, row, &def.kind) {
+            map.insert(def.json.to_string(), v);
+        }
+    }
+    Value::Object(map)
+}
+
+/// Puts `unmapped` back into `record`; object keys that are numbers address list items.
+fn merge(target: &mut Value, unmapped: Value) {
+    let Value::Object(fields) = unmapped else {
+        *target = unmapped;
+        return;
+    };
+    for (key, value) in fields {
+        match target {
+            Value::Array(items) => {
+                let index: usize = key.parse().expect("list positions are numbers");
+                if index < items.len() && items[index].is_object() && value.is_object() {
+                    merge(&mut items[index], value);
+                } else if index < items.len() {
+                    items[index] = value;
+                }
+            }
+            Value::Object(map) => match map.get_mut(&key) {
+                Some(existing) if value.is_object() && (existing.is_object() || existing.is_array()) => {
+                    merge(existing, value)
+                }
+                _ => {
+                    map.insert(key, value);
+                }
+            },
+            _ => *target = Value::Object(Map::from_iter([(key, value)])),
+        }
+    }
+}
+
+/// The form of a record that decoding preserves: JSON `null` in a modelled field is the same
+/// as the field being absent, and `eventTime` is written in CloudTrail's canonical form.
+pub fn normalize(record: &Value) -> Value {
+    let mut out = record.clone();
+    strip_nulls(&mut out, RECORD_FIELDS);
+    if let Some(Value::String(t)) = out.get("eventTime") {
+        if let Some(micros) = parse_event_time(t) {
+            out["eventTime"] = Value::String(format_event_time(micros));
+        }
+    }
+    out
+}
+
+fn strip_nulls(value: &mut Value, defs: &[FieldDef]) {
+    let Value::Object(map) = value else { return };
+    for def in defs {
+        let remove = matches!(map.get(def.json), Some(Value::Null));
+        if remove {
+            map.remove(def.json);
+            continue;
+        }
+        match (&def.kind, map.get_mut(def.json)) {
+            (Kind::Struct(inner), Some(v)) => strip_nulls(v, inner),
+            (Kind::ListOfStruct(inner), Some(Value::Array(items))) => {
+                for item in items {
+                    strip_nulls(item, inner);
+                }
+            }
+            _ => {}
+        }
+    }
+}

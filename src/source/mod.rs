@@ -1,0 +1,121 @@
+//! Where log objects come from: local files, directories and globs today; S3 listings and SQS
+//! notifications plug in here as further [`Location`]s.
+
+pub mod key;
+mod local;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use key::{classify, KeyKind};
+
+/// Where an object lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file on the local file system.
+    File(PathBuf),
+}
+
+/// One log object to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub location: Location,
+    /// Size as stored, in bytes.
+    pub size: u64,
+    pub kind: KeyKind,
+}
+
+impl ObjectRef {
+    /// The key or path, as shown to users and stored in the `sourcekey` column.
+    pub fn key(&self) -> String {
+        match &self.location {
+            Location::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Reads the object's stored bytes, refusing objects larger than `limit`.
+    pub fn fetch(&self, limit: usize) -> Result<Vec<u8>, SourceError> {
+        if self.size > limit as u64 {
+            return Err(SourceError::TooLarge {
+                key: self.key(),
+                size: self.size,
+                limit,
+            });
+        }
+        match &self.location {
+            Location::File(path) => std::fs::read(path).map_err(|source| SourceError::Io {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Why a source could not be listed or an object fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+    #[error("{pattern}: the pattern matches no file")]
+    NoMatch { pattern: String },
+    #[error("{pattern}: not a valid glob pattern: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: S3 sources are not supported yet; copy the objects locally (aws s3 sync) and pass the directory")]
+    S3NotSupported { url: String },
+    #[error("{key}: the object is {size} bytes, over the {limit}-byte limit (see --max-object-size)")]
+    TooLarge { key: String, size: u64, limit: usize },
+}
+
+impl SourceError {
+    /// A short, stable name for counting errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::TooLarge { .. } => "too-large",
+            _ => "unreadable",
+        }
+    }
+}
+
+/// The objects found under a set of sources, and what was passed over.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectRef>,
+    /// Keys passed over because they hold no events, counted by kind.
+    pub skipped: BTreeMap<KeyKind, usize>,
+}
+
+impl Listing {
+    /// Total stored bytes of the listed objects.
+    pub fn total_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+}
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} objects ({} bytes)", self.objects.len(), self.total_bytes())?;
+        for (kind, n) in &self.skipped {
+            write!(f, ", {n} skipped ({kind})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists the objects named by `sources`: files, directories (walked) and glob patterns.
+pub fn list(sources: &[String]) -> Result<Listing, SourceError> {
+    let mut listing = Listing::default();
+    for source in sources {
+        if source.starts_with("s3://") {
+            return Err(SourceError::S3NotSupported { url: source.clone() });
+        }
+        local::list(source, &mut listing)?;
+    }
+    Ok(listing)
+}

@@ -1,0 +1,56 @@
+//! SQL over CloudTrail: a DataFusion session with the `cloudtrail` table, the JSON functions
+//! of `datafusion-functions-json` (`json_get_str`, `->`, `->>`, …) and Athena's
+//! `json_extract_scalar` / `json_extract`.
+
+pub mod athena;
+pub mod table;
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::decode::schema;
+pub use table::CloudTrailTable;
+
+/// A session ready for CloudTrail SQL, running on `threads` partitions.
+pub fn new_session(threads: usize) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_information_schema(true);
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx)?;
+    for udf in athena::functions() {
+        ctx.register_udf(udf);
+    }
+    Ok(ctx)
+}
+
+/// Registers `table` as `cloudtrail`, streaming from its objects at query time.
+pub fn register_objects(ctx: &SessionContext, table: Arc<CloudTrailTable>) -> Result<()> {
+    ctx.register_table(schema::TABLE_NAME, table)?;
+    Ok(())
+}
+
+/// Registers batches already in memory as `cloudtrail` (full schema), spread over as many
+/// partitions as the session has threads.
+pub fn register_batches(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Result<()> {
+    let n = ctx.copied_config().target_partitions().max(1);
+    let mut partitions = vec![Vec::new(); n];
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % n].push(batch);
+    }
+    let table = MemTable::try_new(schema::cloudtrail_schema(), partitions)?;
+    ctx.register_table(schema::TABLE_NAME, Arc::new(table))?;
+    Ok(())
+}
+
+/// Names of the functions a user can call, for `--help` and `\functions`.
+pub fn function_names(ctx: &SessionContext) -> Vec<String> {
+    let mut names: Vec<String> = ctx.udfs().into_iter().collect();
+    names.sort();
+    names
+}
