@@ -33,12 +33,19 @@ fn corpus() -> Corpus {
         .iter()
         .map(|g| {
             let mut b = Vec::new();
-            flate2::read::MultiGzDecoder::new(&g[..]).read_to_end(&mut b).expect("gzip");
+            flate2::read::MultiGzDecoder::new(&g[..])
+                .read_to_end(&mut b)
+                .expect("gzip");
             b
         })
         .collect();
     let body_bytes = bodies.iter().map(Vec::len).sum();
-    Corpus { gz, bodies, records: summary.records, body_bytes }
+    Corpus {
+        gz,
+        bodies,
+        records: summary.records,
+        body_bytes,
+    }
 }
 
 fn stages(c: &mut Criterion) {
@@ -68,7 +75,8 @@ fn stages(c: &mut Criterion) {
                     let mut nodes = 0;
                     for (body, len) in &mut bodies {
                         let mut tape = simd_json::Tape::null();
-                        simd_json::fill_tape_padded(body, *len, &mut buffers, &mut tape).expect("json");
+                        simd_json::fill_tape_padded(body, *len, &mut buffers, &mut tape)
+                            .expect("json");
                         nodes += tape.0.len();
                     }
                     nodes
@@ -93,9 +101,13 @@ fn stages(c: &mut Criterion) {
             b.iter(|| {
                 let mut rows = 0;
                 for tape in &tapes {
-                    let simd_json::Node::Object { .. } = tape.0[0] else { panic!("object") };
+                    let simd_json::Node::Object { .. } = tape.0[0] else {
+                        panic!("object")
+                    };
                     // {"Records":[ ... ]}: the array starts at node 2.
-                    let simd_json::Node::Array { len, .. } = tape.0[2] else { panic!("array") };
+                    let simd_json::Node::Array { len, .. } = tape.0[2] else {
+                        panic!("array")
+                    };
                     let mut at = 3;
                     for _ in 0..len {
                         let size = trailhound::decode::json_text::value_len(&tape.0[at..]);
@@ -110,16 +122,30 @@ fn stages(c: &mut Criterion) {
 
         group.bench_function("all_together", |b| {
             let mut decoder = Decoder::new(DecodeOptions::default());
-            b.iter(|| corpus.gz.iter().map(|g| decoder.decode("k", g).records).sum::<usize>())
+            b.iter(|| {
+                corpus
+                    .gz
+                    .iter()
+                    .map(|g| decoder.decode("k", g).records)
+                    .sum::<usize>()
+            })
         });
 
         group.bench_function("all_together_eventname_only", |b| {
-            let name = trailhound::decode::schema::cloudtrail_schema().index_of("eventname").unwrap();
+            let name = trailhound::decode::schema::cloudtrail_schema()
+                .index_of("eventname")
+                .unwrap();
             let mut decoder = Decoder::new(DecodeOptions {
                 projection: Projection::columns(&[name]),
                 ..Default::default()
             });
-            b.iter(|| corpus.gz.iter().map(|g| decoder.decode("k", g).records).sum::<usize>())
+            b.iter(|| {
+                corpus
+                    .gz
+                    .iter()
+                    .map(|g| decoder.decode("k", g).records)
+                    .sum::<usize>()
+            })
         });
         group.finish();
     }

@@ -125,7 +125,8 @@ impl ReadReport {
             *self.skipped_keys.entry(*k).or_default() += v;
         }
         let room = MAX_REPORTED_DETAILS.saturating_sub(self.details.len());
-        self.details.extend(other.details.iter().take(room).cloned());
+        self.details
+            .extend(other.details.iter().take(room).cloned());
         self.elapsed = self.elapsed.max(other.elapsed);
     }
 
@@ -160,7 +161,11 @@ impl fmt::Display for ReadReport {
                 .iter()
                 .map(|(k, n)| format!("{n} {k}"))
                 .collect();
-            write!(f, "\nskipped keys that hold no events: {}", parts.join(", "))?;
+            write!(
+                f,
+                "\nskipped keys that hold no events: {}",
+                parts.join(", ")
+            )?;
         }
         if self.has_problems() {
             write!(f, "\n{} objects had problems", self.objects_with_problems)?;
@@ -234,7 +239,10 @@ impl ReadQueue {
             let decoded = match object.fetch(self.options.max_object_bytes) {
                 Ok(bytes) => decoder.decode(&key, &bytes),
                 Err(e) => {
-                    self.report.lock().expect("report lock").add_fetch_error(&key, &e);
+                    self.report
+                        .lock()
+                        .expect("report lock")
+                        .add_fetch_error(&key, &e);
                     continue;
                 }
             };

@@ -14,16 +14,27 @@ use trailhound::source;
 /// Returns the number of records compared.
 fn check_tree(dir: &Path) -> usize {
     let listing = source::list(&[dir.display().to_string()]).expect("listing");
-    assert!(!listing.objects.is_empty(), "no logs under {}", dir.display());
+    assert!(
+        !listing.objects.is_empty(),
+        "no logs under {}",
+        dir.display()
+    );
     let mut decoder = Decoder::new(DecodeOptions::default());
     let mut compared = 0;
     for object in &listing.objects {
         let stored = object.fetch(usize::MAX).expect("readable");
         let decoded = decoder.decode(&object.key(), &stored);
-        assert!(decoded.problems.is_empty(), "{}: {:?}", object.key(), decoded.problems);
+        assert!(
+            decoded.problems.is_empty(),
+            "{}: {:?}",
+            object.key(),
+            decoded.problems
+        );
 
         let mut body = Vec::new();
-        flate2::read::MultiGzDecoder::new(&stored[..]).read_to_end(&mut body).unwrap();
+        flate2::read::MultiGzDecoder::new(&stored[..])
+            .read_to_end(&mut body)
+            .unwrap();
         let file: serde_json::Value = serde_json::from_slice(&body).expect("file is JSON");
         let expected = file["Records"].as_array().expect("Records array");
         let batch = decoded.batch.expect("records");
@@ -66,7 +77,9 @@ fn simulated_records_decode_without_loss() {
 fn real_cloudtrail_decodes_without_loss() {
     let dir = std::env::var_os("TRAILHOUND_REAL_DATA")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/invictus-aws-dataset"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/invictus-aws-dataset")
+        });
     if !dir.exists() {
         eprintln!("skipped: {} is not present", dir.display());
         return;

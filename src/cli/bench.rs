@@ -61,7 +61,10 @@ fn parallel<S: Send>(
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let listing = source::list(&args.sources)?;
     if listing.objects.is_empty() {
-        bail!("no CloudTrail logs found in {} ({listing})", args.sources.join(" "));
+        bail!(
+            "no CloudTrail logs found in {} ({listing})",
+            args.sources.join(" ")
+        );
     }
     let threads = args.read.threads();
     let limit = args.read.max_object_size;
@@ -100,9 +103,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             max_object_bytes: limit,
         };
         best(&|| {
-            parallel(&objects, threads, || Decoder::new(options.clone()), |d, key, bytes| {
-                d.decode(key, bytes).records
-            })
+            parallel(
+                &objects,
+                threads,
+                || Decoder::new(options.clone()),
+                |d, key, bytes| d.decode(key, bytes).records,
+            )
         })
     };
     let (full_time, records) = decode_with(Projection::all());
@@ -117,7 +123,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let (query_time, _) = best(&|| {
         runtime.block_on(async {
             let ctx = sql::new_session(threads).expect("session");
-            let table = Arc::new(CloudTrailTable::new(listing.objects.clone(), limit, threads));
+            let table = Arc::new(CloudTrailTable::new(
+                listing.objects.clone(),
+                limit,
+                threads,
+            ));
             sql::register_objects(&ctx, table).expect("register");
             let started = Instant::now();
             let batches = ctx
@@ -132,13 +142,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     });
 
     let stages = [
-        Stage { name: "decompress only (the floor)", elapsed: inflate_time },
-        Stage { name: "decode, every column", elapsed: full_time },
-        Stage { name: "decode, eventname only", elapsed: narrow_time },
-        Stage { name: "SQL count by eventname, from files", elapsed: query_time },
+        Stage {
+            name: "decompress only (the floor)",
+            elapsed: inflate_time,
+        },
+        Stage {
+            name: "decode, every column",
+            elapsed: full_time,
+        },
+        Stage {
+            name: "decode, eventname only",
+            elapsed: narrow_time,
+        },
+        Stage {
+            name: "SQL count by eventname, from files",
+            elapsed: query_time,
+        },
     ];
-    println!("{records} records, {:.1} MB decompressed", body as f64 / 1e6);
-    println!("{:<38} {:>9} {:>14} {:>10}", "stage", "seconds", "records/s", "MB/s");
+    println!(
+        "{records} records, {:.1} MB decompressed",
+        body as f64 / 1e6
+    );
+    println!(
+        "{:<38} {:>9} {:>14} {:>10}",
+        "stage", "seconds", "records/s", "MB/s"
+    );
     for s in &stages {
         let secs = s.elapsed.as_secs_f64().max(1e-9);
         println!(

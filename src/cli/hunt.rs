@@ -51,9 +51,11 @@ fn split_args(args: &[String]) -> (Option<String>, Vec<String>) {
     let first = &args[0];
     let looks_like_sql = {
         let lower = first.trim_start().to_ascii_lowercase();
-        let keyword = ["select", "with", "explain", "show", "describe", "values", "(", "--"]
-            .iter()
-            .any(|k| lower.starts_with(k));
+        let keyword = [
+            "select", "with", "explain", "show", "describe", "values", "(", "--",
+        ]
+        .iter()
+        .any(|k| lower.starts_with(k));
         keyword || first.trim().contains(char::is_whitespace)
     };
     if looks_like_sql && !Path::new(first).exists() {
@@ -80,7 +82,10 @@ pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
     }
     let listing = source::list(&sources)?;
     if listing.objects.is_empty() {
-        bail!("no CloudTrail logs found in {} ({listing})", sources.join(" "));
+        bail!(
+            "no CloudTrail logs found in {} ({listing})",
+            sources.join(" ")
+        );
     }
     tracing::info!("listed {listing}");
     let threads = args.read.threads();
@@ -91,7 +96,13 @@ pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let format = args.format.unwrap_or_else(OutputFormat::default_for_stdout);
     match sql {
         Some(sql) => runtime.block_on(one_shot(&args, &sql, listing, threads, format)),
-        None => super::repl::run(&runtime, &args, listing, threads, args.format.unwrap_or(OutputFormat::Table)),
+        None => super::repl::run(
+            &runtime,
+            &args,
+            listing,
+            threads,
+            args.format.unwrap_or(OutputFormat::Table),
+        ),
     }
 }
 
@@ -112,9 +123,15 @@ async fn one_shot(
     sql::register_objects(&ctx, table.clone())?;
     let mut last = None;
     for statement in split_statements(sql) {
-        let df = ctx.sql(&statement).await.map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
+        let df = ctx
+            .sql(&statement)
+            .await
+            .map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
         last = Some((schema, batches));
     }
     let Some((schema, batches)) = last else {
@@ -192,11 +209,17 @@ mod tests {
     #[test]
     fn sql_and_sources_are_told_apart() {
         let args: Vec<String> = vec!["SELECT 1".into(), "logs/".into()];
-        assert_eq!(split_args(&args), (Some("SELECT 1".into()), vec!["logs/".into()]));
+        assert_eq!(
+            split_args(&args),
+            (Some("SELECT 1".into()), vec!["logs/".into()])
+        );
         let args: Vec<String> = vec!["logs/".into(), "more/".into()];
         assert_eq!(split_args(&args), (None, args.clone()));
         let args: Vec<String> = vec!["select*from cloudtrail".into(), "x".into()];
-        assert_eq!(split_args(&args).0.as_deref(), Some("select*from cloudtrail"));
+        assert_eq!(
+            split_args(&args).0.as_deref(),
+            Some("select*from cloudtrail")
+        );
     }
 
     #[test]

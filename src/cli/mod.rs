@@ -17,7 +17,12 @@ pub use output::OutputFormat;
 /// trailhound reads CloudTrail log files (gzip or plain; `{"Records":[...]}`, JSON arrays or
 /// JSON Lines exports) into Apache Arrow at high speed and lets you hunt through them with SQL.
 #[derive(Debug, Parser)]
-#[command(name = "trailhound", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "trailhound",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "TRAILHOUND_LOG_FORMAT")]
@@ -108,7 +113,11 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit {other:?} (use B, KB, KiB, MB, MiB, GB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KB, KiB, MB, MiB, GB or GiB)"
+            ))
+        }
     };
     Ok((num * mult) as usize)
 }

@@ -139,7 +139,11 @@ fn flatten(batch: &RecordBatch, flat: &SchemaRef) -> anyhow::Result<RecordBatch>
 fn json_text(field: &Field, column: &ArrayRef) -> anyhow::Result<ArrayRef> {
     let name = "v";
     let one = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(name, field.data_type().clone(), true)])),
+        Arc::new(Schema::new(vec![Field::new(
+            name,
+            field.data_type().clone(),
+            true,
+        )])),
         vec![column.clone()],
     )?;
     let mut buf = Vec::new();
@@ -199,10 +203,23 @@ mod tests {
     fn json_is_one_object_per_row_and_table_counts_rows() {
         let (schema, batch) = sample();
         let mut out = Vec::new();
-        write_results(&mut out, &schema, std::slice::from_ref(&batch), OutputFormat::Json, 10).unwrap();
+        write_results(
+            &mut out,
+            &schema,
+            std::slice::from_ref(&batch),
+            OutputFormat::Json,
+            10,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
-        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(rows[0], serde_json::json!({"n": 1, "who": {"arn": "arn:x"}}));
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"n": 1, "who": {"arn": "arn:x"}})
+        );
         assert_eq!(rows.len(), 2);
         let mut out = Vec::new();
         write_results(&mut out, &schema, &[batch], OutputFormat::Table, 1).unwrap();

@@ -76,7 +76,11 @@ pub fn run(
     let mut timing = false;
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "trailhound> " } else { "        ...> " };
+        let prompt = if buffer.is_empty() {
+            "trailhound> "
+        } else {
+            "        ...> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -129,7 +133,12 @@ enum Command {
     NotACommand,
 }
 
-fn command(line: &str, format: &mut OutputFormat, timing: &mut bool, report: &ReadReport) -> Command {
+fn command(
+    line: &str,
+    format: &mut OutputFormat,
+    timing: &mut bool,
+    report: &ReadReport,
+) -> Command {
     let mut words = line.trim_end_matches(';').split_whitespace();
     match words.next() {
         Some("\\q" | "\\quit" | ".quit" | ".exit" | "exit" | "quit") => Command::Quit,
@@ -167,7 +176,12 @@ fn command(line: &str, format: &mut OutputFormat, timing: &mut bool, report: &Re
     }
 }
 
-async fn execute(ctx: &SessionContext, sql: &str, format: OutputFormat, max_rows: usize) -> anyhow::Result<()> {
+async fn execute(
+    ctx: &SessionContext,
+    sql: &str,
+    format: OutputFormat,
+    max_rows: usize,
+) -> anyhow::Result<()> {
     let df = ctx.sql(sql).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
@@ -182,7 +196,11 @@ async fn execute(ctx: &SessionContext, sql: &str, format: OutputFormat, max_rows
 pub fn describe_table() -> String {
     let mut out = String::from("table cloudtrail\n");
     for field in schema::cloudtrail_schema().fields() {
-        out.push_str(&format!("  {:<30} {}\n", field.name(), type_name(field.data_type())));
+        out.push_str(&format!(
+            "  {:<30} {}\n",
+            field.name(),
+            type_name(field.data_type())
+        ));
     }
     out
 }

@@ -313,7 +313,10 @@ impl StructColumn {
     fn new(defs: &'static [FieldDef], capacity: usize) -> Self {
         Self {
             defs,
-            children: defs.iter().map(|d| Column::new(&d.kind, capacity)).collect(),
+            children: defs
+                .iter()
+                .map(|d| Column::new(&d.kind, capacity))
+                .collect(),
             validity: NullBufferBuilder::new(capacity),
             hint: 0,
         }
@@ -383,7 +386,11 @@ impl StructColumn {
             .zip(self.defs)
             .map(|(c, d)| c.finish(&d.kind))
             .collect();
-        StructArray::new(schema::struct_fields(self.defs), arrays, self.validity.finish())
+        StructArray::new(
+            schema::struct_fields(self.defs),
+            arrays,
+            self.validity.finish(),
+        )
     }
 }
 
@@ -479,8 +486,7 @@ impl RecordsBuilder {
                 let keys = Int32Array::from(vec![0; rows]);
                 let values = StringArray::from(vec![source_key]);
                 Arc::new(
-                    DictionaryArray::try_new(keys, Arc::new(values))
-                        .expect("one dictionary value"),
+                    DictionaryArray::try_new(keys, Arc::new(values)).expect("one dictionary value"),
                 )
             };
             columns.push(array);
@@ -545,7 +551,10 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::AsArray;
 
-    fn build(records: &[&str], projection: Projection) -> (RecordBatch, Vec<Result<(), RecordProblem>>) {
+    fn build(
+        records: &[&str],
+        projection: Projection,
+    ) -> (RecordBatch, Vec<Result<(), RecordProblem>>) {
         let mut builder = RecordsBuilder::new(projection, 4);
         let mut outcomes = Vec::new();
         for r in records {
@@ -584,13 +593,17 @@ mod tests {
     #[test]
     fn unknown_and_mistyped_fields_go_to_unmapped() {
         let (batch, _) = build(
-            &[r#"{"eventTime":"2024-01-01T00:00:00Z","eventID":"e","readOnly":"yes",
+            &[
+                r#"{"eventTime":"2024-01-01T00:00:00Z","eventID":"e","readOnly":"yes",
                  "newTopLevel":{"x":1},"userIdentity":{"type":"IAMUser","futureField":[1]},
-                 "resources":[{"ARN":"arn:a","extra":true},"odd"]}"#],
+                 "resources":[{"ARN":"arn:a","extra":true},"odd"]}"#,
+            ],
             Projection::all(),
         );
         let schema = batch.schema();
-        let col = batch.column(schema.index_of("unmapped").unwrap()).as_string::<i32>();
+        let col = batch
+            .column(schema.index_of("unmapped").unwrap())
+            .as_string::<i32>();
         let unmapped: serde_json::Value = serde_json::from_str(col.value(0)).unwrap();
         assert_eq!(
             unmapped,

@@ -17,7 +17,9 @@ pub enum InflateError {
     #[error("decompresses to more than the {limit}-byte limit")]
     TooLarge { limit: usize },
     /// The stream is corrupt or ends early; `out` holds what came before the fault.
-    #[error("gzip stream is corrupt or truncated after {decompressed} decompressed bytes: {source}")]
+    #[error(
+        "gzip stream is corrupt or truncated after {decompressed} decompressed bytes: {source}"
+    )]
     Corrupt {
         decompressed: usize,
         #[source]
@@ -80,7 +82,10 @@ mod tests {
         inflate(&gz(&data), &mut out, 10_000).unwrap();
         let whole = gz(&data);
         let cut = &whole[..whole.len() / 2];
-        assert!(matches!(inflate(cut, &mut out, 1 << 20), Err(InflateError::Corrupt { .. })));
+        assert!(matches!(
+            inflate(cut, &mut out, 1 << 20),
+            Err(InflateError::Corrupt { .. })
+        ));
         let mut corrupt = whole.clone();
         corrupt[12] ^= 0xff;
         corrupt[14] ^= 0xff;

@@ -215,12 +215,17 @@ impl Decoder {
         out.body_bytes = self.body.len();
         match loaded {
             Ok(()) => self.decode_body(&mut out),
-            Err(ObjectError::Inflate(InflateError::Corrupt { decompressed, source })) => {
+            Err(ObjectError::Inflate(InflateError::Corrupt {
+                decompressed,
+                source,
+            })) => {
                 // Keep every complete record before the fault.
-                out.note(Problem::Object(ObjectError::Inflate(InflateError::Corrupt {
-                    decompressed,
-                    source,
-                })));
+                out.note(Problem::Object(ObjectError::Inflate(
+                    InflateError::Corrupt {
+                        decompressed,
+                        source,
+                    },
+                )));
                 if !self.body.is_empty() {
                     self.decode_body(&mut out);
                 }
@@ -378,7 +383,9 @@ impl Decoder {
                         out.record_problem(index, None, problem);
                     }
                 }
-                Err(e) => out.record_problem(index, None, RecordProblem::InvalidJson(e.to_string())),
+                Err(e) => {
+                    out.record_problem(index, None, RecordProblem::InvalidJson(e.to_string()))
+                }
             }
             index += 1;
             at = end;
@@ -396,8 +403,8 @@ impl Decoder {
         let mut line_no = 0;
         while line_start < len {
             line_no += 1;
-            let line_end = memchr_newline(&self.body[line_start..len])
-                .map_or(len, |n| line_start + n);
+            let line_end =
+                memchr_newline(&self.body[line_start..len]).map_or(len, |n| line_start + n);
             let next = line_end + 1;
             let (s, e) = trim(&self.body, line_start, line_end);
             line_start = next;
@@ -405,15 +412,22 @@ impl Decoder {
                 continue;
             }
             let mut tape = slot.reset();
-            match simd_json::fill_tape_padded(&mut self.body[s..], e - s, &mut self.buffers, &mut tape) {
+            match simd_json::fill_tape_padded(
+                &mut self.body[s..],
+                e - s,
+                &mut self.buffers,
+                &mut tape,
+            ) {
                 Ok(()) => {
                     if let Err(problem) = self.builder.append(&tape.0) {
                         out.record_problem(index, Some(line_no), problem);
                     }
                 }
-                Err(err) => {
-                    out.record_problem(index, Some(line_no), RecordProblem::InvalidJson(err.to_string()))
-                }
+                Err(err) => out.record_problem(
+                    index,
+                    Some(line_no),
+                    RecordProblem::InvalidJson(err.to_string()),
+                ),
             }
             slot = tape.reset();
             index += 1;
@@ -549,7 +563,9 @@ mod tests {
     use std::io::Write;
 
     fn record(id: &str) -> String {
-        format!(r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T10:00:00Z","eventID":"{id}","eventName":"ListBuckets","eventSource":"s3.amazonaws.com"}}"#)
+        format!(
+            r#"{{"eventVersion":"1.08","eventTime":"2024-03-01T10:00:00Z","eventID":"{id}","eventName":"ListBuckets","eventSource":"s3.amazonaws.com"}}"#
+        )
     }
 
     fn trail(ids: &[&str]) -> String {
@@ -565,7 +581,9 @@ mod tests {
 
     fn ids(out: &DecodedObject) -> Vec<String> {
         use datafusion::arrow::array::AsArray;
-        let Some(batch) = &out.batch else { return vec![] };
+        let Some(batch) = &out.batch else {
+            return vec![];
+        };
         let col = batch.column_by_name("eventid").unwrap().as_string::<i32>();
         col.iter().map(|v| v.unwrap().to_string()).collect()
     }
@@ -602,7 +620,14 @@ mod tests {
 
     #[test]
     fn truncated_gzip_keeps_complete_records() {
-        let body = trail(&(0..200).map(|i| format!("id{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+        let body = trail(
+            &(0..200)
+                .map(|i| format!("id{i}"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
         let whole = gz(body.as_bytes());
         let cut = &whole[..whole.len() * 2 / 3];
         let out = Decoder::new(DecodeOptions::default()).decode("k", cut);
@@ -613,7 +638,12 @@ mod tests {
 
     #[test]
     fn a_bad_record_is_skipped_and_named() {
-        let body = format!(r#"{{"Records":[{},{{"eventID":"x"}},{},{{"eventTime":}},{}]}}"#, record("a"), record("b"), record("c"));
+        let body = format!(
+            r#"{{"Records":[{},{{"eventID":"x"}},{},{{"eventTime":}},{}]}}"#,
+            record("a"),
+            record("b"),
+            record("c")
+        );
         let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
         assert_eq!(ids(&out), ["a", "b", "c"]);
         let text: Vec<String> = out.problems.iter().map(ToString::to_string).collect();
@@ -629,7 +659,9 @@ mod tests {
         let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
         assert_eq!(ids(&out), ["a", "b"]);
         assert_eq!(out.problems.len(), 1);
-        assert!(out.problems[0].to_string().starts_with("record 1 (line 2) skipped"));
+        assert!(out.problems[0]
+            .to_string()
+            .starts_with("record 1 (line 2) skipped"));
     }
 
     #[test]
@@ -646,11 +678,22 @@ mod tests {
         ] {
             let out = decoder.decode("k", body);
             assert_eq!(out.records, 0);
-            assert_eq!(out.problems.iter().map(Problem::kind).collect::<Vec<_>>(), [kind], "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                out.problems.iter().map(Problem::kind).collect::<Vec<_>>(),
+                [kind],
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
         let big = trail(&["a", "b", "c"]);
-        assert_eq!(decoder.decode("k", big.as_bytes()).problems[0].kind(), "too-large");
-        assert_eq!(decoder.decode("k", &gz(big.as_bytes())).problems[0].kind(), "too-large");
+        assert_eq!(
+            decoder.decode("k", big.as_bytes()).problems[0].kind(),
+            "too-large"
+        );
+        assert_eq!(
+            decoder.decode("k", &gz(big.as_bytes())).problems[0].kind(),
+            "too-large"
+        );
     }
 
     #[test]

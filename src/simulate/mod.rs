@@ -121,8 +121,12 @@ pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimSummary, SimError> 
     let attack_by_unit = std::sync::Mutex::new({
         let mut m: BTreeMap<(String, NaiveDate), Vec<Record>> = BTreeMap::new();
         for r in &attack_records {
-            let day = DateTime::from_timestamp_micros(r.micros).expect("time").date_naive();
-            m.entry((r.account.clone(), day)).or_default().push(r.clone());
+            let day = DateTime::from_timestamp_micros(r.micros)
+                .expect("time")
+                .date_naive();
+            m.entry((r.account.clone(), day))
+                .or_default()
+                .push(r.clone());
         }
         m
     });
@@ -134,7 +138,9 @@ pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimSummary, SimError> 
                 let acct = &accounts[a];
                 let day = config.start + Duration::days(i64::from(d));
                 let mut rng = ChaCha8Rng::seed_from_u64(
-                    config.seed ^ (a as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(d) + 1) << 32,
+                    config.seed
+                        ^ (a as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ^ (u64::from(d) + 1) << 32,
                 );
                 let mut records = activity::benign_day(&mut rng, acct, day, config.scale);
                 // Now and then CloudTrail delivers an event twice.
@@ -192,14 +198,18 @@ fn write_files(
     let mut buckets: BTreeMap<(String, i64), Vec<Record>> = BTreeMap::new();
     for r in records {
         let window = r.micros - r.micros.rem_euclid(WINDOW);
-        buckets.entry((r.region.clone(), window)).or_default().push(r);
+        buckets
+            .entry((r.region.clone(), window))
+            .or_default()
+            .push(r);
     }
     let (mut files, mut count, mut stored, mut body_total) = (0, 0, 0u64, 0u64);
     for ((region, window), mut records) in buckets {
         records.shuffle(rng);
         // Delivery comes a few minutes after the window closes; the key carries delivery time.
-        let delivered = DateTime::from_timestamp_micros(window + WINDOW + rng.random_range(0..WINDOW))
-            .expect("time");
+        let delivered =
+            DateTime::from_timestamp_micros(window + WINDOW + rng.random_range(0..WINDOW))
+                .expect("time");
         let suffix: String = (0..16)
             .map(|_| {
                 const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

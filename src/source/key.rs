@@ -50,7 +50,8 @@ impl fmt::Display for KeyKind {
 /// Classifies an S3 key or a local path (with `/` or `\` separators).
 pub fn classify(key: &str) -> KeyKind {
     let key = key.replace('\\', "/");
-    let has_dir = |dir: &str| key.contains(&format!("/{dir}/")) || key.starts_with(&format!("{dir}/"));
+    let has_dir =
+        |dir: &str| key.contains(&format!("/{dir}/")) || key.starts_with(&format!("{dir}/"));
     let file = key.rsplit('/').next().unwrap_or(&key);
     if has_dir("CloudTrail-Digest") || file.contains("_CloudTrail-Digest_") {
         return KeyKind::Digest;

@@ -38,7 +38,10 @@ pub(super) fn list(source: &str, listing: &mut Listing) -> Result<(), SourceErro
 }
 
 /// Adds a file or walks a directory. A file named on its own is read whatever its name, unless
-/// its key says it is a digest or insight file.
+/// its key says it is a digest or insight file. In a walked directory, files outside
+/// CloudTrail's key layout are read only when named as JSON Lines exports (`.jsonl`,
+/// `.ndjson`, maybe `.gz`); other JSON there (such as `simulate`'s `labels.json`) is passed
+/// over and counted.
 fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), SourceError> {
     let io = |source: std::io::Error| SourceError::Io {
         path: path.to_path_buf(),
@@ -58,7 +61,15 @@ fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), Sourc
         return Ok(());
     }
     let kind = classify(&path.to_string_lossy());
-    let readable = kind.holds_events() || (named && kind == KeyKind::Other);
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let lines_export = stem.ends_with(".jsonl") || stem.ends_with(".ndjson");
+    let readable = match kind {
+        KeyKind::CloudTrailLog => true,
+        KeyKind::JsonFile => named || lines_export,
+        KeyKind::Other => named,
+        _ => false,
+    };
     if readable {
         listing.objects.push(ObjectRef {
             location: Location::File(path.to_path_buf()),
@@ -79,28 +90,59 @@ mod tests {
     fn directories_are_walked_and_non_logs_counted() {
         let dir = tempfile::tempdir().unwrap();
         let ct = dir.path().join("AWSLogs/1/CloudTrail/us-east-1/2024/01/01");
-        let digest = dir.path().join("AWSLogs/1/CloudTrail-Digest/us-east-1/2024/01/01");
+        let digest = dir
+            .path()
+            .join("AWSLogs/1/CloudTrail-Digest/us-east-1/2024/01/01");
         std::fs::create_dir_all(&ct).unwrap();
         std::fs::create_dir_all(&digest).unwrap();
-        std::fs::write(ct.join("1_CloudTrail_us-east-1_20240101T0000Z_a.json.gz"), b"x").unwrap();
-        std::fs::write(ct.join("1_CloudTrail_us-east-1_20240101T0005Z_b.json.gz"), b"x").unwrap();
-        std::fs::write(digest.join("1_CloudTrail-Digest_us-east-1_t_us-east-1_20240101T000000Z.json.gz"), b"x").unwrap();
+        std::fs::write(
+            ct.join("1_CloudTrail_us-east-1_20240101T0000Z_a.json.gz"),
+            b"x",
+        )
+        .unwrap();
+        std::fs::write(
+            ct.join("1_CloudTrail_us-east-1_20240101T0005Z_b.json.gz"),
+            b"x",
+        )
+        .unwrap();
+        std::fs::write(
+            digest.join("1_CloudTrail-Digest_us-east-1_t_us-east-1_20240101T000000Z.json.gz"),
+            b"x",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("README.md"), b"x").unwrap();
+        std::fs::write(dir.path().join("labels.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("export.jsonl"), b"{}").unwrap();
 
         let mut listing = Listing::default();
         list(dir.path().to_str().unwrap(), &mut listing).unwrap();
-        assert_eq!(listing.objects.len(), 2);
+        assert_eq!(listing.objects.len(), 3);
         assert!(listing.objects[0].key().ends_with("T0000Z_a.json.gz"));
+        assert!(listing.objects[2].key().ends_with("export.jsonl"));
         assert_eq!(listing.skipped[&KeyKind::Digest], 1);
         assert_eq!(listing.skipped[&KeyKind::Other], 1);
+        assert_eq!(listing.skipped[&KeyKind::JsonFile], 1);
 
         let mut globbed = Listing::default();
-        list(&format!("{}/AWSLogs/*/CloudTrail/*/2024/01/01/*b.json.gz", dir.path().display()), &mut globbed).unwrap();
+        list(
+            &format!(
+                "{}/AWSLogs/*/CloudTrail/*/2024/01/01/*b.json.gz",
+                dir.path().display()
+            ),
+            &mut globbed,
+        )
+        .unwrap();
         assert_eq!(globbed.objects.len(), 1);
 
-        let missing = list(&format!("{}/nope", dir.path().display()), &mut Listing::default());
+        let missing = list(
+            &format!("{}/nope", dir.path().display()),
+            &mut Listing::default(),
+        );
         assert!(matches!(missing, Err(SourceError::NotFound { .. })));
-        let nomatch = list(&format!("{}/*.nothing", dir.path().display()), &mut Listing::default());
+        let nomatch = list(
+            &format!("{}/*.nothing", dir.path().display()),
+            &mut Listing::default(),
+        );
         assert!(matches!(nomatch, Err(SourceError::NoMatch { .. })));
     }
 }

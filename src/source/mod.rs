@@ -69,8 +69,14 @@ pub enum SourceError {
     },
     #[error("{url}: S3 sources are not supported yet; copy the objects locally (aws s3 sync) and pass the directory")]
     S3NotSupported { url: String },
-    #[error("{key}: the object is {size} bytes, over the {limit}-byte limit (see --max-object-size)")]
-    TooLarge { key: String, size: u64, limit: usize },
+    #[error(
+        "{key}: the object is {size} bytes, over the {limit}-byte limit (see --max-object-size)"
+    )]
+    TooLarge {
+        key: String,
+        size: u64,
+        limit: usize,
+    },
 }
 
 impl SourceError {
@@ -100,7 +106,12 @@ impl Listing {
 
 impl fmt::Display for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} objects ({} bytes)", self.objects.len(), self.total_bytes())?;
+        write!(
+            f,
+            "{} objects ({} bytes)",
+            self.objects.len(),
+            self.total_bytes()
+        )?;
         for (kind, n) in &self.skipped {
             write!(f, ", {n} skipped ({kind})")?;
         }
@@ -113,7 +124,9 @@ pub fn list(sources: &[String]) -> Result<Listing, SourceError> {
     let mut listing = Listing::default();
     for source in sources {
         if source.starts_with("s3://") {
-            return Err(SourceError::S3NotSupported { url: source.clone() });
+            return Err(SourceError::S3NotSupported {
+                url: source.clone(),
+            });
         }
         local::list(source, &mut listing)?;
     }

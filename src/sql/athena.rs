@@ -149,7 +149,11 @@ impl ScalarUDFImpl for JsonExtract {
             out.append_option(value);
         }
         let result: ArrayRef = Arc::new(out.finish());
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
             return Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&result, 0)?,
             ));
@@ -205,11 +209,17 @@ mod tests {
         assert_eq!(extract_scalar(doc, &at("$.keyId")).as_deref(), Some("k1"));
         assert_eq!(extract_scalar(doc, &at("$.n")).as_deref(), Some("3"));
         assert_eq!(extract_scalar(doc, &at("$.ok")).as_deref(), Some("true"));
-        assert_eq!(extract_scalar(doc, &at("$.obj.x[1]")).as_deref(), Some("two"));
+        assert_eq!(
+            extract_scalar(doc, &at("$.obj.x[1]")).as_deref(),
+            Some("two")
+        );
         assert_eq!(extract_scalar(doc, &at("$.obj")), None);
         assert_eq!(extract_scalar(doc, &at("$.nil")), None);
         assert_eq!(extract_scalar(doc, &at("$.missing")), None);
-        assert_eq!(extract_json(doc, &at("$.obj.x")).as_deref(), Some(r#"[1,"two"]"#));
+        assert_eq!(
+            extract_json(doc, &at("$.obj.x")).as_deref(),
+            Some(r#"[1,"two"]"#)
+        );
         assert_eq!(extract_scalar("not json", &at("$.a")), None);
     }
 }

@@ -91,10 +91,7 @@ impl TableProvider for CloudTrailTable {
                 max_object_bytes: self.max_object_bytes,
             },
         ));
-        self.queues
-            .lock()
-            .expect("queues lock")
-            .push(queue.clone());
+        self.queues.lock().expect("queues lock").push(queue.clone());
         let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions)
             .map(|_| {
                 Arc::new(QueuePartition {
