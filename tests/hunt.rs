@@ -99,9 +99,9 @@ fn queries_run_with_athena_names_and_json_functions() {
         .collect();
     assert!(ids.contains(&rows[0]["eventid"].as_str().unwrap()));
 
-    // Timestamps compare as times; booleans as booleans; Athena-style string comparison works.
+    // Timestamps compare as times; `readonly` is Athena's 'true'/'false' string.
     let out = trailhound(&["hunt", "--format", "csv",
-        "SELECT count(*) FROM cloudtrail WHERE eventtime >= TIMESTAMP '2026-10-06 00:00:00' AND readonly = false", d]);
+        "SELECT count(*) FROM cloudtrail WHERE eventtime >= TIMESTAMP '2026-10-06 00:00:00' AND readonly = 'false'", d]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let writes_day2 = csv_number(&out);
     assert!(writes_day2 > 0 && writes_day2 < total);

@@ -28,7 +28,7 @@ Enter SQL ending with `;` (statements may span lines). The table is `cloudtrail`
 Examples:
   SELECT eventname, count(*) n FROM cloudtrail GROUP BY 1 ORDER BY n DESC LIMIT 10;
   SELECT eventtime, useridentity.arn, requestparameters->>'keyId' FROM cloudtrail
-    WHERE eventsource = 'kms.amazonaws.com' AND readonly = false;";
+    WHERE eventsource = 'kms.amazonaws.com' AND readonly = 'false';";
 
 fn history_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
@@ -98,7 +98,7 @@ pub fn run(
                     let _ = editor.add_history_entry(trimmed);
                     continue;
                 }
-                Command::NotACommand => {}
+                Command::Sql => {}
             }
             if trimmed.is_empty() {
                 continue;
@@ -130,7 +130,7 @@ pub fn run(
 enum Command {
     Quit,
     Handled,
-    NotACommand,
+    Sql,
 }
 
 fn command(
@@ -172,7 +172,7 @@ fn command(
             println!("unknown command {w}; \\? lists the commands");
             Command::Handled
         }
-        _ => Command::NotACommand,
+        _ => Command::Sql,
     }
 }
 
@@ -208,7 +208,6 @@ pub fn describe_table() -> String {
 fn type_name(t: &DataType) -> String {
     match t {
         DataType::Utf8 => "string".into(),
-        DataType::Boolean => "boolean".into(),
         DataType::Timestamp(_, _) => "timestamp (UTC)".into(),
         DataType::Dictionary(_, v) => type_name(v),
         DataType::Struct(fields) => format!(

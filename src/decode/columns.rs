@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, DictionaryArray, Int32Array, ListArray, NullBufferBuilder,
-    StringArray, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    ArrayRef, DictionaryArray, Int32Array, ListArray, NullBufferBuilder, StringArray,
+    StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
@@ -133,7 +133,8 @@ fn step_key(step: &Step<'_>) -> String {
 enum Column {
     Text(StringBuilder),
     Json(StringBuilder, Vec<u8>),
-    Bool(BooleanBuilder),
+    /// JSON booleans as Athena's `'true'` / `'false'` strings.
+    Bool(StringBuilder),
     Time(TimestampMicrosecondBuilder),
     Struct(StructColumn),
     List(ListColumn),
@@ -164,7 +165,7 @@ impl Column {
                 StringBuilder::with_capacity(capacity, capacity * 64),
                 Vec::with_capacity(1024),
             ),
-            Kind::Bool => Column::Bool(BooleanBuilder::with_capacity(capacity)),
+            Kind::Bool => Column::Bool(StringBuilder::with_capacity(capacity, capacity * 5)),
             Kind::Time => Column::Time(
                 TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             ),
@@ -209,7 +210,7 @@ impl Column {
             }
             Column::Bool(b) => match nodes[0] {
                 Node::Static(StaticNode::Bool(v)) => {
-                    b.append_value(v);
+                    b.append_value(if v { "true" } else { "false" });
                     Offer::Taken
                 }
                 _ => Offer::Refused,
@@ -268,8 +269,7 @@ impl Column {
     fn append_null(&mut self) {
         match self {
             Column::Skipped => {}
-            Column::Text(b) | Column::Json(b, _) => b.append_null(),
-            Column::Bool(b) => b.append_null(),
+            Column::Text(b) | Column::Json(b, _) | Column::Bool(b) => b.append_null(),
             Column::Time(b) => b.append_null(),
             Column::Struct(s) => s.append_null(),
             Column::List(l) => {
@@ -282,8 +282,7 @@ impl Column {
     fn finish(&mut self, kind: &Kind) -> ArrayRef {
         match self {
             Column::Skipped => unreachable!("skipped columns are not output"),
-            Column::Text(b) | Column::Json(b, _) => Arc::new(b.finish()),
-            Column::Bool(b) => Arc::new(b.finish()),
+            Column::Text(b) | Column::Json(b, _) | Column::Bool(b) => Arc::new(b.finish()),
             Column::Time(b) => Arc::new(b.finish()),
             Column::Struct(s) => Arc::new(s.finish()),
             Column::List(l) => {

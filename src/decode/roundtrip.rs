@@ -42,7 +42,7 @@ fn value_at(column: &ArrayRef, row: usize, kind: &Kind) -> Option<Value> {
         Kind::Text => Value::String(column.as_string::<i32>().value(row).to_string()),
         Kind::Json => serde_json::from_str(column.as_string::<i32>().value(row))
             .expect("JSON columns hold JSON"),
-        Kind::Bool => Value::Bool(column.as_boolean().value(row)),
+        Kind::Bool => Value::Bool(column.as_string::<i32>().value(row) == "true"),
         Kind::Time => Value::String(format_event_time(
             column.as_primitive::<TimestampMicrosecondType>().value(row),
         )),

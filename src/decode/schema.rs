@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | text | `Utf8` | a JSON string |
 //! | JSON text | `Utf8` | any JSON value, serialized (free-form fields such as `requestparameters`) |
-//! | boolean | `Boolean` | a JSON `true`/`false` |
+//! | boolean | `Utf8` | a JSON `true`/`false`, as `'true'`/`'false'` (Athena's type for it) |
 //! | timestamp | `Timestamp(µs, UTC)` | `eventTime` |
 //! | struct | `Struct` | a JSON object with known keys |
 //! | list of struct | `List<Struct>` | `resources` |
@@ -32,7 +32,7 @@ pub enum Kind {
     Text,
     /// Any JSON value, serialized as JSON text in a `Utf8` column.
     Json,
-    /// A JSON boolean.
+    /// A JSON boolean, held as Athena does: the string `'true'` or `'false'`.
     Bool,
     /// An ISO-8601 UTC time string, as a microsecond UTC timestamp.
     Time,
@@ -189,8 +189,7 @@ pub const COLUMN_COUNT: usize = RECORD_FIELDS.len() + 2;
 /// Arrow type of a modelled field.
 pub fn data_type(kind: &Kind) -> DataType {
     match kind {
-        Kind::Text | Kind::Json => DataType::Utf8,
-        Kind::Bool => DataType::Boolean,
+        Kind::Text | Kind::Json | Kind::Bool => DataType::Utf8,
         Kind::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Kind::Struct(defs) => DataType::Struct(struct_fields(defs)),
         Kind::ListOfStruct(defs) => DataType::List(Arc::new(Field::new(

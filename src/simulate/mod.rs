@@ -94,7 +94,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
 
 /// Writes the simulated organisation's logs under `out`.
 pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimSummary, SimError> {
-    if config.days == 0 || config.accounts == 0 || !(config.scale > 0.0) {
+    if config.days == 0 || config.accounts == 0 || config.scale.is_nan() || config.scale <= 0.0 {
         return Err(SimError::Config(
             "--days, --accounts and --scale must be above zero".into(),
         ));
