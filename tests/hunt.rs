@@ -15,8 +15,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn simulate(dir: &Path) {
-    let out = trailhound(&[
+/// Two accounts over two days into `dir`, with `extra` options.
+fn simulate_with(dir: &Path, scale: &str, extra: &[&str]) {
+    let mut args = vec![
         "simulate",
         "--out",
         dir.to_str().unwrap(),
@@ -25,9 +26,15 @@ fn simulate(dir: &Path) {
         "--accounts",
         "2",
         "--scale",
-        "0.05",
-    ]);
+        scale,
+    ];
+    args.extend_from_slice(extra);
+    let out = trailhound(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn simulate(dir: &Path) {
+    simulate_with(dir, "0.05", &[]);
 }
 
 fn gz(data: &[u8]) -> Vec<u8> {
@@ -262,22 +269,7 @@ fn simulate_is_deterministic_for_a_seed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for (dir, threads) in [(a.path(), "1"), (b.path(), "2")] {
-        let out = trailhound(&[
-            "simulate",
-            "--out",
-            dir.to_str().unwrap(),
-            "--days",
-            "2",
-            "--accounts",
-            "2",
-            "--scale",
-            "0.03",
-            "--seed",
-            "11",
-            "--threads",
-            threads,
-        ]);
-        assert!(out.status.success());
+        simulate_with(dir, "0.03", &["--seed", "11", "--threads", threads]);
     }
     let files = |root: &Path| {
         let mut v: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(root)
