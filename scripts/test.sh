@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every test: unit, integration, the CLI end to end,
-# and each benchmark once (as a test). Also checks formatting and lints.
+# each benchmark once (as a test) and every detection's own tests. Also checks formatting and
+# lints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,5 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release --all-targets
+# The detection pack's own tests, as a user runs them.
+cargo run --release --quiet -- rules test

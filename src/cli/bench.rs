@@ -22,6 +22,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
 
+    /// Also time the built-in detections (and those of --detections): on decoded batches,
+    /// and as a whole replay from the files.
+    #[arg(long)]
+    pub detections: bool,
+
+    #[command(flatten)]
+    pub pack: super::rules::PackArgs,
+
     #[command(flatten)]
     pub read: ReadArgs,
 }
@@ -141,7 +149,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         })
     });
 
-    let stages = [
+    let mut stages = vec![
         Stage {
             name: "decompress only (the floor)",
             elapsed: inflate_time,
@@ -159,6 +167,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             elapsed: query_time,
         },
     ];
+    if args.detections {
+        let engine = args.pack.engine(&runtime, threads)?;
+        let options = DecodeOptions {
+            projection: Projection::all(),
+            max_object_bytes: limit,
+        };
+        let (batches, _) =
+            crate::read::read_all(listing.objects.clone(), options.clone(), threads, None);
+        let (detect_time, _) = best(&|| {
+            let batches = batches.clone();
+            let started = Instant::now();
+            let found = runtime.block_on(engine.run(batches));
+            (started.elapsed(), found.len())
+        });
+        let (replay_time, _) = best(&|| {
+            let started = Instant::now();
+            let (batches, _) =
+                crate::read::read_all(listing.objects.clone(), options.clone(), threads, None);
+            let found = runtime.block_on(engine.run(batches));
+            (started.elapsed(), found.len())
+        });
+        eprintln!("{} detections", engine.len());
+        stages.push(Stage {
+            name: "detections only, on decoded batches",
+            elapsed: detect_time,
+        });
+        stages.push(Stage {
+            name: "replay: decode + every detection",
+            elapsed: replay_time,
+        });
+    }
     println!(
         "{records} records, {:.1} MB decompressed",
         body as f64 / 1e6

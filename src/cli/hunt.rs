@@ -151,6 +151,11 @@ pub(super) fn finish(report: &ReadReport, stats: bool, strict: bool) -> i32 {
     if stats || skipped_any {
         eprintln!("{report}");
     }
+    finish_code(report, strict)
+}
+
+/// The exit code after a read: 3 with `--strict` when anything could not be read, else 0.
+pub(super) fn finish_code(report: &ReadReport, strict: bool) -> i32 {
     if strict && report.has_problems() {
         eprintln!("trailhound: --strict: some input could not be read (see above)");
         3

@@ -4,6 +4,8 @@ mod bench;
 mod hunt;
 mod output;
 mod repl;
+mod replay;
+mod rules;
 mod simulate;
 
 use std::io::IsTerminal;
@@ -61,6 +63,25 @@ pub enum Command {
     ///   trailhound hunt logs/    (interactive; `\d` shows the table)
     #[command(verbatim_doc_comment)]
     Hunt(hunt::HuntArgs),
+
+    /// Run every detection over historical logs and write the findings.
+    ///
+    /// Findings go to stdout as JSON Lines (GuardDuty's finding format unless --format says
+    /// otherwise), or to --output; a summary (counts by severity and type, and a table of the
+    /// findings when a person is watching) goes to stderr.
+    ///
+    /// Examples:
+    ///
+    ///   trailhound replay sample/
+    ///
+    ///   trailhound replay --since 2026-10-01 --until 2026-11-01 -o findings.jsonl logs/
+    ///
+    ///   trailhound replay --format asff --min-severity medium --detections my-rules/ logs/
+    #[command(verbatim_doc_comment)]
+    Replay(replay::ReplayArgs),
+
+    /// Detections as code: list them, or run the tests each one carries.
+    Rules(rules::RulesArgs),
 
     /// Write realistic synthetic CloudTrail, with labelled attacks on the last day.
     ///
@@ -136,6 +157,8 @@ pub fn stderr_is_terminal() -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Hunt(args) => hunt::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
     }

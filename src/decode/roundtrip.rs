@@ -11,13 +11,14 @@ use serde_json::{Map, Value};
 use super::schema::{FieldDef, Kind, RECORD_FIELDS, UNMAPPED_COLUMN};
 use super::time::{format_event_time, parse_event_time};
 
-/// The CloudTrail record behind `row` of a batch holding every column of the table.
+/// The CloudTrail record behind `row` of a batch of the table. Columns the batch lacks are
+/// left out of the record; with every column (and `unmapped`) the record is complete.
 pub fn record_json(batch: &RecordBatch, row: usize) -> Value {
     let mut record = Map::new();
     for def in RECORD_FIELDS {
-        let column = batch
-            .column_by_name(def.column)
-            .unwrap_or_else(|| panic!("batch lacks column {}", def.column));
+        let Some(column) = batch.column_by_name(def.column) else {
+            continue;
+        };
         if let Some(value) = value_at(column, row, &def.kind) {
             record.insert(def.json.to_string(), value);
         }

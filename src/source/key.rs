@@ -74,6 +74,20 @@ pub fn classify(key: &str) -> KeyKind {
     KeyKind::Other
 }
 
+/// The delivery time in a CloudTrail log file's name (`..._20240102T0305Z_...`), in
+/// microseconds since the epoch. Events in the file happened before it.
+pub fn delivery_time(key: &str) -> Option<i64> {
+    let file = key.rsplit(['/', '\\']).next()?;
+    file.split('_').find_map(|part| {
+        if part.len() != 14 || part.as_bytes()[8] != b'T' || !part.ends_with('Z') {
+            return None;
+        }
+        chrono::NaiveDateTime::parse_from_str(part, "%Y%m%dT%H%MZ")
+            .ok()
+            .map(|t| t.and_utc().timestamp_micros())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +110,11 @@ mod tests {
             assert_eq!(classify(key), kind, "{key}");
         }
         assert!(KeyKind::CloudTrailLog.holds_events());
+        assert_eq!(
+            delivery_time("AWSLogs/1/CloudTrail/us-east-1/2024/01/02/1_CloudTrail_us-east-1_20240102T0305Z_abcdefgh12345678.json.gz"),
+            Some(1_704_164_700_000_000)
+        );
+        assert_eq!(delivery_time("exports/events.jsonl"), None);
         assert!(!KeyKind::Digest.holds_events());
     }
 }

@@ -3,6 +3,7 @@
 //! `json_extract_scalar` / `json_extract`.
 
 pub mod athena;
+pub mod security;
 pub mod table;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -18,12 +20,48 @@ pub use table::CloudTrailTable;
 
 /// A session ready for CloudTrail SQL, running on `threads` partitions.
 pub fn new_session(threads: usize) -> Result<SessionContext> {
+    new_session_with(threads, &security::TrustedAccounts::default())
+}
+
+/// A session as [`new_session`] makes it, whose policy functions treat `trusted` accounts as
+/// the organisation's own.
+pub fn new_session_with(
+    threads: usize,
+    trusted: &security::TrustedAccounts,
+) -> Result<SessionContext> {
+    // PostgreSQL's dialect gives `->` and `->>` PostgreSQL's precedence, above `=`, so
+    // `requestparameters->>'keyId' = 'k'` means what it says.
     let config = SessionConfig::new()
         .with_target_partitions(threads.max(1))
-        .with_information_schema(true);
-    let mut ctx = SessionContext::new_with_config(config);
+        .with_information_schema(true)
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    // These two rules lift field and JSON lookups into a projection below filters (for
+    // pruning nested Parquet columns). Over in-memory CloudTrail they make `json_as_text`
+    // run on every row instead of only on rows the cheap predicates kept.
+    let rules: Vec<_> = state
+        .optimizers()
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.name(),
+                "extract_leaf_expressions" | "push_down_leaf_projections"
+            )
+        })
+        .cloned()
+        .collect();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(rules)
+        .build();
+    let mut ctx = SessionContext::new_with_state(state);
     datafusion_functions_json::register_all(&mut ctx)?;
-    for udf in athena::functions() {
+    for udf in athena::functions()
+        .into_iter()
+        .chain(security::functions(trusted))
+    {
         ctx.register_udf(udf);
     }
     Ok(ctx)

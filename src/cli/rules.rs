@@ -1,0 +1,217 @@
+//! `trailhound rules list|test`: the detection pack as code.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::detect::{self, ruletest, Engine, EngineOptions, PackOptions, Rule};
+
+/// Which detections a command uses.
+#[derive(Debug, Args, Clone)]
+pub struct PackArgs {
+    /// A directory (walked for *.toml) or file of your own detections; repeat for more. A
+    /// detection with a built-in's id replaces the built-in one.
+    #[arg(long = "detections", short = 'd', value_name = "DIR")]
+    pub detections: Vec<PathBuf>,
+
+    /// Leave out the built-in detections (use only those of --detections).
+    #[arg(long)]
+    pub no_builtin: bool,
+
+    /// Accounts of your own organisation, comma separated: policies granting them access are
+    /// not "outside the account".
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "ACCOUNT,...",
+        env = "TRAILHOUND_TRUSTED_ACCOUNTS"
+    )]
+    pub trusted_accounts: Vec<String>,
+}
+
+impl PackArgs {
+    /// Loads the detections, with every error in one message.
+    pub fn load(&self) -> anyhow::Result<Vec<Rule>> {
+        let rules = detect::load(&PackOptions {
+            dirs: self.detections.clone(),
+            no_builtin: self.no_builtin,
+        })
+        .map_err(|errors| anyhow::anyhow!(detect::describe_errors(&errors)))?;
+        if rules.is_empty() {
+            bail!("no detections to run: --no-builtin was given and --detections holds none");
+        }
+        for account in &self.trusted_accounts {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                bail!("--trusted-accounts: {account:?} is not a 12-digit AWS account id");
+            }
+        }
+        Ok(rules)
+    }
+
+    /// Loads and plans the detections on a runtime.
+    pub fn engine(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        threads: usize,
+    ) -> anyhow::Result<Engine> {
+        let rules = self.load()?;
+        let options = EngineOptions {
+            threads,
+            trusted_accounts: self.trusted_accounts.iter().cloned().collect(),
+        };
+        runtime
+            .block_on(Engine::new(rules, options))
+            .map_err(|errors| anyhow::anyhow!(detect::describe_errors(&errors)))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// List the detections: id, severity, category, finding type and title.
+    List(ListArgs),
+    /// Check every detection (SQL, names, type, severity) and run the tests each carries.
+    ///
+    /// Exits 1 when any detection fails to load or any test fails.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub pack: PackArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test only these detections (by id) [default: all].
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+
+    #[command(flatten)]
+    pub pack: PackArgs,
+
+    /// Print every test, not only the failures.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+pub fn run(args: RulesArgs) -> anyhow::Result<i32> {
+    match args.command {
+        RulesCommand::List(a) => list(a),
+        RulesCommand::Test(a) => test(a),
+    }
+}
+
+fn list(args: ListArgs) -> anyhow::Result<i32> {
+    let rules = args.pack.load()?;
+    match args.format {
+        ListFormat::Json => {
+            for r in &rules {
+                let v = serde_json::json!({
+                    "id": r.id,
+                    "title": r.title,
+                    "type": r.finding_type,
+                    "severity": r.severity.0,
+                    "severityLabel": r.severity.label(),
+                    "category": r.category,
+                    "mitre": r.mitre,
+                    "threshold": r.threshold.as_ref().map(|t| serde_json::json!({"count": t.count, "windowSeconds": t.window.as_secs(), "distinct": t.distinct})),
+                    "groupBy": r.group_by,
+                    "enabled": r.enabled,
+                    "tests": r.tests.len(),
+                    "path": r.origin.to_string(),
+                    "builtin": r.origin.builtin,
+                });
+                println!("{v}");
+            }
+        }
+        ListFormat::Table => {
+            let id_w = rules.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+            let cat_w = rules
+                .iter()
+                .map(|r| r.category.len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            println!(
+                "{:<id_w$}  {:<12}  {:<cat_w$}  TITLE",
+                "ID", "SEVERITY", "CATEGORY"
+            );
+            for r in &rules {
+                let sev = format!("{} {}", r.severity.label(), r.severity.0);
+                let mut title = r.title.clone();
+                if !r.origin.builtin {
+                    title.push_str(&format!("  [{}]", r.origin));
+                }
+                if !r.enabled {
+                    title.push_str("  (disabled)");
+                }
+                println!(
+                    "{:<id_w$}  {:<12}  {:<cat_w$}  {title}",
+                    r.id, sev, r.category
+                );
+            }
+            let mut by_cat = std::collections::BTreeMap::<&str, usize>::new();
+            for r in &rules {
+                *by_cat.entry(r.category.as_str()).or_default() += 1;
+            }
+            let parts: Vec<String> = by_cat.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            println!("{} detections: {}", rules.len(), parts.join(", "));
+        }
+    }
+    Ok(0)
+}
+
+fn test(args: TestArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let engine = args.pack.engine(&runtime, 1)?;
+    for id in &args.ids {
+        if !engine.rules().any(|r| &r.id == id) {
+            bail!("no detection has the id {id:?} (see `trailhound rules list`)");
+        }
+    }
+    let outcomes = runtime.block_on(ruletest::run(&engine, &args.ids));
+    let mut failed = 0;
+    for o in &outcomes {
+        if let Some(why) = &o.failure {
+            failed += 1;
+            println!("FAIL {} / {} ({}): {why}", o.rule, o.test, o.location);
+        } else if args.verbose {
+            println!(
+                "ok   {} / {} ({} finding{})",
+                o.rule,
+                o.test,
+                o.expected,
+                if o.expected == 1 { "" } else { "s" }
+            );
+        }
+    }
+    let rules = outcomes
+        .iter()
+        .map(|o| &o.rule)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!("{} tests of {} detections", outcomes.len(), rules);
+    println!("{} passed, {} failed", outcomes.len() - failed, failed);
+    Ok(if failed > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,536 @@
+//! One detection as written in a `detections/*.toml` file: what it finds (the SQL), how its
+//! matches become findings (grouping, threshold, window), what a finding says, and the tests
+//! that prove it.
+//!
+//! ```toml
+//! id = "kms-key-deletion-scheduled"
+//! title = "KMS key scheduled for deletion"
+//! description = "{actor} scheduled KMS key {key} for deletion"
+//! type = "Impact:KMS/KeyDeletionScheduled"
+//! severity = 7
+//! category = "key-policy"
+//! mitre = ["T1485"]
+//! sql = """
+//! SELECT *, requestparameters->>'keyId' AS key
+//! FROM cloudtrail
+//! WHERE eventsource = 'kms.amazonaws.com' AND eventname = 'ScheduleKeyDeletion'
+//! """
+//!
+//! [[tests]]
+//! name = "a key scheduled for deletion"
+//! findings = 1
+//! records = ['''{"eventSource": "kms.amazonaws.com", "eventName": "ScheduleKeyDeletion"}''']
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// GuardDuty's threat purposes: the part of a finding type before the colon.
+pub const THREAT_PURPOSES: &[&str] = &[
+    "AttackSequence",
+    "Backdoor",
+    "Behavior",
+    "CredentialAccess",
+    "CryptoCurrency",
+    "DefenseEvasion",
+    "Discovery",
+    "Execution",
+    "Exfiltration",
+    "Impact",
+    "InitialAccess",
+    "PenTest",
+    "Persistence",
+    "Policy",
+    "PrivilegeEscalation",
+    "Recon",
+    "Stealth",
+    "Trojan",
+    "UnauthorizedAccess",
+];
+
+/// The names a description or `group_by` may use besides the query's columns.
+pub const DERIVED_FIELDS: &[(&str, &str)] = &[
+    (
+        "actor",
+        "who acted: the principal's ARN, the AWS service, or the principal id",
+    ),
+    (
+        "account",
+        "the account the events were recorded in (recipientaccountid)",
+    ),
+    ("region", "the region of the first event"),
+    ("access_key", "the access key id used"),
+    ("source_ip", "sourceipaddress of the first event"),
+    ("user_agent", "useragent of the first event"),
+    ("count", "how many distinct events are behind the finding"),
+    ("first_seen", "event time of the earliest event"),
+    ("last_seen", "event time of the latest event"),
+];
+
+/// Where a detection came from: a file (built in or the user's) and its text.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The path shown in messages (`detections/kms/x.toml` for built-ins).
+    pub path: PathBuf,
+    pub builtin: bool,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+/// A problem with a detection file, located at a line where one is known.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RuleError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Severity on GuardDuty's scale: Low 1–3.9, Medium 4–6.9, High 7–8.9, Critical 9–10.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Severity(pub f64);
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self.0 {
+            s if s >= 9.0 => "Critical",
+            s if s >= 7.0 => "High",
+            s if s >= 4.0 => "Medium",
+            _ => "Low",
+        }
+    }
+
+    /// Parses a number or a label (`low`, `medium`, `high`, `critical`: the lowest score of it).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "low" => Ok(Severity(1.0)),
+            "medium" => Ok(Severity(4.0)),
+            "high" => Ok(Severity(7.0)),
+            "critical" => Ok(Severity(9.0)),
+            other => other
+                .parse::<f64>()
+                .ok()
+                .filter(|s| (1.0..=10.0).contains(s))
+                .map(Severity)
+                .ok_or_else(|| {
+                    format!(
+                        "{text:?} is not a severity: use 1 to 10, or low, medium, high, critical"
+                    )
+                }),
+        }
+    }
+}
+
+/// A threshold: fire only when a group reaches `count` matching events (or distinct values
+/// of a field) within `window`.
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    pub count: usize,
+    pub window: Duration,
+    /// Count distinct values of this field instead of events.
+    pub distinct: Option<String>,
+}
+
+/// A sample record set and what the detection must make of it.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub name: String,
+    /// Findings expected.
+    pub findings: usize,
+    /// Records as JSON text; missing `eventID`, `eventTime` and the like are filled in.
+    pub records: Vec<String>,
+    pub line: usize,
+}
+
+/// A parsed, validated detection (its SQL is checked when an engine plans it).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub finding_type: String,
+    pub severity: Severity,
+    pub category: String,
+    pub mitre: Vec<String>,
+    pub sql: String,
+    /// Line of the file on which the SQL text begins.
+    pub sql_line: usize,
+    /// Fields whose values tell one finding's subject from another (default: `actor`).
+    pub group_by: Vec<String>,
+    pub threshold: Option<Threshold>,
+    /// Matches of one group within this window (aligned to UTC midnight) are one finding.
+    pub aggregate_window: Duration,
+    pub enabled: bool,
+    pub tests: Vec<RuleTest>,
+    pub origin: Origin,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    title: String,
+    description: Spanned<String>,
+    #[serde(rename = "type")]
+    finding_type: Spanned<String>,
+    severity: Spanned<toml::Value>,
+    category: Spanned<String>,
+    #[serde(default)]
+    mitre: Vec<String>,
+    sql: Spanned<String>,
+    #[serde(default)]
+    group_by: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    threshold: Option<Spanned<RawThreshold>>,
+    #[serde(default)]
+    aggregate_window: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    tests: Vec<Spanned<RawTest>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    count: usize,
+    window: String,
+    #[serde(default)]
+    distinct: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    findings: usize,
+    records: Vec<String>,
+}
+
+/// Categories of the built-in pack; a user's detection may use others.
+pub const CATEGORIES: &[&str] = &[
+    "model-access",
+    "key-policy",
+    "credential-misuse",
+    "logging-tampering",
+    "iam-change",
+    "data-exposure",
+];
+
+/// Parses a duration such as `10m`, `1h`, `24h`, `7d`, `30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 10m, 1h or 7d)"))?;
+    let secs = match unit.trim() {
+        "s" | "sec" | "secs" => n,
+        "m" | "min" | "mins" => n * 60,
+        "h" | "hr" | "hours" => n * 3600,
+        "d" | "day" | "days" => n * 86_400,
+        _ => return Err(format!("{text:?} is not a duration: use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err(format!("{text:?}: a duration must be above zero"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Line (1-based) of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The placeholders `{name}` in a template, with their byte offsets.
+pub fn placeholders(template: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push((offset + open, &rest[open + 1..open + close]));
+        offset += open + close + 1;
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+impl Rule {
+    /// Parses and checks one detection file (everything but the SQL's meaning).
+    pub fn parse(text: &str, origin: Origin) -> Result<Rule, RuleError> {
+        let path = origin.to_string();
+        let err = |at: Option<usize>, message: String| RuleError {
+            path: path.clone(),
+            line: at.map(|a| line_of(text, a)),
+            message,
+        };
+        let raw: RawRule = toml::from_str(text)
+            .map_err(|e| err(e.span().map(|s| s.start), e.message().to_string()))?;
+
+        let id = raw.id.get_ref().trim().to_string();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(err(
+                Some(raw.id.span().start),
+                format!("id {id:?} must be lower-case letters, digits and dashes"),
+            ));
+        }
+        check_type(raw.finding_type.get_ref())
+            .map_err(|m| err(Some(raw.finding_type.span().start), m))?;
+        let severity = match raw.severity.get_ref() {
+            toml::Value::Integer(n) => Severity::parse(&n.to_string()),
+            toml::Value::Float(n) => Severity::parse(&n.to_string()),
+            toml::Value::String(s) => Severity::parse(s),
+            other => Err(format!(
+                "severity must be a number or a label, not {}",
+                other.type_str()
+            )),
+        }
+        .map_err(|m| err(Some(raw.severity.span().start), m))?;
+        let category = raw.category.get_ref().trim().to_string();
+        if category.is_empty() {
+            return Err(err(
+                Some(raw.category.span().start),
+                "category is empty".into(),
+            ));
+        }
+        for m in &raw.mitre {
+            let ok = m.starts_with('T')
+                && m[1..]
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            if !ok {
+                return Err(err(
+                    None,
+                    format!("mitre {m:?} is not an ATT&CK technique id such as T1098 or T1562.008"),
+                ));
+            }
+        }
+        let sql_span = raw.sql.span();
+        let sql = raw.sql.into_inner();
+        if sql.trim().is_empty() {
+            return Err(err(Some(sql_span.start), "sql is empty".into()));
+        }
+        // A multi-line string starts on the line after its opening quotes.
+        let opener = &text[sql_span.start..sql_span.end.min(text.len())];
+        let sql_line = line_of(text, sql_span.start)
+            + usize::from(
+                opener.starts_with("\"\"\"\n")
+                    || opener.starts_with("'''\n")
+                    || opener.starts_with("\"\"\"\r\n")
+                    || opener.starts_with("'''\r\n"),
+            );
+        let group_by = match raw.group_by {
+            Some(g) if g.get_ref().is_empty() => {
+                return Err(err(
+                    Some(g.span().start),
+                    "group_by is empty; leave it out to group by actor".into(),
+                ))
+            }
+            Some(g) => g.into_inner(),
+            None => vec!["actor".to_string()],
+        };
+        let threshold = match raw.threshold {
+            None => None,
+            Some(t) => {
+                let at = t.span().start;
+                let t = t.into_inner();
+                if t.count < 2 {
+                    return Err(err(Some(at), "threshold.count must be 2 or more (leave the threshold out to fire on every match)".into()));
+                }
+                Some(Threshold {
+                    count: t.count,
+                    window: parse_duration(&t.window)
+                        .map_err(|m| err(Some(at), format!("threshold.window: {m}")))?,
+                    distinct: t.distinct,
+                })
+            }
+        };
+        let aggregate_window = match raw.aggregate_window {
+            None => Duration::from_secs(86_400),
+            Some(w) => parse_duration(w.get_ref())
+                .map_err(|m| err(Some(w.span().start), format!("aggregate_window: {m}")))?,
+        };
+        let description_at = raw.description.span().start;
+        let description = raw.description.into_inner();
+        for (at, name) in placeholders(&description) {
+            if name.trim().is_empty() {
+                return Err(err(
+                    Some(description_at + at),
+                    "the description has an empty {} placeholder".into(),
+                ));
+            }
+        }
+        let tests = raw
+            .tests
+            .into_iter()
+            .map(|t| {
+                let line = line_of(text, t.span().start);
+                let t = t.into_inner();
+                RuleTest {
+                    name: t.name,
+                    findings: t.findings,
+                    records: t.records,
+                    line,
+                }
+            })
+            .collect();
+        Ok(Rule {
+            id,
+            title: raw.title.trim().to_string(),
+            description: description.trim().to_string(),
+            finding_type: raw.finding_type.into_inner(),
+            severity,
+            category,
+            mitre: raw.mitre,
+            sql,
+            sql_line,
+            group_by,
+            threshold,
+            aggregate_window,
+            enabled: raw.enabled,
+            tests,
+            origin,
+        })
+    }
+
+    /// A short location for messages: `path:line`.
+    pub fn location(&self, sql_offset_line: Option<usize>) -> String {
+        match sql_offset_line {
+            Some(l) => format!("{}:{}", self.origin, self.sql_line + l.saturating_sub(1)),
+            None => self.origin.to_string(),
+        }
+    }
+}
+
+/// Checks a finding type against GuardDuty's `ThreatPurpose:ResourceType/ThreatFamily.Mechanism`.
+fn check_type(t: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "type {t:?} must follow GuardDuty's ThreatPurpose:ResourceType/ThreatFamilyName(.Mechanism), for example Stealth:IAMUser/CloudTrailLoggingDisabled"
+        )
+    };
+    let (purpose, rest) = t.split_once(':').ok_or_else(bad)?;
+    let (resource, family) = rest.split_once('/').ok_or_else(bad)?;
+    if !THREAT_PURPOSES.contains(&purpose) {
+        return Err(format!(
+            "type {t:?}: {purpose:?} is not one of GuardDuty's threat purposes ({})",
+            THREAT_PURPOSES.join(", ")
+        ));
+    }
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
+    let family_ok = family
+        .split('.')
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '!'));
+    if !word(resource) || !family_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            path: "detections/test.toml".into(),
+            builtin: false,
+        }
+    }
+
+    const GOOD: &str = r#"id = "x-y"
+title = "T"
+description = "{actor} did {eventname}"
+type = "Stealth:IAMUser/CloudTrailLoggingDisabled"
+severity = "high"
+category = "logging-tampering"
+mitre = ["T1562.008"]
+sql = """
+SELECT * FROM cloudtrail
+WHERE eventname = 'StopLogging'
+"""
+
+[threshold]
+count = 3
+window = "10m"
+
+[[tests]]
+name = "fires"
+findings = 1
+records = ['{"eventName": "StopLogging"}']
+"#;
+
+    #[test]
+    fn a_good_rule_parses() {
+        let rule = Rule::parse(GOOD, origin()).unwrap();
+        assert_eq!(rule.id, "x-y");
+        assert_eq!(rule.severity.label(), "High");
+        assert_eq!(rule.sql_line, 9);
+        assert_eq!(rule.group_by, vec!["actor"]);
+        let t = rule.threshold.unwrap();
+        assert_eq!((t.count, t.window.as_secs()), (3, 600));
+        assert_eq!(rule.tests[0].line, 17);
+        assert_eq!(rule.aggregate_window.as_secs(), 86_400);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let bad = GOOD.replace("Stealth:IAMUser", "Sneaky:IAMUser");
+        let e = Rule::parse(&bad, origin()).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.to_string().starts_with("detections/test.toml:4: "), "{e}");
+        assert!(e.message.contains("threat purposes"), "{e}");
+
+        let bad = GOOD.replace("severity = \"high\"", "severity = 11");
+        let e = Rule::parse(&bad, origin()).unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+
+        let bad = GOOD.replace("count = 3", "count = 3\nspeed = 1");
+        let e = Rule::parse(&bad, origin()).unwrap_err();
+        assert!(e.message.contains("speed"), "{e}");
+        assert_eq!(e.line, Some(15), "{e}");
+
+        let bad = GOOD.replace("window = \"10m\"", "window = \"soon\"");
+        assert!(Rule::parse(&bad, origin())
+            .unwrap_err()
+            .message
+            .contains("duration"));
+    }
+
+    #[test]
+    fn durations_and_placeholders() {
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        let p: Vec<&str> = placeholders("{a} x {b.c} {")
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(p, vec!["a", "b.c"]);
+    }
+}

@@ -1,0 +1,172 @@
+//! Findings: what a detection reports, and the formats it is written in.
+//!
+//! A [`Finding`] is format-neutral. [`guardduty`] writes it as GuardDuty's finding JSON (the
+//! default), [`asff`] as a Security Hub finding (ASFF) and [`ocsf`] as an OCSF Detection
+//! Finding (class 2004).
+
+pub mod asff;
+pub mod guardduty;
+pub mod ocsf;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::ValueEnum;
+use serde_json::Value;
+
+/// Who acted: the identity behind the records of a finding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Principal {
+    /// `userIdentity.type`: IAMUser, AssumedRole, Root, AWSService, …
+    pub user_type: String,
+    pub principal_id: String,
+    pub arn: String,
+    /// The user name, the role name (for assumed roles) or the service name.
+    pub user_name: String,
+    pub access_key_id: String,
+}
+
+/// The API call a finding is about (the earliest of its records).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiCall {
+    pub api: String,
+    pub service_name: String,
+    /// `Remote IP`, `Remote Domain` or `AWS Service`, as GuardDuty says.
+    pub caller_type: String,
+    /// The caller's address when it is an IP address.
+    pub ip_address: Option<String>,
+    /// `sourceIPAddress` when it is a name rather than an address.
+    pub domain: Option<String>,
+    pub error_code: Option<String>,
+    pub user_agent: Option<String>,
+    /// Resource type (`AWS::KMS::Key`, …) to resource ARN, from the records' `resources`.
+    pub affected_resources: BTreeMap<String, String>,
+}
+
+/// One finding: a detection's matches by one group within one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Deterministic: a hash of the detection, the group and the window.
+    pub id: String,
+    /// The detection's id.
+    pub detection: String,
+    pub finding_type: String,
+    pub severity: f64,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub mitre: Vec<String>,
+    pub account: String,
+    pub region: String,
+    /// Event time of the earliest and latest record, in microseconds since the epoch.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Distinct events behind the finding.
+    pub count: usize,
+    /// The eventID of every record behind the finding, in event-time order.
+    pub event_ids: Vec<String>,
+    pub principal: Principal,
+    pub action: ApiCall,
+    /// The values that define the finding's subject (`group_by`).
+    pub group: BTreeMap<String, String>,
+    /// When trailhound produced the finding.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Finding {
+    /// GuardDuty's label for the severity: Low, Medium, High or Critical.
+    pub fn severity_label(&self) -> &'static str {
+        crate::detect::Severity(self.severity).label()
+    }
+
+    /// The AWS partition of the finding's region.
+    pub fn partition(&self) -> &'static str {
+        partition_of(&self.region)
+    }
+}
+
+/// The AWS partition a region belongs to.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Microseconds since the epoch as an ISO-8601 UTC time with milliseconds, as AWS writes them.
+pub fn iso_time(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// How findings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum FindingFormat {
+    /// GuardDuty finding JSON (schemaVersion 2.0).
+    #[default]
+    Guardduty,
+    /// AWS Security Finding Format, as Security Hub's BatchImportFindings takes it.
+    Asff,
+    /// OCSF 1.1 Detection Finding (class_uid 2004).
+    Ocsf,
+}
+
+impl FindingFormat {
+    /// The finding in this format.
+    pub fn render(self, finding: &Finding) -> Value {
+        match self {
+            FindingFormat::Guardduty => guardduty::to_json(finding),
+            FindingFormat::Asff => asff::to_json(finding),
+            FindingFormat::Ocsf => ocsf::to_json(finding),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn sample() -> Finding {
+    Finding {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        detection: "kms-key-policy-opened".into(),
+        finding_type: "Persistence:IAMUser/KMSKeyPolicyOpened".into(),
+        severity: 8.0,
+        title: "KMS key policy opened".into(),
+        description: "x opened key k".into(),
+        category: "key-policy".into(),
+        mitre: vec!["T1098".into()],
+        account: "111122223333".into(),
+        region: "eu-west-1".into(),
+        first_seen: 1_767_268_800_000_000,
+        last_seen: 1_767_268_860_000_000,
+        count: 2,
+        event_ids: vec!["e1".into(), "e2".into()],
+        principal: Principal {
+            user_type: "AssumedRole".into(),
+            principal_id: "AROAEXAMPLE:maint".into(),
+            arn: "arn:aws:sts::111122223333:assumed-role/AdminRole/maint".into(),
+            user_name: "AdminRole".into(),
+            access_key_id: "ASIAEXAMPLE".into(),
+        },
+        action: ApiCall {
+            api: "PutKeyPolicy".into(),
+            service_name: "kms.amazonaws.com".into(),
+            caller_type: "Remote IP".into(),
+            ip_address: Some("192.0.2.66".into()),
+            domain: None,
+            error_code: None,
+            user_agent: Some("Boto3/1.34".into()),
+            affected_resources: BTreeMap::from([(
+                "AWS::KMS::Key".to_string(),
+                "arn:aws:kms:eu-west-1:111122223333:key/k".to_string(),
+            )]),
+        },
+        group: BTreeMap::from([(
+            "actor".to_string(),
+            "arn:aws:sts::111122223333:assumed-role/AdminRole/maint".to_string(),
+        )]),
+        created_at: DateTime::from_timestamp(1_767_300_000, 0).unwrap(),
+    }
+}

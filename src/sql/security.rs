@@ -1,0 +1,454 @@
+//! SQL functions for detections that need to read inside request parameters:
+//!
+//! * `policy_outside_principals(policy, account)`: the principals an IAM policy document
+//!   (key policy, trust policy, resource policy) allows that are outside `account`, comma
+//!   separated, or NULL when there are none. `*` (or `{"AWS": "*"}`) counts as outside unless
+//!   the statement's condition pins it to the account or organisation. Accounts named with
+//!   `--trusted-accounts` are not outside.
+//! * `policy_allows_all(policy)`: true when an `Allow` statement grants every action on every
+//!   resource (`"Action": "*"` with `"Resource": "*"`, or `NotAction` with `"Resource": "*"`).
+//! * `from_base64_text(text)`: base64 decoded as UTF-8 text (invalid bytes replaced), NULL
+//!   when it is not base64.
+//! * `s3_bucket(uri)`: the bucket of `s3://bucket/key`, `https://bucket.s3…/key`,
+//!   `https://s3…/bucket/key` or `arn:aws:s3:::bucket/key`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use serde_json::Value;
+
+/// Accounts that are not "outside" for `policy_outside_principals` (the organisation's own).
+pub type TrustedAccounts = Arc<BTreeSet<String>>;
+
+fn as_list(v: Option<&Value>) -> Vec<&Value> {
+    match v {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => vec![other],
+    }
+}
+
+fn statements(policy: &Value) -> Vec<&Value> {
+    as_list(policy.get("Statement"))
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    as_list(v).into_iter().filter_map(Value::as_str).collect()
+}
+
+/// The account a principal string names, if any: a 12-digit id or an IAM/STS ARN.
+fn principal_account(p: &str) -> Option<&str> {
+    if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(p);
+    }
+    let mut parts = p.split(':');
+    if parts.next() != Some("arn") {
+        return None;
+    }
+    let _partition = parts.next()?;
+    let service = parts.next()?;
+    let _region = parts.next()?;
+    let account = parts.next()?;
+    (matches!(service, "iam" | "sts") && !account.is_empty()).then_some(account)
+}
+
+/// Whether a statement's condition keeps a wildcard principal inside the account or
+/// organisation (a condition on the caller's account, organisation, ARN or source).
+fn condition_scopes(statement: &Value, account: &str) -> bool {
+    let Some(condition) = statement.get("Condition") else {
+        return false;
+    };
+    const SCOPING_KEYS: &[&str] = &[
+        "aws:principalorgid",
+        "aws:principalorgpaths",
+        "aws:principalaccount",
+        "aws:principalarn",
+        "aws:sourceaccount",
+        "aws:sourcearn",
+        "aws:sourceorgid",
+        "aws:sourceorgpaths",
+        "aws:sourcevpce",
+        "aws:sourcevpc",
+        "kms:calleraccount",
+        "aws:userid",
+    ];
+    let Some(ops) = condition.as_object() else {
+        return false;
+    };
+    ops.values().filter_map(Value::as_object).any(|keys| {
+        keys.iter().any(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            SCOPING_KEYS.contains(&k.as_str())
+                && strings(Some(v))
+                    .iter()
+                    .all(|s| !s.contains('*') || s.contains(account) || s.starts_with("o-"))
+        })
+    })
+}
+
+/// The principals `policy` allows that are outside `account` (and not trusted).
+pub fn outside_principals(policy: &str, account: &str, trusted: &BTreeSet<String>) -> Vec<String> {
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for st in statements(&doc) {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let mut names: Vec<String> = Vec::new();
+        if st.get("NotPrincipal").is_some() {
+            names.push("*".into());
+        }
+        match st.get("Principal") {
+            Some(Value::String(s)) => names.push(s.clone()),
+            Some(Value::Object(map)) => {
+                for (kind, v) in map {
+                    if kind == "AWS" || kind == "CanonicalUser" || kind == "Federated" {
+                        names.extend(strings(Some(v)).into_iter().map(str::to_string));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for name in names {
+            let outside = if name == "*" {
+                !condition_scopes(st, account)
+            } else {
+                match principal_account(&name) {
+                    Some(a) => a != account && !trusted.contains(a),
+                    None => false,
+                }
+            };
+            if outside && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Whether an `Allow` statement of `policy` grants every action on every resource.
+pub fn allows_all(policy: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return false;
+    };
+    statements(&doc).into_iter().any(|st| {
+        let allow = st.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let every_action = strings(st.get("Action"))
+            .iter()
+            .any(|a| *a == "*" || *a == "*:*")
+            || st.get("NotAction").is_some();
+        let every_resource = strings(st.get("Resource")).contains(&"*");
+        allow && every_action && every_resource
+    })
+}
+
+/// Base64 (standard or URL-safe, padded or not) decoded as text.
+pub fn base64_text(text: &str) -> Option<String> {
+    use base64::Engine;
+    let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines
+        .iter()
+        .find_map(|e| e.decode(cleaned.as_bytes()).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The bucket named by an S3 URI, URL or ARN.
+pub fn s3_bucket(uri: &str) -> Option<String> {
+    let uri = uri.trim();
+    if let Some(rest) = uri
+        .strip_prefix("s3://")
+        .or_else(|| uri.strip_prefix("s3a://"))
+    {
+        return rest
+            .split('/')
+            .next()
+            .filter(|b| !b.is_empty())
+            .map(str::to_string);
+    }
+    if let Some(rest) = uri.strip_prefix("arn:") {
+        let mut parts = rest.splitn(5, ':');
+        let (_p, service, _r, _a, resource) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        return (service == "s3")
+            .then(|| resource.split('/').next().unwrap_or_default().to_string())
+            .filter(|b| !b.is_empty());
+    }
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.starts_with("s3.") || host.starts_with("s3-") {
+        return path
+            .split('/')
+            .next()
+            .filter(|b| !b.is_empty())
+            .map(str::to_string);
+    }
+    host.split_once(".s3").map(|(bucket, _)| bucket.to_string())
+}
+
+type TextFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<String>;
+type BoolFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<bool>;
+
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    Text(TextFn),
+    Bool(BoolFn),
+}
+
+/// A SQL function over strings; two are the same function when their names are.
+#[derive(Debug)]
+struct StringFunction {
+    name: &'static str,
+    signature: Signature,
+    body: Body,
+    trusted: TrustedAccounts,
+}
+
+impl PartialEq for StringFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.trusted == other.trusted
+    }
+}
+
+impl Eq for StringFunction {}
+
+impl std::hash::Hash for StringFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.trusted.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for StringFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(match self.body {
+            Body::Text(_) => DataType::Utf8,
+            Body::Bool(_) => DataType::Boolean,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut casted = Vec::with_capacity(arrays.len());
+        for a in &arrays {
+            casted.push(datafusion::arrow::compute::cast(a, &DataType::Utf8)?);
+        }
+        let columns: Vec<_> = casted.iter().map(|a| a.as_string::<i32>()).collect();
+        if columns.iter().any(|c| c.len() != rows && !scalar) {
+            return exec_err!("{}: arguments of unequal length", self.name);
+        }
+        let n = columns.first().map_or(rows, |c| c.len());
+        let mut row_args: Vec<Option<&str>> = Vec::with_capacity(columns.len());
+        let result: ArrayRef = match self.body {
+            Body::Text(f) => {
+                let mut out = StringBuilder::with_capacity(n, n * 8);
+                for row in 0..n {
+                    row_args.clear();
+                    row_args.extend(
+                        columns
+                            .iter()
+                            .map(|c| (!c.is_null(row)).then(|| c.value(row))),
+                    );
+                    out.append_option(f(&row_args, &self.trusted));
+                }
+                Arc::new(out.finish())
+            }
+            Body::Bool(f) => {
+                let mut out = BooleanBuilder::with_capacity(n);
+                for row in 0..n {
+                    row_args.clear();
+                    row_args.extend(
+                        columns
+                            .iter()
+                            .map(|c| (!c.is_null(row)).then(|| c.value(row))),
+                    );
+                    out.append_option(f(&row_args, &self.trusted));
+                }
+                Arc::new(out.finish())
+            }
+        };
+        if scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+fn signature(arity: usize) -> Signature {
+    let strings = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
+    let mut variants: Vec<Vec<DataType>> = vec![Vec::new()];
+    for _ in 0..arity {
+        variants = variants
+            .into_iter()
+            .flat_map(|v| {
+                strings.iter().map(move |t| {
+                    let mut v = v.clone();
+                    v.push(t.clone());
+                    v
+                })
+            })
+            .collect();
+    }
+    Signature::one_of(
+        variants.into_iter().map(TypeSignature::Exact).collect(),
+        Volatility::Immutable,
+    )
+}
+
+fn function(name: &'static str, arity: usize, body: Body, trusted: &TrustedAccounts) -> ScalarUDF {
+    ScalarUDF::new_from_impl(StringFunction {
+        name,
+        signature: signature(arity),
+        body,
+        trusted: trusted.clone(),
+    })
+}
+
+/// The detection functions, for registering on a session.
+pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
+    vec![
+        function(
+            "policy_outside_principals",
+            2,
+            Body::Text(|a, trusted| {
+                let list = outside_principals(a[0]?, a[1].unwrap_or_default(), trusted);
+                (!list.is_empty()).then(|| list.join(","))
+            }),
+            trusted,
+        ),
+        function(
+            "policy_allows_all",
+            1,
+            Body::Bool(|a, _| Some(allows_all(a[0]?))),
+            trusted,
+        ),
+        function(
+            "from_base64_text",
+            1,
+            Body::Text(|a, _| base64_text(a[0]?)),
+            trusted,
+        ),
+        function("s3_bucket", 1, Body::Text(|a, _| s3_bucket(a[0]?)), trusted),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = "111122223333";
+
+    fn outside(policy: &str) -> Vec<String> {
+        outside_principals(policy, OWN, &BTreeSet::new())
+    }
+
+    #[test]
+    fn outside_principals_are_found() {
+        let own = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        assert!(outside(own).is_empty());
+        let foreign = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::999988887777:root","*"]},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+        assert_eq!(
+            outside(foreign),
+            vec!["arn:aws:iam::999988887777:root", "*"]
+        );
+        let bare = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#;
+        assert_eq!(outside(bare), vec!["*"]);
+        let id_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"444455556666"},"Action":"sts:AssumeRole"}]}"#;
+        assert_eq!(outside(id_only), vec!["444455556666"]);
+        let denied =
+            r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}]}"#;
+        assert!(outside(denied).is_empty());
+        let service = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        assert!(outside(service).is_empty());
+        let not_json = "not a policy";
+        assert!(outside(not_json).is_empty());
+    }
+
+    #[test]
+    fn scoped_wildcards_and_trusted_accounts_are_inside() {
+        let scoped = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333","kms:ViaService":"s3.eu-west-1.amazonaws.com"}}}]}"#;
+        assert!(outside(scoped).is_empty());
+        let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc123"}}}]}"#;
+        assert!(outside(org).is_empty());
+        let weak = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
+        assert_eq!(outside(weak), vec!["*"]);
+        let partner = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
+        let trusted = BTreeSet::from(["444455556666".to_string()]);
+        assert!(outside_principals(partner, OWN, &trusted).is_empty());
+    }
+
+    #[test]
+    fn admin_policies_are_recognised() {
+        assert!(allows_all(
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#
+        ));
+        assert!(allows_all(
+            r#"{"Statement":{"Effect":"Allow","Action":["*:*"],"Resource":["*"]}}"#
+        ));
+        assert!(allows_all(
+            r#"{"Statement":[{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}]}"#
+        ));
+        assert!(!allows_all(
+            r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#
+        ));
+        assert!(!allows_all(
+            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#
+        ));
+    }
+
+    #[test]
+    fn base64_and_buckets() {
+        assert_eq!(
+            base64_text("IyEvYmluL2Jhc2gKY3VybCB4IHwgYmFzaAo=").unwrap(),
+            "#!/bin/bash\ncurl x | bash\n"
+        );
+        assert_eq!(base64_text("@@@"), None);
+        assert_eq!(s3_bucket("s3://my-bucket/a/b").unwrap(), "my-bucket");
+        assert_eq!(s3_bucket("arn:aws:s3:::my-bucket/x").unwrap(), "my-bucket");
+        assert_eq!(
+            s3_bucket("https://my-bucket.s3.eu-west-1.amazonaws.com/k").unwrap(),
+            "my-bucket"
+        );
+        assert_eq!(
+            s3_bucket("https://s3.amazonaws.com/my-bucket/k").unwrap(),
+            "my-bucket"
+        );
+        assert_eq!(s3_bucket("nothing"), None);
+    }
+}
