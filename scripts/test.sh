@@ -15,5 +15,5 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release --all-targets
-# The detection pack's own tests, as a user runs them.
-cargo run --release --quiet -- rules test
+# The detection pack's own tests, as a user runs them, with the binary the tests just built.
+"${CARGO_TARGET_DIR:-target}/release/trailhound" rules test

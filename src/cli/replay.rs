@@ -383,12 +383,12 @@ fn findings_table(findings: &[Finding], max: usize) -> String {
             .total_cmp(&a.severity)
             .then(a.first_seen.cmp(&b.first_seen))
     });
-    let mut out = String::from("\nSEV   FIRST SEEN            COUNT  DETECTION / ACTOR\n");
+    let mut out = String::from("\nSEVERITY     FIRST SEEN (UTC)     COUNT  TITLE / ACTOR\n");
     for f in sorted.iter().take(max) {
         let when = iso_time(f.first_seen);
         out.push_str(&format!(
-            "{:<4}  {}  {:>5}  {}\n{:>36}{}\n",
-            f.severity,
+            "{:<11}  {}  {:>5}  {}\n{:>42}{}\n",
+            format!("{} {}", f.severity_label(), f.severity),
             &when[..19],
             f.count,
             f.title,

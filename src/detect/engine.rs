@@ -5,27 +5,29 @@
 //! in the table and executes the planned queries over it (only the physical plan, a cheap
 //! step, is made per chunk). Rules run concurrently, each on every core.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::fields::{self, Match};
 use super::rule::{placeholders, Rule, RuleError, DERIVED_FIELDS};
-use crate::decode::roundtrip::record_json;
+use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{self, cloudtrail_schema};
 
 /// How the engine runs.
@@ -60,6 +62,43 @@ struct Planned {
     plan: LogicalPlan,
     /// Output columns that are not the table's own.
     extra: Vec<(usize, String)>,
+    /// Table columns a match keeps: those findings are built from, and those the rule's
+    /// description, grouping and threshold name.
+    kept: Vec<&'static str>,
+}
+
+/// Table columns every finding draws on (principal, call, place, resources).
+const FINDING_COLUMNS: &[&str] = &[
+    "useridentity",
+    "eventsource",
+    "eventname",
+    "awsregion",
+    "sourceipaddress",
+    "useragent",
+    "errorcode",
+    "resources",
+    "recipientaccountid",
+];
+
+/// The table columns a rule's matches must keep.
+fn kept_columns(rule: &Rule) -> Vec<&'static str> {
+    let mut names: Vec<&str> = placeholders(&rule.description)
+        .into_iter()
+        .map(|(_, n)| n.trim())
+        .chain(rule.group_by.iter().map(String::as_str))
+        .chain(rule.threshold.iter().filter_map(|t| t.distinct.as_deref()))
+        .collect();
+    names.retain(|n| !n.is_empty());
+    let mut kept: Vec<&'static str> = FINDING_COLUMNS.to_vec();
+    for def in crate::decode::schema::RECORD_FIELDS {
+        let named = names
+            .iter()
+            .any(|n| n.split('.').next() == Some(def.column));
+        if named && !kept.contains(&def.column) {
+            kept.push(def.column);
+        }
+    }
+    kept
 }
 
 /// Planned detections, ready to run over chunks of CloudTrail batches.
@@ -68,6 +107,8 @@ pub struct Engine {
     table: Arc<ChunkTable>,
     planned: Vec<Planned>,
     threads: usize,
+    /// One run at a time: a run fills the shared table with its chunk.
+    running: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Engine {
@@ -97,7 +138,12 @@ impl Engine {
         let mut errors = Vec::new();
         for rule in rules {
             match plan(&ctx, &rule).await {
-                Ok((plan, extra)) => planned.push(Planned { rule, plan, extra }),
+                Ok((plan, extra)) => planned.push(Planned {
+                    kept: kept_columns(&rule),
+                    rule,
+                    plan,
+                    extra,
+                }),
                 Err(e) => errors.push(e),
             }
         }
@@ -109,6 +155,7 @@ impl Engine {
             table,
             planned,
             threads,
+            running: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -130,6 +177,7 @@ impl Engine {
     /// Runs every enabled rule over `batches`; the result holds each rule's matches (or its
     /// error), in the order of [`Engine::rules`].
     pub async fn run(&self, batches: Vec<RecordBatch>) -> Vec<Result<Vec<Match>, RunError>> {
+        let _one_at_a_time = self.running.lock().await;
         self.table.set(batches, self.threads);
         let results: Vec<(usize, Result<Vec<Match>, RunError>)> =
             futures::stream::iter(self.planned.iter().enumerate())
@@ -139,7 +187,7 @@ impl Engine {
                     }
                     (i, self.execute(p).await)
                 })
-                .buffer_unordered(self.threads * 2)
+                .buffer_unordered(self.threads * 8)
                 .collect()
                 .await;
         self.table.set(Vec::new(), 1);
@@ -160,6 +208,7 @@ impl Engine {
         index: usize,
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<Match>, RunError> {
+        let _one_at_a_time = self.running.lock().await;
         self.table.set(batches, self.threads);
         let out = self.execute(&self.planned[index]).await;
         self.table.set(Vec::new(), 1);
@@ -184,7 +233,7 @@ impl Engine {
             .map_err(fail)?;
         let mut out = Vec::new();
         for batch in &batches {
-            matches_of(batch, &p.extra, &mut out);
+            matches_of(batch, &p.extra, &p.kept, &mut out);
         }
         tracing::debug!(
             detection = p.rule.id.as_str(),
@@ -231,7 +280,7 @@ async fn plan(
     }
     let table = cloudtrail_schema();
     let output = plan.schema().as_arrow().clone();
-    let mut extra = Vec::new();
+    let mut has_extra = Vec::new();
     for (i, field) in output.fields().iter().enumerate() {
         match table.field_with_name(field.name()) {
             Ok(own) if own.data_type() == field.data_type() => {}
@@ -247,17 +296,10 @@ async fn plan(
                     ),
                 ))
             }
-            Err(_) => extra.push((i, field.name().clone())),
+            Err(_) => has_extra.push((i, field.name().clone())),
         }
     }
-    for required in ["eventid", "eventtime"] {
-        if output.field_with_name(required).is_err() {
-            return Err(err(
-                None,
-                format!("the query must return the matching records with their {required} column: start it with SELECT * (computed columns may follow)"),
-            ));
-        }
-    }
+    let extra = &has_extra;
     let known = |name: &str| {
         let name = name.trim();
         DERIVED_FIELDS.iter().any(|(d, _)| *d == name)
@@ -294,6 +336,37 @@ async fn plan(
             return Err(unknown("threshold.distinct", distinct));
         }
     }
+    // Keep only what matches are made of, so the filter copies no more than that of the
+    // matching rows (a rule that matches often would otherwise copy whole records).
+    let kept = kept_columns(rule);
+    let keep: Vec<Expr> = (0..output.fields().len())
+        .filter(|&i| {
+            let name = output.field(i).name().as_str();
+            kept.contains(&name)
+                || name == "eventid"
+                || name == "eventtime"
+                || extra.iter().any(|(j, _)| *j == i)
+        })
+        .map(|i| {
+            let (qualifier, field) = plan.schema().qualified_field(i);
+            Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ))
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::from(plan)
+        .project(keep)
+        .and_then(|b| b.build())
+        .map_err(|e| err(None, format!("SQL: {e}")))?;
+    let narrowed = plan.schema().as_arrow().clone();
+    let extra: Vec<(usize, String)> = narrowed
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| table.field_with_name(f.name()).is_err())
+        .map(|(i, f)| (i, f.name().clone()))
+        .collect();
     let plan = state
         .optimize(&plan)
         .map_err(|e| err(None, format!("SQL: {e}")))?;
@@ -315,7 +388,11 @@ fn sql_error_line(sql: &str, message: &str) -> Option<usize> {
         .chars()
         .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
         .collect();
-    let last = name.trim_end_matches('.').rsplit('.').next()?.to_ascii_lowercase();
+    let last = name
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()?
+        .to_ascii_lowercase();
     if last.is_empty() {
         return None;
     }
@@ -324,7 +401,7 @@ fn sql_error_line(sql: &str, message: &str) -> Option<usize> {
 }
 
 /// Appends the records in a rule's output batch as matches.
-fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], out: &mut Vec<Match>) {
+fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], kept: &[&str], out: &mut Vec<Match>) {
     let (Some(ids), Some(times)) = (
         batch.column_by_name("eventid"),
         batch.column_by_name("eventtime"),
@@ -349,7 +426,7 @@ fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], out: &mut Vec<Matc
         let mut m = Match {
             event_id: ids.value(row).to_string(),
             time: times.value(row),
-            record: record_json(batch, row),
+            record: record_json_with(batch, row, |c| kept.contains(&c), false),
             extra: Default::default(),
         };
         for ((i, _), (name, formatter)) in extra.iter().zip(&formatters) {
@@ -365,51 +442,112 @@ fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], out: &mut Vec<Matc
 /// Rows per batch handed to the rules.
 const TARGET_ROWS: usize = 8192;
 
-/// The `cloudtrail` table of a detection session: whatever chunk is being examined.
+/// The `cloudtrail` table of a detection session: whatever chunk is being examined, its rows
+/// grouped by `eventsource`. Most detections begin with `eventsource = '...'` (or `IN`);
+/// that filter is pushed down to the scan, which then hands over only that service's rows
+/// (DataFusion still applies the filter itself, so the result is the same either way).
 #[derive(Debug)]
 struct ChunkTable {
-    partitions: RwLock<Vec<Vec<RecordBatch>>>,
+    by_source: RwLock<HashMap<String, Vec<RecordBatch>>>,
+    partitions: RwLock<usize>,
 }
 
 impl ChunkTable {
     fn new(partitions: usize) -> Self {
         Self {
-            partitions: RwLock::new(vec![Vec::new(); partitions.max(1)]),
+            by_source: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(partitions.max(1)),
         }
     }
 
-    /// Puts `batches` in the table, joined into batches of about [`TARGET_ROWS`] rows (one
-    /// log object is often a batch of a few records, and every batch costs each rule a
-    /// little) and spread over `partitions`.
+    /// Puts `batches` in the table: first joined into batches of about [`TARGET_ROWS`] rows
+    /// (one log object is often a batch of a few records, and every batch costs each rule a
+    /// little), then each split by event source.
     fn set(&self, batches: Vec<RecordBatch>, partitions: usize) {
-        let n = partitions.max(1);
-        let mut parts = vec![Vec::new(); n];
+        let schema = cloudtrail_schema();
+        let mut joined = Vec::new();
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut rows = 0;
-        let mut next = 0;
-        let mut flush = |pending: &mut Vec<RecordBatch>, parts: &mut Vec<Vec<RecordBatch>>| {
-            if pending.is_empty() {
-                return;
-            }
-            let joined = if pending.len() == 1 {
-                pending.pop().expect("one batch")
-            } else {
-                concat_batches(&cloudtrail_schema(), pending.iter()).expect("batches of one schema")
-            };
-            pending.clear();
-            parts[next % n].push(joined);
-            next += 1;
-        };
-        for b in batches {
-            rows += b.num_rows();
-            pending.push(b);
+        for batch in batches {
+            rows += batch.num_rows();
+            pending.push(batch);
             if rows >= TARGET_ROWS {
-                flush(&mut pending, &mut parts);
+                joined.push(concat_batches(&schema, pending.iter()).expect("one schema"));
+                pending.clear();
                 rows = 0;
             }
         }
-        flush(&mut pending, &mut parts);
-        *self.partitions.write().expect("chunk lock") = parts;
+        if !pending.is_empty() {
+            joined.push(concat_batches(&schema, pending.iter()).expect("one schema"));
+        }
+        let mut by_source: HashMap<String, Vec<RecordBatch>> = HashMap::new();
+        for batch in joined {
+            let Some(sources) = batch.column_by_name("eventsource") else {
+                continue;
+            };
+            let sources = sources.as_string::<i32>();
+            let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
+            for row in 0..batch.num_rows() {
+                let source = if sources.is_null(row) {
+                    ""
+                } else {
+                    sources.value(row)
+                };
+                rows.entry(source).or_default().push(row as u32);
+            }
+            for (source, indices) in rows {
+                let indices = UInt32Array::from(indices);
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &indices, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("indices are in range");
+                let piece = RecordBatch::try_new(batch.schema(), columns).expect("same schema");
+                by_source.entry(source.to_string()).or_default().push(piece);
+            }
+        }
+        *self.by_source.write().expect("chunk lock") = by_source;
+        *self.partitions.write().expect("chunk lock") = partitions.max(1);
+    }
+}
+
+/// The event sources a filter restricts rows to: `eventsource = 'x'`, `eventsource IN (...)`
+/// and ORs of those; `None` for any other filter.
+fn source_values(expr: &Expr) -> Option<Vec<String>> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let is_source = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "eventsource");
+    let text = |e: &Expr| match e {
+        Expr::Literal(v, _) => v.try_as_str().flatten().map(str::to_string),
+        _ => None,
+    };
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            if is_source(left) {
+                text(right).map(|v| vec![v])
+            } else if is_source(right) {
+                text(left).map(|v| vec![v])
+            } else {
+                None
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut values = source_values(left)?;
+            values.extend(source_values(right)?);
+            Some(values)
+        }
+        Expr::InList(list) if !list.negated && is_source(&list.expr) => {
+            list.list.iter().map(text).collect()
+        }
+        _ => None,
     }
 }
 
@@ -423,14 +561,54 @@ impl TableProvider for ChunkTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if source_values(f).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let parts = self.partitions.read().expect("chunk lock").clone();
+        // Every source filter must hold, so only sources all of them allow are read.
+        let mut allowed: Option<Vec<String>> = None;
+        for values in filters.iter().filter_map(source_values) {
+            allowed = Some(match allowed {
+                None => values,
+                Some(previous) => previous
+                    .into_iter()
+                    .filter(|v| values.contains(v))
+                    .collect(),
+            });
+        }
+        let by_source = self.by_source.read().expect("chunk lock");
+        let n = *self.partitions.read().expect("chunk lock");
+        let mut parts = vec![Vec::new(); n];
+        let chosen: Vec<&RecordBatch> = match &allowed {
+            Some(sources) => sources
+                .iter()
+                .filter_map(|s| by_source.get(s))
+                .flatten()
+                .collect(),
+            None => by_source.values().flatten().collect(),
+        };
+        for (i, batch) in chosen.into_iter().enumerate() {
+            parts[i % n].push(batch.clone());
+        }
         Ok(MemorySourceConfig::try_new_exec(
             &parts,
             cloudtrail_schema(),
@@ -442,6 +620,36 @@ impl TableProvider for ChunkTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_filters_are_recognised() {
+        use datafusion::prelude::{col, lit};
+        let eq = col("eventsource").eq(lit("kms.amazonaws.com"));
+        assert_eq!(
+            source_values(&eq),
+            Some(vec!["kms.amazonaws.com".to_string()])
+        );
+        let any = col("eventsource").in_list(vec![lit("a"), lit("b")], false);
+        assert_eq!(
+            source_values(&any),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        let or = col("eventsource")
+            .eq(lit("a"))
+            .or(col("eventsource").eq(lit("c")));
+        assert_eq!(
+            source_values(&or),
+            Some(vec!["a".to_string(), "c".to_string()])
+        );
+        let not_in = col("eventsource").in_list(vec![lit("a")], true);
+        assert_eq!(source_values(&not_in), None);
+        let other = col("eventname").eq(lit("a"));
+        assert_eq!(source_values(&other), None);
+        let mixed = col("eventsource")
+            .eq(lit("a"))
+            .or(col("eventname").eq(lit("b")));
+        assert_eq!(source_values(&mixed), None);
+    }
 
     #[test]
     fn error_lines_are_found() {
