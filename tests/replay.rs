@@ -111,7 +111,7 @@ fn every_injected_attack_is_found_and_benign_traffic_stays_quiet() {
         stderr.contains("attacks found at Medium or above"),
         "{stderr}"
     );
-    assert!(stderr.contains("MISSED") == false, "{stderr}");
+    assert!(!stderr.contains("MISSED"), "{stderr}");
 
     // The GuardDuty shape.
     for f in &findings {
