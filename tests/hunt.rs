@@ -2,18 +2,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn trailhound(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trailhound"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{text, trailhound};
 
 /// Two accounts over two days into `dir`, with `extra` options.
 fn simulate_with(dir: &Path, scale: &str, extra: &[&str]) {

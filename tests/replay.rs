@@ -3,20 +3,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn trailhound(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trailhound"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{text, trailhound};
 
 fn simulate(dir: &Path, days: &str, extra: &[&str]) {
     let mut args = vec![

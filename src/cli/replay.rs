@@ -323,13 +323,7 @@ impl std::fmt::Display for Summary<'_> {
         let mut by_type: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for finding in self.findings {
             let label = finding.severity_label();
-            let rank = match label {
-                "Critical" => 0,
-                "High" => 1,
-                "Medium" => 2,
-                _ => 3,
-            };
-            by_label.entry(rank).or_insert((label, 0)).1 += 1;
+            by_label.entry(rank(label)).or_insert((label, 0)).1 += 1;
             *by_type
                 .entry((label, finding.finding_type.as_str()))
                 .or_default() += 1;

@@ -138,8 +138,8 @@ impl Engine {
         let mut errors = Vec::new();
         for rule in rules {
             match plan(&ctx, &rule).await {
-                Ok((plan, extra)) => planned.push(Planned {
-                    kept: kept_columns(&rule),
+                Ok((plan, extra, kept)) => planned.push(Planned {
+                    kept,
                     rule,
                     plan,
                     extra,
@@ -249,7 +249,7 @@ impl Engine {
 async fn plan(
     ctx: &SessionContext,
     rule: &Rule,
-) -> Result<(LogicalPlan, Vec<(usize, String)>), RuleError> {
+) -> Result<(LogicalPlan, Vec<(usize, String)>, Vec<&'static str>), RuleError> {
     let err = |line: Option<usize>, message: String| RuleError {
         path: rule.origin.to_string(),
         line: Some(rule.sql_line + line.unwrap_or(1) - 1),
@@ -370,7 +370,7 @@ async fn plan(
     let plan = state
         .optimize(&plan)
         .map_err(|e| err(None, format!("SQL: {e}")))?;
-    Ok((plan, extra))
+    Ok((plan, extra, kept))
 }
 
 /// The line (1-based, within the SQL) an error message points at, where it says.

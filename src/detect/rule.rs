@@ -219,16 +219,6 @@ struct RawTest {
     records: Vec<String>,
 }
 
-/// Categories of the built-in pack; a user's detection may use others.
-pub const CATEGORIES: &[&str] = &[
-    "model-access",
-    "key-policy",
-    "credential-misuse",
-    "logging-tampering",
-    "iam-change",
-    "data-exposure",
-];
-
 /// Parses a duration such as `10m`, `1h`, `24h`, `7d`, `30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -415,14 +405,6 @@ impl Rule {
             tests,
             origin,
         })
-    }
-
-    /// A short location for messages: `path:line`.
-    pub fn location(&self, sql_offset_line: Option<usize>) -> String {
-        match sql_offset_line {
-            Some(l) => format!("{}:{}", self.origin, self.sql_line + l.saturating_sub(1)),
-            None => self.origin.to_string(),
-        }
     }
 }
 

@@ -10,8 +10,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 
 /// One step of a JSON path.
@@ -163,17 +162,10 @@ impl ScalarUDFImpl for JsonExtract {
 }
 
 fn udf(name: &'static str, scalar: bool) -> ScalarUDF {
-    let strings = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
-    let mut variants = Vec::new();
-    for a in &strings {
-        for b in &strings {
-            variants.push(TypeSignature::Exact(vec![a.clone(), b.clone()]));
-        }
-    }
     ScalarUDF::new_from_impl(JsonExtract {
         name,
         scalar,
-        signature: Signature::one_of(variants, Volatility::Immutable),
+        signature: super::string_signature(2),
     })
 }
 

@@ -8,11 +8,13 @@ pub mod table;
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::decode::schema;
@@ -84,6 +86,28 @@ pub fn register_batches(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Resu
     let table = MemTable::try_new(schema::cloudtrail_schema(), partitions)?;
     ctx.register_table(schema::TABLE_NAME, Arc::new(table))?;
     Ok(())
+}
+
+/// A signature taking `arity` string arguments, each any of DataFusion's string types.
+pub(crate) fn string_signature(arity: usize) -> Signature {
+    let strings = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
+    let mut variants: Vec<Vec<DataType>> = vec![Vec::new()];
+    for _ in 0..arity {
+        variants = variants
+            .into_iter()
+            .flat_map(|v| {
+                strings.iter().map(move |t| {
+                    let mut v = v.clone();
+                    v.push(t.clone());
+                    v
+                })
+            })
+            .collect();
+    }
+    Signature::one_of(
+        variants.into_iter().map(TypeSignature::Exact).collect(),
+        Volatility::Immutable,
+    )
 }
 
 /// Names of the functions a user can call, for `--help` and `\functions`.

@@ -15,12 +15,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, StringArray, StringBuilder,
+};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use serde_json::Value;
 
@@ -207,6 +208,24 @@ pub fn s3_bucket(uri: &str) -> Option<String> {
     host.split_once(".s3").map(|(bucket, _)| bucket.to_string())
 }
 
+/// Calls `f` with each row's arguments (NULL as `None`), reusing one buffer.
+fn for_each_row<'a>(
+    columns: &[&'a StringArray],
+    rows: usize,
+    mut f: impl FnMut(&[Option<&'a str>]),
+) {
+    let mut args = Vec::with_capacity(columns.len());
+    for row in 0..rows {
+        args.clear();
+        args.extend(
+            columns
+                .iter()
+                .map(|c| (!c.is_null(row)).then(|| c.value(row))),
+        );
+        f(&args);
+    }
+}
+
 type TextFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<String>;
 type BoolFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<bool>;
 
@@ -272,32 +291,19 @@ impl ScalarUDFImpl for StringFunction {
             return exec_err!("{}: arguments of unequal length", self.name);
         }
         let n = columns.first().map_or(rows, |c| c.len());
-        let mut row_args: Vec<Option<&str>> = Vec::with_capacity(columns.len());
         let result: ArrayRef = match self.body {
             Body::Text(f) => {
                 let mut out = StringBuilder::with_capacity(n, n * 8);
-                for row in 0..n {
-                    row_args.clear();
-                    row_args.extend(
-                        columns
-                            .iter()
-                            .map(|c| (!c.is_null(row)).then(|| c.value(row))),
-                    );
-                    out.append_option(f(&row_args, &self.trusted));
-                }
+                for_each_row(&columns, n, |args| {
+                    out.append_option(f(args, &self.trusted))
+                });
                 Arc::new(out.finish())
             }
             Body::Bool(f) => {
                 let mut out = BooleanBuilder::with_capacity(n);
-                for row in 0..n {
-                    row_args.clear();
-                    row_args.extend(
-                        columns
-                            .iter()
-                            .map(|c| (!c.is_null(row)).then(|| c.value(row))),
-                    );
-                    out.append_option(f(&row_args, &self.trusted));
-                }
+                for_each_row(&columns, n, |args| {
+                    out.append_option(f(args, &self.trusted))
+                });
                 Arc::new(out.finish())
             }
         };
@@ -310,31 +316,10 @@ impl ScalarUDFImpl for StringFunction {
     }
 }
 
-fn signature(arity: usize) -> Signature {
-    let strings = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
-    let mut variants: Vec<Vec<DataType>> = vec![Vec::new()];
-    for _ in 0..arity {
-        variants = variants
-            .into_iter()
-            .flat_map(|v| {
-                strings.iter().map(move |t| {
-                    let mut v = v.clone();
-                    v.push(t.clone());
-                    v
-                })
-            })
-            .collect();
-    }
-    Signature::one_of(
-        variants.into_iter().map(TypeSignature::Exact).collect(),
-        Volatility::Immutable,
-    )
-}
-
 fn function(name: &'static str, arity: usize, body: Body, trusted: &TrustedAccounts) -> ScalarUDF {
     ScalarUDF::new_from_impl(StringFunction {
         name,
-        signature: signature(arity),
+        signature: super::string_signature(arity),
         body,
         trusted: trusted.clone(),
     })
