@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, UInt32Array};
@@ -16,11 +17,14 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
 };
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
@@ -59,7 +63,8 @@ pub struct RunError {
 
 struct Planned {
     rule: Rule,
-    plan: LogicalPlan,
+    /// Made once; [`reset_plan_states`] readies it for each chunk.
+    physical: Arc<dyn ExecutionPlan>,
     /// Output columns that are not the table's own.
     extra: Vec<(usize, String)>,
     /// Table columns a match keeps: those findings are built from, and those the rule's
@@ -131,20 +136,46 @@ impl Engine {
                 message: e.to_string(),
             }]
         })?;
+        // Plans are made once and run again for every chunk: dynamic filters, which a join
+        // or top-k fills in while it runs, would carry one chunk's values into the next.
+        {
+            let state = ctx.state_ref();
+            let mut state = state.write();
+            let optimizer = &mut state.config_mut().options_mut().optimizer;
+            optimizer.enable_dynamic_filter_pushdown = false;
+            optimizer.enable_join_dynamic_filter_pushdown = false;
+            optimizer.enable_topk_dynamic_filter_pushdown = false;
+            optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+            // The plans are made before any rows are seen, so there are no sizes to choose
+            // a join by; repartitioning both sides of every join costs more than building
+            // one side whole.
+            optimizer.repartition_joins = false;
+        }
         let table = Arc::new(ChunkTable::new(threads));
         ctx.register_table(schema::TABLE_NAME, table.clone())
             .expect("a fresh session takes the table");
-        let mut planned = Vec::with_capacity(rules.len());
+        // Planning is CPU work: each rule is its own task, so every core plans.
+        let tasks: Vec<_> = rules
+            .into_iter()
+            .map(|rule| {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let planned = plan(&ctx, &rule).await;
+                    (rule, planned)
+                })
+            })
+            .collect();
+        let mut planned = Vec::with_capacity(tasks.len());
         let mut errors = Vec::new();
-        for rule in rules {
-            match plan(&ctx, &rule).await {
-                Ok((plan, extra, kept)) => planned.push(Planned {
+        for task in tasks {
+            match task.await.expect("planning a rule does not panic") {
+                (rule, Ok((physical, extra, kept))) => planned.push(Planned {
                     kept,
                     rule,
-                    plan,
+                    physical,
                     extra,
                 }),
-                Err(e) => errors.push(e),
+                (_, Err(e)) => errors.push(e),
             }
         }
         if !errors.is_empty() {
@@ -178,7 +209,12 @@ impl Engine {
     /// error), in the order of [`Engine::rules`].
     pub async fn run(&self, batches: Vec<RecordBatch>) -> Vec<Result<Vec<Match>, RunError>> {
         let _one_at_a_time = self.running.lock().await;
-        self.table.set(batches, self.threads);
+        let started = std::time::Instant::now();
+        self.table.set(batches);
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "grouped chunk by event source"
+        );
         let results: Vec<(usize, Result<Vec<Match>, RunError>)> =
             futures::stream::iter(self.planned.iter().enumerate())
                 .map(|(i, p)| async move {
@@ -190,7 +226,7 @@ impl Engine {
                 .buffer_unordered(self.threads * 8)
                 .collect()
                 .await;
-        self.table.set(Vec::new(), 1);
+        self.table.set(Vec::new());
         let mut ordered: Vec<Option<Result<Vec<Match>, RunError>>> =
             (0..self.planned.len()).map(|_| None).collect();
         for (i, r) in results {
@@ -209,9 +245,28 @@ impl Engine {
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<Match>, RunError> {
         let _one_at_a_time = self.running.lock().await;
-        self.table.set(batches, self.threads);
+        self.table.set(batches);
         let out = self.execute(&self.planned[index]).await;
-        self.table.set(Vec::new(), 1);
+        self.table.set(Vec::new());
+        out
+    }
+
+    /// Runs each enabled rule alone, one after another, over `batches`: how long each took
+    /// and how many records it matched, in the order of [`Engine::rules`]. For finding the
+    /// detections that slow a pack down.
+    pub async fn profile(
+        &self,
+        batches: Vec<RecordBatch>,
+    ) -> Vec<(String, std::time::Duration, Result<usize, RunError>)> {
+        let _one_at_a_time = self.running.lock().await;
+        self.table.set(batches);
+        let mut out = Vec::with_capacity(self.planned.len());
+        for p in self.planned.iter().filter(|p| p.rule.enabled) {
+            let started = std::time::Instant::now();
+            let found = self.execute(p).await.map(|m| m.len());
+            out.push((p.rule.id.clone(), started.elapsed(), found));
+        }
+        self.table.set(Vec::new());
         out
     }
 
@@ -222,13 +277,8 @@ impl Engine {
             message: e.to_string(),
         };
         let started = std::time::Instant::now();
-        let state = self.ctx.state();
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&p.plan, &state)
-            .await
-            .map_err(fail)?;
-        let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+        let physical = reset_plan_states(Arc::clone(&p.physical)).map_err(fail)?;
+        let batches = datafusion::physical_plan::collect(physical, self.ctx.task_ctx())
             .await
             .map_err(fail)?;
         let mut out = Vec::new();
@@ -245,11 +295,18 @@ impl Engine {
     }
 }
 
-/// Plans one rule's SQL and checks its output and the names it uses.
+/// Plans one rule's SQL (to a physical plan) and checks its output and the names it uses.
 async fn plan(
     ctx: &SessionContext,
     rule: &Rule,
-) -> Result<(LogicalPlan, Vec<(usize, String)>, Vec<&'static str>), RuleError> {
+) -> Result<
+    (
+        Arc<dyn ExecutionPlan>,
+        Vec<(usize, String)>,
+        Vec<&'static str>,
+    ),
+    RuleError,
+> {
     let err = |line: Option<usize>, message: String| RuleError {
         path: rule.origin.to_string(),
         line: Some(rule.sql_line + line.unwrap_or(1) - 1),
@@ -367,10 +424,11 @@ async fn plan(
         .filter(|(_, f)| table.field_with_name(f.name()).is_err())
         .map(|(i, f)| (i, f.name().clone()))
         .collect();
-    let plan = state
-        .optimize(&plan)
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
         .map_err(|e| err(None, format!("SQL: {e}")))?;
-    Ok((plan, extra, kept))
+    Ok((physical, extra, kept))
 }
 
 /// The line (1-based, within the SQL) an error message points at, where it says.
@@ -442,73 +500,166 @@ fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], kept: &[&str], out
 /// Rows per batch handed to the rules.
 const TARGET_ROWS: usize = 8192;
 
+/// Rows joined before they are split by event source.
+const RUN_ROWS: usize = 8 * TARGET_ROWS;
+
+/// Memory joined before it is split by event source (well below the 2 GiB a text array holds).
+const RUN_BYTES: usize = 256 << 20;
+
+/// A chunk's rows by event source.
+type BySource = HashMap<String, Vec<RecordBatch>>;
+
 /// The `cloudtrail` table of a detection session: whatever chunk is being examined, its rows
 /// grouped by `eventsource`. Most detections begin with `eventsource = '...'` (or `IN`);
 /// that filter is pushed down to the scan, which then hands over only that service's rows
 /// (DataFusion still applies the filter itself, so the result is the same either way).
+///
+/// The scan reads the chunk when it runs, not when it is planned, so a rule's physical plan
+/// is made once and runs again over every chunk.
 #[derive(Debug)]
 struct ChunkTable {
-    by_source: RwLock<HashMap<String, Vec<RecordBatch>>>,
-    partitions: RwLock<usize>,
+    current: Arc<RwLock<Arc<BySource>>>,
+    partitions: usize,
 }
 
 impl ChunkTable {
     fn new(partitions: usize) -> Self {
         Self {
-            by_source: RwLock::new(HashMap::new()),
-            partitions: RwLock::new(partitions.max(1)),
+            current: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            partitions: partitions.max(1),
         }
     }
 
-    /// Puts `batches` in the table: first joined into batches of about [`TARGET_ROWS`] rows
-    /// (one log object is often a batch of a few records, and every batch costs each rule a
-    /// little), then each split by event source.
-    fn set(&self, batches: Vec<RecordBatch>, partitions: usize) {
-        let schema = cloudtrail_schema();
-        let mut joined = Vec::new();
-        let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut rows = 0;
-        for batch in batches {
-            rows += batch.num_rows();
-            pending.push(batch);
-            if rows >= TARGET_ROWS {
-                joined.push(concat_batches(&schema, pending.iter()).expect("one schema"));
-                pending.clear();
-                rows = 0;
-            }
+    /// Puts `batches` in the table, their rows regrouped by event source into batches of at
+    /// most [`TARGET_ROWS`] rows (one log object is often a batch of a few records, and every
+    /// batch costs each rule a little). The work is shared among the table's threads.
+    fn set(&self, batches: Vec<RecordBatch>) {
+        let by_source = group_by_source(&batches, self.partitions);
+        *self.current.write().expect("chunk lock") = Arc::new(by_source);
+    }
+}
+
+/// One partition of a scan of [`ChunkTable`]: every `of`-th batch of the allowed sources,
+/// starting at `index`, of whatever chunk is in the table when the plan runs.
+#[derive(Debug)]
+struct ChunkPartition {
+    current: Arc<RwLock<Arc<BySource>>>,
+    /// Sources to read; `None` for all.
+    sources: Option<Vec<String>>,
+    index: usize,
+    of: usize,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for ChunkPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let chunk = Arc::clone(&self.current.read().expect("chunk lock"));
+        let chosen: Vec<RecordBatch> = match &self.sources {
+            Some(sources) => sources
+                .iter()
+                .filter_map(|s| chunk.get(s))
+                .flatten()
+                .skip(self.index)
+                .step_by(self.of)
+                .cloned()
+                .collect(),
+            None => chunk
+                .values()
+                .flatten()
+                .skip(self.index)
+                .step_by(self.of)
+                .cloned()
+                .collect(),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(chosen.into_iter().map(Ok)),
+        ))
+    }
+}
+
+/// The rows of `batches` by event source, in batches of at most [`TARGET_ROWS`] rows. Runs of
+/// batches are first joined into batches of about [`RUN_ROWS`] rows, each then split by
+/// source (so a source gets few, full batches however small the log objects were); the runs
+/// are shared among `threads` threads.
+fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, Vec<RecordBatch>> {
+    let mut runs: Vec<&[RecordBatch]> = Vec::new();
+    let (mut begin, mut rows, mut bytes) = (0, 0, 0);
+    for (i, batch) in batches.iter().enumerate() {
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+        if rows >= RUN_ROWS || bytes >= RUN_BYTES {
+            runs.push(&batches[begin..=i]);
+            (begin, rows, bytes) = (i + 1, 0, 0);
         }
-        if !pending.is_empty() {
-            joined.push(concat_batches(&schema, pending.iter()).expect("one schema"));
+    }
+    if begin < batches.len() {
+        runs.push(&batches[begin..]);
+    }
+    let schema = cloudtrail_schema();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(HashMap::<String, Vec<RecordBatch>>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, runs.len().max(1)) {
+            scope.spawn(|| {
+                let mut mine: Vec<(String, RecordBatch)> = Vec::new();
+                while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match concat_batches(&schema, run.iter()) {
+                        Ok(joined) => split_by_source(&joined, &mut mine),
+                        // Text too long for one array: split the batches one by one.
+                        Err(_) => run.iter().for_each(|b| split_by_source(b, &mut mine)),
+                    }
+                }
+                let mut out = out.lock().expect("group lock");
+                for (source, batch) in mine {
+                    let pieces = out.entry(source).or_default();
+                    let mut at = 0;
+                    while at < batch.num_rows() {
+                        let len = TARGET_ROWS.min(batch.num_rows() - at);
+                        pieces.push(batch.slice(at, len));
+                        at += len;
+                    }
+                }
+            });
         }
-        let mut by_source: HashMap<String, Vec<RecordBatch>> = HashMap::new();
-        for batch in joined {
-            let Some(sources) = batch.column_by_name("eventsource") else {
-                continue;
-            };
-            let sources = sources.as_string::<i32>();
-            let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
-            for row in 0..batch.num_rows() {
-                let source = if sources.is_null(row) {
-                    ""
-                } else {
-                    sources.value(row)
-                };
-                rows.entry(source).or_default().push(row as u32);
-            }
-            for (source, indices) in rows {
-                let indices = UInt32Array::from(indices);
-                let columns = batch
-                    .columns()
-                    .iter()
-                    .map(|c| take(c.as_ref(), &indices, None))
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("indices are in range");
-                let piece = RecordBatch::try_new(batch.schema(), columns).expect("same schema");
-                by_source.entry(source.to_string()).or_default().push(piece);
-            }
-        }
-        *self.by_source.write().expect("chunk lock") = by_source;
-        *self.partitions.write().expect("chunk lock") = partitions.max(1);
+    });
+    out.into_inner().expect("group lock")
+}
+
+/// Appends `batch`'s rows, one batch per event source, to `out`.
+fn split_by_source(batch: &RecordBatch, out: &mut Vec<(String, RecordBatch)>) {
+    let Some(sources) = batch.column_by_name("eventsource") else {
+        return;
+    };
+    let sources = sources.as_string::<i32>();
+    let mut rows: HashMap<&str, Vec<u32>> = HashMap::new();
+    for row in 0..batch.num_rows() {
+        let source = if sources.is_null(row) {
+            ""
+        } else {
+            sources.value(row)
+        };
+        rows.entry(source).or_default().push(row as u32);
+    }
+    if rows.len() == 1 {
+        let source = rows.into_keys().next().expect("one source");
+        out.push((source.to_string(), batch.clone()));
+        return;
+    }
+    for (source, indices) in rows {
+        let indices = UInt32Array::from(indices);
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("indices are in range");
+        let piece = RecordBatch::try_new(batch.schema(), columns).expect("same schema");
+        out.push((source.to_string(), piece));
     }
 }
 
@@ -595,25 +746,26 @@ impl TableProvider for ChunkTable {
                     .collect(),
             });
         }
-        let by_source = self.by_source.read().expect("chunk lock");
-        let n = *self.partitions.read().expect("chunk lock");
-        let mut parts = vec![Vec::new(); n];
-        let chosen: Vec<&RecordBatch> = match &allowed {
-            Some(sources) => sources
-                .iter()
-                .filter_map(|s| by_source.get(s))
-                .flatten()
-                .collect(),
-            None => by_source.values().flatten().collect(),
-        };
-        for (i, batch) in chosen.into_iter().enumerate() {
-            parts[i % n].push(batch.clone());
-        }
-        Ok(MemorySourceConfig::try_new_exec(
-            &parts,
-            cloudtrail_schema(),
-            projection.cloned(),
-        )?)
+        let schema = cloudtrail_schema();
+        let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions)
+            .map(|index| {
+                Arc::new(ChunkPartition {
+                    current: Arc::clone(&self.current),
+                    sources: allowed.clone(),
+                    index,
+                    of: self.partitions,
+                    schema: schema.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            partitions,
+            projection,
+            Vec::new(),
+            false,
+            None,
+        )?))
     }
 }
 
