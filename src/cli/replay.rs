@@ -158,7 +158,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         .worker_threads(threads)
         .enable_all()
         .build()?;
-    let engine = args.pack.engine(&runtime, threads)?;
+    // The detections are planned while the first chunk is read.
+    let mut pending = Some(args.pack.start_engine(&runtime, threads)?);
+    let mut engine = None;
+    let rules: Vec<_> = pending.as_ref().map_or(Vec::new(), |p| p.rules.clone());
     if let Some(state) = &args.state {
         tracing::info!(
             "--state {}: no loaded detection keeps state, so nothing is stored there",
@@ -186,7 +189,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             }
         );
     }
-    tracing::info!("replaying {listing} through {} detections", engine.len());
+    tracing::info!("replaying {listing} through {} detections", rules.len());
     let mut report = ReadReport::for_listing(&listing);
     let total_objects = listing.objects.len();
     let progress = super::stderr_is_terminal().then(|| {
@@ -203,20 +206,34 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         max_object_bytes: args.read.max_object_size,
         ..Default::default()
     };
-    let rules: Vec<_> = engine.rules().cloned().collect();
     let mut matches: Vec<Vec<Match>> = vec![Vec::new(); rules.len()];
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
     for chunk in chunks(listing.objects, args.chunk_size) {
         let n = chunk.len();
+        let t = Instant::now();
         let (batches, chunk_report) = read_all(chunk, options.clone(), threads, None);
+        tracing::debug!(
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            objects = n,
+            "read chunk"
+        );
         report.merge(&chunk_report);
         let batches: Vec<RecordBatch> = batches
             .into_iter()
             .filter_map(|b| in_range(b, args.since, args.until))
             .collect();
         examined += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        if let Some(p) = pending.take() {
+            engine = Some(p.wait(&runtime)?);
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "planned {} detections",
+                rules.len()
+            );
+        }
+        let engine = engine.as_ref().expect("planned before the first chunk");
         let t = Instant::now();
         for (i, result) in runtime
             .block_on(engine.run(batches))
@@ -234,6 +251,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             }
         }
         detect_time += t.elapsed();
+        tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "examined chunk");
         if let Some(bar) = &progress {
             bar.inc(n as u64);
             bar.set_message(format!(
@@ -258,6 +276,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             .then_with(|| a.id.cmp(&b.id))
     });
 
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "aggregated {} findings",
+        findings.len()
+    );
     write_findings(&args, &findings)?;
     report.elapsed = started.elapsed();
     let summary = Summary {

@@ -55,13 +55,41 @@ impl PackArgs {
         runtime: &tokio::runtime::Runtime,
         threads: usize,
     ) -> anyhow::Result<Engine> {
+        self.start_engine(runtime, threads)?.wait(runtime)
+    }
+
+    /// Loads the detections now (so a broken file is reported at once) and plans them in the
+    /// background on `runtime`, while the caller gets on with reading logs.
+    pub fn start_engine(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        threads: usize,
+    ) -> anyhow::Result<PendingEngine> {
         let rules = self.load()?;
         let options = EngineOptions {
             threads,
             trusted_accounts: self.trusted_accounts.iter().cloned().collect(),
         };
+        Ok(PendingEngine {
+            rules: rules.clone(),
+            task: runtime.spawn(Engine::new(rules, options)),
+        })
+    }
+}
+
+/// Detections being planned in the background.
+pub struct PendingEngine {
+    /// The detections, in the order the engine will hold them.
+    pub rules: Vec<Rule>,
+    task: tokio::task::JoinHandle<Result<Engine, Vec<detect::RuleError>>>,
+}
+
+impl PendingEngine {
+    /// Waits for the planning to finish; any errors come together in one message.
+    pub fn wait(self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Engine> {
         runtime
-            .block_on(Engine::new(rules, options))
+            .block_on(self.task)
+            .map_err(|e| anyhow::anyhow!("planning the detections failed: {e}"))?
             .map_err(|errors| anyhow::anyhow!(detect::describe_errors(&errors)))
     }
 }
