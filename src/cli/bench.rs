@@ -25,7 +25,12 @@ pub struct BenchArgs {
     /// Also time the built-in detections (and those of --detections): on decoded batches,
     /// and as a whole replay from the files.
     #[arg(long)]
-    pub detections: bool,
+    pub with_detections: bool,
+
+    /// With --with-detections, also time each detection on its own and list this many of the
+    /// slowest (0 for none).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub slowest: usize,
 
     #[command(flatten)]
     pub pack: super::rules::PackArgs,
@@ -167,7 +172,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             elapsed: query_time,
         },
     ];
-    if args.detections {
+    let mut slowest = String::new();
+    if args.with_detections {
         let engine = args.pack.engine(&runtime, threads)?;
         let options = DecodeOptions {
             projection: Projection::all(),
@@ -189,6 +195,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             (started.elapsed(), found.len())
         });
         eprintln!("{} detections", engine.len());
+        if args.slowest > 0 {
+            slowest = slowest_detections(&runtime, &engine, batches, args.slowest)?;
+        }
         stages.push(Stage {
             name: "detections only, on decoded batches",
             elapsed: detect_time,
@@ -216,5 +225,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             body as f64 / 1e6 / secs
         );
     }
+    print!("{slowest}");
     Ok(0)
+}
+
+/// A table of the `n` detections that took longest on their own over `batches`.
+fn slowest_detections(
+    runtime: &tokio::runtime::Runtime,
+    engine: &crate::detect::Engine,
+    batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    n: usize,
+) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut timed = runtime.block_on(engine.profile(batches));
+    let total: Duration = timed.iter().map(|(_, d, _)| *d).sum();
+    timed.sort_by_key(|t| std::cmp::Reverse(t.1));
+    let mut out = String::new();
+    writeln!(
+        out,
+        "slowest detections, each run alone ({:.3} s for all {} one after another):",
+        total.as_secs_f64(),
+        timed.len()
+    )?;
+    writeln!(
+        out,
+        "{:<48} {:>9} {:>7} {:>9}",
+        "detection", "ms", "share", "matches"
+    )?;
+    for (id, took, found) in timed.iter().take(n) {
+        let found = match found {
+            Ok(n) => n.to_string(),
+            Err(e) => anyhow::bail!("{e}"),
+        };
+        writeln!(
+            out,
+            "{id:<48} {:>9.1} {:>6.1}% {found:>9}",
+            took.as_secs_f64() * 1e3,
+            100.0 * took.as_secs_f64() / total.as_secs_f64().max(1e-9)
+        )?;
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@
 pub mod athena;
 pub mod security;
 pub mod table;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ pub fn new_session_with(
     for udf in athena::functions()
         .into_iter()
         .chain(security::functions(trusted))
+        .chain(text::functions())
     {
         ctx.register_udf(udf);
     }
