@@ -18,6 +18,9 @@ use indicatif::ProgressBar;
 use crate::decode::{DecodeOptions, DecodedObject, Decoder};
 use crate::source::{KeyKind, Listing, ObjectRef};
 
+/// Records per batch the read path hands on (fewer when the objects run out).
+pub const BATCH_ROWS: usize = 2048;
+
 /// At most this many problem messages are kept for the end-of-run summary.
 const MAX_REPORTED_DETAILS: usize = 20;
 
@@ -232,12 +235,13 @@ impl ReadQueue {
         Decoder::new(self.options.clone())
     }
 
-    /// Reads objects until the queue is empty or `emit` returns false, passing on each batch.
+    /// Reads objects until the queue is empty or `emit` returns false, passing on batches of
+    /// about [`BATCH_ROWS`] records (the records of several small objects go together).
     pub fn work(&self, decoder: &mut Decoder, mut emit: impl FnMut(RecordBatch) -> bool) {
         while let Some(object) = self.objects.get(self.next.fetch_add(1, Ordering::Relaxed)) {
             let key = object.key();
             let decoded = match object.fetch(self.options.max_object_bytes) {
-                Ok(bytes) => decoder.decode(&key, &bytes),
+                Ok(bytes) => decoder.decode_pending(&key, &bytes),
                 Err(e) => {
                     self.report
                         .lock()
@@ -253,11 +257,16 @@ impl ReadQueue {
             if let Some(bar) = &self.progress {
                 bar.inc(1);
             }
-            if let Some(batch) = decoded.batch {
-                if !emit(batch) {
-                    return;
+            if decoder.pending() >= BATCH_ROWS {
+                if let Some(batch) = decoder.take_pending() {
+                    if !emit(batch) {
+                        return;
+                    }
                 }
             }
+        }
+        if let Some(batch) = decoder.take_pending() {
+            emit(batch);
         }
     }
 

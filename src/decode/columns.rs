@@ -415,6 +415,8 @@ pub struct RecordsBuilder {
     top: StructColumn,
     unmapped_column: Option<StringBuilder>,
     rows: usize,
+    /// The objects the rows came from: each key with the row count once its rows were in.
+    sources: Vec<(String, usize)>,
 }
 
 impl RecordsBuilder {
@@ -435,6 +437,7 @@ impl RecordsBuilder {
             top,
             unmapped_column,
             rows: 0,
+            sources: Vec::new(),
         }
     }
 
@@ -467,9 +470,27 @@ impl RecordsBuilder {
         Ok(())
     }
 
-    /// Takes the records appended so far as a batch, tagging each with `source_key`.
+    /// Notes that the records appended since the last call came from the object `source_key`.
+    pub fn end_object(&mut self, source_key: &str) {
+        let done = self.sources.last().map_or(0, |(_, end)| *end);
+        if self.rows > done {
+            self.sources.push((source_key.to_string(), self.rows));
+        }
+    }
+
+    /// Takes the records appended so far as a batch, tagging those not yet assigned to an
+    /// object with `source_key`.
     pub fn finish(&mut self, source_key: &str) -> RecordBatch {
+        self.end_object(source_key);
+        self.finish_objects()
+    }
+
+    /// Takes the records appended so far as a batch, each tagged with the key of the object
+    /// it came from (as told by [`end_object`](Self::end_object)).
+    pub fn finish_objects(&mut self) -> RecordBatch {
+        self.end_object("");
         let rows = std::mem::take(&mut self.rows);
+        let sources = std::mem::take(&mut self.sources);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.projection.indices().len());
         for &index in self.projection.indices() {
             let array: ArrayRef = if index < RECORD_FIELDS.len() {
@@ -482,10 +503,16 @@ impl RecordsBuilder {
                         .finish(),
                 )
             } else {
-                let keys = Int32Array::from(vec![0; rows]);
-                let values = StringArray::from(vec![source_key]);
+                let mut keys = Vec::with_capacity(rows);
+                let mut start = 0;
+                for (i, (_, end)) in sources.iter().enumerate() {
+                    keys.extend(std::iter::repeat_n(i as i32, end - start));
+                    start = *end;
+                }
+                let values = StringArray::from_iter_values(sources.iter().map(|(k, _)| k));
                 Arc::new(
-                    DictionaryArray::try_new(keys, Arc::new(values)).expect("one dictionary value"),
+                    DictionaryArray::try_new(Int32Array::from(keys), Arc::new(values))
+                        .expect("a key for every object"),
                 )
             };
             columns.push(array);

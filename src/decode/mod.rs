@@ -177,6 +177,8 @@ pub struct Decoder {
     buffers: Buffers,
     tape: Tape<'static>,
     builder: RecordsBuilder,
+    /// Pending records before the object being decoded.
+    object_start: usize,
 }
 
 /// The shape of a body, told from its first bytes.
@@ -197,6 +199,7 @@ impl Decoder {
             body: Vec::new(),
             buffers: Buffers::new(1 << 20),
             tape: Tape::null(),
+            object_start: 0,
         }
     }
 
@@ -205,8 +208,30 @@ impl Decoder {
         &self.options
     }
 
-    /// Decodes one stored object. `source_key` is recorded in the `sourcekey` column.
+    /// Decodes one stored object into a batch of its own. `source_key` is recorded in the
+    /// `sourcekey` column.
     pub fn decode(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+        let mut out = self.decode_pending(source_key, stored);
+        out.batch = self.take_pending();
+        out
+    }
+
+    /// Records decoded by [`decode_pending`](Self::decode_pending) and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.builder.len()
+    }
+
+    /// The records decoded by [`decode_pending`](Self::decode_pending) since the last take, as
+    /// one batch; `None` when there are none.
+    pub fn take_pending(&mut self) -> Option<RecordBatch> {
+        (!self.builder.is_empty()).then(|| self.builder.finish_objects())
+    }
+
+    /// Decodes one stored object, adding its records to those already pending (log objects
+    /// often hold a few records each, and a batch per object costs every later step). The
+    /// result counts this object's records and problems; its `batch` is always `None`.
+    pub fn decode_pending(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+        self.object_start = self.builder.len();
         let mut out = DecodedObject {
             stored_bytes: stored.len(),
             ..Default::default()
@@ -232,10 +257,8 @@ impl Decoder {
             }
             Err(e) => out.note(Problem::Object(e)),
         }
-        out.records = self.builder.len();
-        if out.records > 0 {
-            out.batch = Some(self.builder.finish(source_key));
-        }
+        out.records = self.builder.len() - self.object_start;
+        self.builder.end_object(source_key);
         out
     }
 
@@ -347,7 +370,7 @@ impl Decoder {
             match body.get(at) {
                 None => {
                     out.note(Problem::Object(ObjectError::Truncated {
-                        complete: self.builder.len(),
+                        complete: self.builder.len() - self.object_start,
                     }));
                     break;
                 }
@@ -368,7 +391,7 @@ impl Decoder {
             }
             let Some(end) = value_end(&body, at) else {
                 out.note(Problem::Object(ObjectError::Truncated {
-                    complete: self.builder.len(),
+                    complete: self.builder.len() - self.object_start,
                 }));
                 break;
             };
