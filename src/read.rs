@@ -258,15 +258,17 @@ impl ReadQueue {
                 bar.inc(1);
             }
             if decoder.pending() >= BATCH_ROWS {
-                if let Some(batch) = decoder.take_pending() {
+                for batch in decoder.take_full(BATCH_ROWS) {
                     if !emit(batch) {
                         return;
                     }
                 }
             }
         }
-        if let Some(batch) = decoder.take_pending() {
-            emit(batch);
+        for batch in decoder.take_all() {
+            if !emit(batch) {
+                return;
+            }
         }
     }
 
@@ -285,6 +287,27 @@ pub fn read_all(
     threads: usize,
     progress: Option<ProgressBar>,
 ) -> (Vec<RecordBatch>, ReadReport) {
+    read_with(objects, options, threads, progress, false)
+}
+
+/// Like [`read_all`], but each batch holds the records of one `eventSource` (what the
+/// detection engine groups by), so they need not be copied again to be grouped.
+pub fn read_all_by_source(
+    objects: Vec<ObjectRef>,
+    options: DecodeOptions,
+    threads: usize,
+    progress: Option<ProgressBar>,
+) -> (Vec<RecordBatch>, ReadReport) {
+    read_with(objects, options, threads, progress, true)
+}
+
+fn read_with(
+    objects: Vec<ObjectRef>,
+    options: DecodeOptions,
+    threads: usize,
+    progress: Option<ProgressBar>,
+    by_source: bool,
+) -> (Vec<RecordBatch>, ReadReport) {
     let mut queue = ReadQueue::new(objects, options);
     if let Some(bar) = progress {
         queue = queue.with_progress(bar);
@@ -295,6 +318,9 @@ pub fn read_all(
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 let mut decoder = queue.decoder();
+                if by_source {
+                    decoder = decoder.grouping_by_source();
+                }
                 let mut mine = Vec::new();
                 queue.work(&mut decoder, |batch| {
                     mine.push(batch);

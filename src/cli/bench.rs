@@ -179,8 +179,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             projection: Projection::all(),
             max_object_bytes: limit,
         };
-        let (batches, _) =
-            crate::read::read_all(listing.objects.clone(), options.clone(), threads, None);
+        let (batches, _) = crate::read::read_all_by_source(
+            listing.objects.clone(),
+            options.clone(),
+            threads,
+            None,
+        );
         let (detect_time, _) = best(&|| {
             let batches = batches.clone();
             let started = Instant::now();
@@ -189,8 +193,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         });
         let (replay_time, _) = best(&|| {
             let started = Instant::now();
-            let (batches, _) =
-                crate::read::read_all(listing.objects.clone(), options.clone(), threads, None);
+            let (batches, _) = crate::read::read_all_by_source(
+                listing.objects.clone(),
+                options.clone(),
+                threads,
+                None,
+            );
             let found = runtime.block_on(engine.run(batches));
             (started.elapsed(), found.len())
         });

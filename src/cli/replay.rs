@@ -23,7 +23,7 @@ use super::ReadArgs;
 use crate::decode::DecodeOptions;
 use crate::detect::{aggregate, Match, Severity};
 use crate::finding::{iso_time, Finding, FindingFormat};
-use crate::read::{read_all, ReadReport};
+use crate::read::{read_all_by_source, ReadReport};
 use crate::source::{self, ObjectRef};
 
 #[derive(Debug, Args)]
@@ -213,7 +213,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     for chunk in chunks(listing.objects, args.chunk_size) {
         let n = chunk.len();
         let t = Instant::now();
-        let (batches, chunk_report) = read_all(chunk, options.clone(), threads, None);
+        let (batches, chunk_report) = read_all_by_source(chunk, options.clone(), threads, None);
         tracing::debug!(
             ms = t.elapsed().as_secs_f64() * 1e3,
             objects = n,

@@ -533,6 +533,22 @@ impl RecordsBuilder {
     }
 }
 
+/// The record's `eventSource`, when it has a string one.
+pub fn event_source<'a>(nodes: &[Node<'a>]) -> Option<&'a str> {
+    let Node::Object { len, .. } = nodes[0] else {
+        return None;
+    };
+    let mut i = 1;
+    for _ in 0..len {
+        let value = &nodes[i + 1..];
+        if let (Node::String("eventSource"), Node::String(source)) = (nodes[i], value[0]) {
+            return Some(source);
+        }
+        i += 1 + value_len(value);
+    }
+    None
+}
+
 /// A record must be an object with a usable `eventTime` and `eventID`: without them it can be
 /// neither placed in time nor told apart from a duplicate.
 fn check_required(nodes: &[Node<'_>]) -> Result<(), RecordProblem> {

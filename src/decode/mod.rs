@@ -18,6 +18,8 @@ pub mod time;
 pub use columns::{Projection, RecordProblem, RecordsBuilder};
 pub use gzip::{inflate, is_gzip, InflateError};
 
+use std::collections::HashMap;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use simd_json::{Buffers, Node, Tape};
 
@@ -176,7 +178,8 @@ pub struct Decoder {
     body: Vec<u8>,
     buffers: Buffers,
     tape: Tape<'static>,
-    builder: RecordsBuilder,
+    /// Records decoded and not yet taken.
+    held: Held,
     /// Pending records before the object being decoded.
     object_start: usize,
 }
@@ -191,16 +194,64 @@ enum Shape {
     Lines,
 }
 
+/// Records decoded and not yet taken: one builder, or one per event source.
+struct Held {
+    builder: RecordsBuilder,
+    /// When grouping by event source: a builder per source (records without one go to
+    /// `builder`).
+    by_source: Option<HashMap<String, RecordsBuilder>>,
+    /// Records in all builders.
+    count: usize,
+    projection: Projection,
+}
+
+impl Held {
+    /// Appends one record to its builder.
+    fn append(&mut self, nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
+        let source = if self.by_source.is_some() {
+            columns::event_source(nodes)
+        } else {
+            None
+        };
+        let builder = match (&mut self.by_source, source) {
+            (Some(by_source), Some(source)) => {
+                if !by_source.contains_key(source) {
+                    let builder = RecordsBuilder::new(self.projection.clone(), 256);
+                    by_source.insert(source.to_string(), builder);
+                }
+                by_source.get_mut(source).expect("inserted above")
+            }
+            _ => &mut self.builder,
+        };
+        builder.append(nodes)?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
 impl Decoder {
     pub fn new(options: DecodeOptions) -> Self {
         Self {
-            builder: RecordsBuilder::new(options.projection.clone(), 1024),
+            held: Held {
+                builder: RecordsBuilder::new(options.projection.clone(), 1024),
+                by_source: None,
+                count: 0,
+                projection: options.projection.clone(),
+            },
             options,
             body: Vec::new(),
             buffers: Buffers::new(1 << 20),
             tape: Tape::null(),
             object_start: 0,
         }
+    }
+
+    /// A decoder whose pending records are kept apart by `eventSource`, so each batch it hands
+    /// on holds one service's records (for [`take_full`](Self::take_full) and
+    /// [`take_all`](Self::take_all); [`decode`](Self::decode) does not group).
+    pub fn grouping_by_source(mut self) -> Self {
+        self.held.by_source = Some(HashMap::new());
+        self
     }
 
     /// The options this decoder was made with.
@@ -218,20 +269,43 @@ impl Decoder {
 
     /// Records decoded by [`decode_pending`](Self::decode_pending) and not yet taken.
     pub fn pending(&self) -> usize {
-        self.builder.len()
+        self.held.count
     }
 
-    /// The records decoded by [`decode_pending`](Self::decode_pending) since the last take, as
-    /// one batch; `None` when there are none.
+    /// The ungrouped records decoded since the last take, as one batch; `None` when there are
+    /// none.
     pub fn take_pending(&mut self) -> Option<RecordBatch> {
-        (!self.builder.is_empty()).then(|| self.builder.finish_objects())
+        if self.held.builder.is_empty() {
+            return None;
+        }
+        self.held.count -= self.held.builder.len();
+        Some(self.held.builder.finish_objects())
+    }
+
+    /// Batches of the builders holding at least `rows` pending records.
+    pub fn take_full(&mut self, rows: usize) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        let builders = std::iter::once(&mut self.held.builder)
+            .chain(self.held.by_source.iter_mut().flat_map(|m| m.values_mut()));
+        for builder in builders {
+            if builder.len() >= rows.max(1) {
+                self.held.count -= builder.len();
+                out.push(builder.finish_objects());
+            }
+        }
+        out
+    }
+
+    /// Batches of every pending record.
+    pub fn take_all(&mut self) -> Vec<RecordBatch> {
+        self.take_full(1)
     }
 
     /// Decodes one stored object, adding its records to those already pending (log objects
     /// often hold a few records each, and a batch per object costs every later step). The
     /// result counts this object's records and problems; its `batch` is always `None`.
     pub fn decode_pending(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
-        self.object_start = self.builder.len();
+        self.object_start = self.held.count;
         let mut out = DecodedObject {
             stored_bytes: stored.len(),
             ..Default::default()
@@ -257,8 +331,11 @@ impl Decoder {
             }
             Err(e) => out.note(Problem::Object(e)),
         }
-        out.records = self.builder.len() - self.object_start;
-        self.builder.end_object(source_key);
+        out.records = self.held.count - self.object_start;
+        self.held.builder.end_object(source_key);
+        for builder in self.held.by_source.iter_mut().flat_map(|m| m.values_mut()) {
+            builder.end_object(source_key);
+        }
         out
     }
 
@@ -316,7 +393,7 @@ impl Decoder {
                 match records_of(&tape.0) {
                     Ok(records) => {
                         for (index, record) in records.enumerate() {
-                            if let Err(problem) = self.builder.append(record) {
+                            if let Err(problem) = self.held.append(record) {
                                 out.record_problem(index, None, problem);
                             }
                         }
@@ -370,7 +447,7 @@ impl Decoder {
             match body.get(at) {
                 None => {
                     out.note(Problem::Object(ObjectError::Truncated {
-                        complete: self.builder.len() - self.object_start,
+                        complete: self.held.count - self.object_start,
                     }));
                     break;
                 }
@@ -391,7 +468,7 @@ impl Decoder {
             }
             let Some(end) = value_end(&body, at) else {
                 out.note(Problem::Object(ObjectError::Truncated {
-                    complete: self.builder.len() - self.object_start,
+                    complete: self.held.count - self.object_start,
                 }));
                 break;
             };
@@ -402,7 +479,7 @@ impl Decoder {
             let mut buffers = Buffers::new(end - at);
             match simd_json::fill_tape_padded(&mut scratch, end - at, &mut buffers, &mut tape) {
                 Ok(()) => {
-                    if let Err(problem) = self.builder.append(&tape.0) {
+                    if let Err(problem) = self.held.append(&tape.0) {
                         out.record_problem(index, None, problem);
                     }
                 }
@@ -442,7 +519,7 @@ impl Decoder {
                 &mut tape,
             ) {
                 Ok(()) => {
-                    if let Err(problem) = self.builder.append(&tape.0) {
+                    if let Err(problem) = self.held.append(&tape.0) {
                         out.record_problem(index, Some(line_no), problem);
                     }
                 }

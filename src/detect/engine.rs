@@ -582,11 +582,29 @@ impl PartitionStream for ChunkPartition {
     }
 }
 
-/// The rows of `batches` by event source, in batches of at most [`TARGET_ROWS`] rows. Runs of
-/// batches are first joined into batches of about [`RUN_ROWS`] rows, each then split by
+/// The rows of `batches` by event source, in batches of at most [`TARGET_ROWS`] rows. A batch
+/// whose rows share one source is kept as it is. Runs of the other batches are first joined into batches of about [`RUN_ROWS`] rows, each then split by
 /// source (so a source gets few, full batches however small the log objects were); the runs
 /// are shared among `threads` threads.
 fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, Vec<RecordBatch>> {
+    // Batches of one source (as `read_all_by_source` makes) are taken as they are.
+    let mut out = HashMap::<String, Vec<RecordBatch>>::new();
+    let mut mixed = Vec::new();
+    for batch in batches {
+        match single_source(batch) {
+            Some(source) => {
+                let pieces = out.entry(source.to_string()).or_default();
+                let mut at = 0;
+                while at < batch.num_rows() {
+                    let len = TARGET_ROWS.min(batch.num_rows() - at);
+                    pieces.push(batch.slice(at, len));
+                    at += len;
+                }
+            }
+            None => mixed.push(batch.clone()),
+        }
+    }
+    let batches = &mixed[..];
     let mut runs: Vec<&[RecordBatch]> = Vec::new();
     let (mut begin, mut rows, mut bytes) = (0, 0, 0);
     for (i, batch) in batches.iter().enumerate() {
@@ -602,7 +620,7 @@ fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, V
     }
     let schema = cloudtrail_schema();
     let next = AtomicUsize::new(0);
-    let out = Mutex::new(HashMap::<String, Vec<RecordBatch>>::new());
+    let out = Mutex::new(out);
     std::thread::scope(|scope| {
         for _ in 0..threads.clamp(1, runs.len().max(1)) {
             scope.spawn(|| {
@@ -628,6 +646,18 @@ fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, V
         }
     });
     out.into_inner().expect("group lock")
+}
+
+/// The event source of every row of `batch`, when they all have the same one.
+fn single_source(batch: &RecordBatch) -> Option<&str> {
+    let sources = batch.column_by_name("eventsource")?.as_string::<i32>();
+    if sources.is_empty() || sources.null_count() > 0 {
+        return None;
+    }
+    let first = sources.value(0);
+    (1..sources.len())
+        .all(|row| sources.value(row) == first)
+        .then_some(first)
 }
 
 /// Appends `batch`'s rows, one batch per event source, to `out`.
