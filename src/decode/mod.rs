@@ -797,6 +797,66 @@ mod tests {
     }
 
     #[test]
+    fn grouping_decoder_hands_on_one_service_per_batch_with_each_rows_object() {
+        use datafusion::arrow::array::AsArray;
+        let with_source = |id: &str, source: &str| record(id).replace("s3.amazonaws.com", source);
+        let first = format!(
+            r#"{{"Records":[{},{},{}]}}"#,
+            with_source("a", "kms.amazonaws.com"),
+            with_source("b", "s3.amazonaws.com"),
+            with_source("c", "kms.amazonaws.com")
+        );
+        let second = format!(
+            r#"{{"Records":[{},{}]}}"#,
+            with_source("d", "s3.amazonaws.com"),
+            with_source("e", "kms.amazonaws.com")
+        );
+        let mut decoder = Decoder::new(DecodeOptions::default()).grouping_by_source();
+        assert_eq!(decoder.decode_pending("one", first.as_bytes()).records, 3);
+        assert_eq!(decoder.decode_pending("two", second.as_bytes()).records, 2);
+        assert_eq!(decoder.pending(), 5);
+        // Only the kms builder holds three records.
+        let full = decoder.take_full(3);
+        assert_eq!(full.len(), 1);
+        assert_eq!(decoder.pending(), 2);
+        let mut batches = full;
+        batches.extend(decoder.take_all());
+        assert_eq!(decoder.pending(), 0);
+        let mut seen = Vec::new();
+        for batch in &batches {
+            let sources = batch
+                .column_by_name("eventsource")
+                .unwrap()
+                .as_string::<i32>();
+            let first_source = sources.value(0);
+            assert!(sources.iter().all(|s| s == Some(first_source)));
+            let ids = batch.column_by_name("eventid").unwrap().as_string::<i32>();
+            let keys = batch.column_by_name("sourcekey").unwrap();
+            let keys = datafusion::arrow::compute::cast(
+                keys,
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let keys = keys.as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                seen.push((ids.value(row).to_string(), keys.value(row).to_string()));
+            }
+        }
+        seen.sort();
+        let expected: Vec<(String, String)> = [
+            ("a", "one"),
+            ("b", "one"),
+            ("c", "one"),
+            ("d", "two"),
+            ("e", "two"),
+        ]
+        .iter()
+        .map(|(i, k)| (i.to_string(), k.to_string()))
+        .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
     fn value_end_respects_strings() {
         let b = br#"{"a":"}\"]","b":[1,{}]} ,"#;
         assert_eq!(value_end(b, 0), Some(b.len() - 2));
