@@ -135,7 +135,9 @@ pub fn finding_id(detection: &str, key: &[String], window_start: i64) -> String 
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn build(
+/// One finding of `rule` from `events` (sorted, the first describing it) of the group `key`
+/// (account first, then the values of `group_by`) in the window starting at `start`.
+pub fn build(
     rule: &Rule,
     key: &[String],
     start: i64,

@@ -30,7 +30,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::fields::{self, Match};
-use super::rule::{placeholders, Rule, RuleError, DERIVED_FIELDS};
+use super::rule::{placeholders, Rule, RuleError, Stateful, DERIVED_FIELDS};
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{self, cloudtrail_schema};
 
@@ -49,6 +49,32 @@ impl Default for EngineOptions {
             threads: crate::read::default_threads(),
             trusted_accounts: BTreeSet::new(),
         }
+    }
+}
+
+/// What one detection made of a chunk.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// A plain detection's matching records.
+    pub matches: Vec<Match>,
+    /// A stateful detection's query output, its observations, for [`crate::detect::stats`].
+    pub observations: Vec<RecordBatch>,
+}
+
+impl Output {
+    /// Records the detection returned.
+    pub fn len(&self) -> usize {
+        self.matches.len()
+            + self
+                .observations
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>()
+    }
+
+    /// True when the detection returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -71,6 +97,12 @@ struct Planned {
     /// description, grouping and threshold name.
     kept: Vec<&'static str>,
 }
+
+/// What a rate detector's description may name besides its query's columns.
+pub const STATS_FIELDS_RATE: &[&str] = &["bucket_count", "baseline", "threshold", "bucket"];
+
+/// What a sequence's description may name.
+pub const STATS_FIELDS_SEQUENCE: &[&str] = &["entity", "steps"];
 
 /// Table columns every finding draws on (principal, call, place, resources).
 const FINDING_COLUMNS: &[&str] = &[
@@ -207,7 +239,7 @@ impl Engine {
 
     /// Runs every enabled rule over `batches`; the result holds each rule's matches (or its
     /// error), in the order of [`Engine::rules`].
-    pub async fn run(&self, batches: Vec<RecordBatch>) -> Vec<Result<Vec<Match>, RunError>> {
+    pub async fn run(&self, batches: Vec<RecordBatch>) -> Vec<Result<Output, RunError>> {
         let _one_at_a_time = self.running.lock().await;
         let started = std::time::Instant::now();
         self.table.set(batches);
@@ -215,11 +247,11 @@ impl Engine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "grouped chunk by event source"
         );
-        let results: Vec<(usize, Result<Vec<Match>, RunError>)> =
+        let results: Vec<(usize, Result<Output, RunError>)> =
             futures::stream::iter(self.planned.iter().enumerate())
                 .map(|(i, p)| async move {
                     if !p.rule.enabled {
-                        return (i, Ok(Vec::new()));
+                        return (i, Ok(Output::default()));
                     }
                     (i, self.execute(p).await)
                 })
@@ -227,7 +259,7 @@ impl Engine {
                 .collect()
                 .await;
         self.table.set(Vec::new());
-        let mut ordered: Vec<Option<Result<Vec<Match>, RunError>>> =
+        let mut ordered: Vec<Option<Result<Output, RunError>>> =
             (0..self.planned.len()).map(|_| None).collect();
         for (i, r) in results {
             ordered[i] = Some(r);
@@ -243,7 +275,7 @@ impl Engine {
         &self,
         index: usize,
         batches: Vec<RecordBatch>,
-    ) -> Result<Vec<Match>, RunError> {
+    ) -> Result<Output, RunError> {
         let _one_at_a_time = self.running.lock().await;
         self.table.set(batches);
         let out = self.execute(&self.planned[index]).await;
@@ -270,7 +302,7 @@ impl Engine {
         out
     }
 
-    async fn execute(&self, p: &Planned) -> Result<Vec<Match>, RunError> {
+    async fn execute(&self, p: &Planned) -> Result<Output, RunError> {
         let fail = |e: datafusion::error::DataFusionError| RunError {
             rule: p.rule.id.clone(),
             path: p.rule.origin.to_string(),
@@ -281,9 +313,13 @@ impl Engine {
         let batches = datafusion::physical_plan::collect(physical, self.ctx.task_ctx())
             .await
             .map_err(fail)?;
-        let mut out = Vec::new();
-        for batch in &batches {
-            matches_of(batch, &p.extra, &p.kept, &mut out);
+        let mut out = Output::default();
+        if p.rule.stateful.is_some() {
+            out.observations = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        } else {
+            for batch in &batches {
+                matches_of(batch, &p.extra, &p.kept, &mut out.matches);
+            }
         }
         tracing::debug!(
             detection = p.rule.id.as_str(),
@@ -357,9 +393,15 @@ async fn plan(
         }
     }
     let extra = &has_extra;
+    let kind_fields: &[&str] = match &rule.stateful {
+        Some(Stateful::Rate(_)) => STATS_FIELDS_RATE,
+        Some(Stateful::Sequence(_)) => STATS_FIELDS_SEQUENCE,
+        _ => &[],
+    };
     let known = |name: &str| {
         let name = name.trim();
         DERIVED_FIELDS.iter().any(|(d, _)| *d == name)
+            || kind_fields.contains(&name)
             || extra.iter().any(|(_, e)| e == name)
             || (fields::is_column_path(name)
                 && output
@@ -393,6 +435,23 @@ async fn plan(
             return Err(unknown("threshold.distinct", distinct));
         }
     }
+    let needs: &[&str] = match &rule.stateful {
+        Some(Stateful::FirstSeen(_)) => &["entity", "value"],
+        Some(Stateful::Rate(r)) if r.distinct => &["entity", "value"],
+        Some(Stateful::Rate(_) | Stateful::Signal) => &["entity"],
+        _ => &[],
+    };
+    for name in needs {
+        if !extra.iter().any(|(_, e)| e == name) {
+            return Err(err(
+                None,
+                format!(
+                    "a {} detector's query must return a column named {name} (computed, such as `... AS {name}`)",
+                    rule.stateful.as_ref().map_or("", Stateful::kind)
+                ),
+            ));
+        }
+    }
     // Keep only what matches are made of, so the filter copies no more than that of the
     // matching rows (a rule that matches often would otherwise copy whole records).
     let kept = kept_columns(rule);
@@ -400,6 +459,7 @@ async fn plan(
         .filter(|&i| {
             let name = output.field(i).name().as_str();
             kept.contains(&name)
+                || (rule.stateful.is_some() && name == "sourcekey")
                 || name == "eventid"
                 || name == "eventtime"
                 || extra.iter().any(|(j, _)| *j == i)

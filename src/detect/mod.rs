@@ -6,6 +6,8 @@
 //! * [`fields`]: the names a rule's description and grouping may use.
 //! * [`aggregate`]: matches → findings (groups, thresholds, windows, deterministic ids).
 //! * [`ruletest`]: the tests each detection file carries.
+//! * [`stats`]: statistical detections (first-seen, rates, sequences) and [`state`], what
+//!   they learn and keep between runs.
 //!
 //! The built-in pack is compiled into the binary; [`load`] adds a user's own directories.
 
@@ -14,11 +16,13 @@ pub mod engine;
 pub mod fields;
 pub mod rule;
 pub mod ruletest;
+pub mod state;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use engine::{Engine, EngineOptions, RunError};
+pub use engine::{Engine, EngineOptions, Output, RunError};
 pub use fields::Match;
 pub use rule::{Origin, Rule, RuleError, Severity};
 
@@ -126,6 +130,22 @@ pub fn load(options: &PackOptions) -> Result<Vec<Rule>, Vec<RuleError>> {
                     rules.insert(rule.id.clone(), rule);
                 }
                 Err(e) => errors.push(e),
+            }
+        }
+    }
+    // A sequence whose step names no detection would never fire: say so now.
+    for rule in rules.values() {
+        if let Some(rule::Stateful::Sequence(s)) = &rule.stateful {
+            for step in s.steps.iter().flat_map(|s| s.split('|')).map(str::trim) {
+                if !rules.contains_key(step) {
+                    errors.push(RuleError {
+                        path: rule.origin.to_string(),
+                        line: None,
+                        message: format!(
+                            "sequence step {step:?} is not the id of a loaded detection"
+                        ),
+                    });
+                }
             }
         }
     }

@@ -139,6 +139,92 @@ pub struct Threshold {
     pub distinct: Option<String>,
 }
 
+/// What kind of detection a file declares. A plain detection (`kind = "match"`, the default)
+/// reports what its query returns; the others keep memory between chunks and runs (see
+/// [`crate::detect::stats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stateful {
+    /// A value never seen for an entity within the lookback (the query returns `entity` and
+    /// `value` columns).
+    FirstSeen(FirstSeen),
+    /// An entity's count of events (or of distinct `value`s) in a time bucket far above its
+    /// own history (the query returns an `entity` column).
+    Rate(Rate),
+    /// Records that are no finding alone but a step of a sequence.
+    Signal,
+    /// Steps (other detections' findings or signals) by one principal or key within a window.
+    Sequence(Sequence),
+}
+
+impl Stateful {
+    /// The `kind` as written in a detection file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stateful::FirstSeen(_) => "first-seen",
+            Stateful::Rate(_) => "rate",
+            Stateful::Signal => "signal",
+            Stateful::Sequence(_) => "sequence",
+        }
+    }
+}
+
+/// Parameters of a first-seen detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstSeen {
+    /// A value not seen for this long is new again.
+    pub lookback: Duration,
+    /// An entity must have been known this long before a new value of it is reported (so a new
+    /// principal or key does not make a finding of everything it does).
+    pub min_entity_age: Duration,
+    /// Report findings; when false the detector only signals sequences.
+    pub report: bool,
+}
+
+/// Parameters of a rate detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rate {
+    /// Length of a counting bucket.
+    pub bucket: Duration,
+    /// History the baseline is made of.
+    pub lookback: Duration,
+    /// Fire when a bucket's count is at least this many times the baseline...
+    pub multiple: f64,
+    /// ...and at least this many.
+    pub floor: u64,
+    /// The baseline is the median plus this many (scaled) median absolute deviations.
+    pub mad: f64,
+    /// Compare only with the same hours of the day (±1 h) on earlier days.
+    pub daily_cycle: bool,
+    /// Count distinct values of the `value` column instead of events.
+    pub distinct: bool,
+    /// An entity needs this much history of its own before a finding (a newer one still
+    /// signals bursts above the floor to sequences).
+    pub min_entity_age: Duration,
+    /// Report findings; when false the detector only signals sequences.
+    pub report: bool,
+}
+
+/// What joins the steps of a sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Join {
+    /// The principal: the role (not the session) for assumed roles, else the ARN.
+    Principal,
+    /// The access key id.
+    AccessKey,
+}
+
+/// Parameters of a sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub window: Duration,
+    pub join: Join,
+    /// Detection ids; each must have fired or signalled within the window. A step may name
+    /// alternatives, `a|b`.
+    pub steps: Vec<String>,
+    /// The steps must happen in the order listed.
+    pub ordered: bool,
+}
+
 /// A sample record set and what the detection must make of it.
 #[derive(Debug, Clone)]
 pub struct RuleTest {
@@ -147,6 +233,12 @@ pub struct RuleTest {
     pub findings: usize,
     /// Records as JSON text; missing `eventID`, `eventTime` and the like are filled in.
     pub records: Vec<String>,
+    /// Stateful detections: records seen before `records`, once a day on each of the
+    /// `history_days` days before (their findings are not counted).
+    pub history: Vec<String>,
+    pub history_days: u32,
+    /// Stateful detections: `records` are given this many times over.
+    pub repeat: u32,
     pub line: usize,
 }
 
@@ -169,6 +261,8 @@ pub struct Rule {
     /// Matches of one group within this window (aligned to UTC midnight) are one finding.
     pub aggregate_window: Duration,
     pub enabled: bool,
+    /// `None` for a plain detection.
+    pub stateful: Option<Stateful>,
     pub tests: Vec<RuleTest>,
     pub origin: Origin,
 }
@@ -185,7 +279,16 @@ struct RawRule {
     category: Spanned<String>,
     #[serde(default)]
     mitre: Vec<String>,
-    sql: Spanned<String>,
+    #[serde(default)]
+    sql: Option<Spanned<String>>,
+    #[serde(default)]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    first_seen: Option<Spanned<RawFirstSeen>>,
+    #[serde(default)]
+    rate: Option<Spanned<RawRate>>,
+    #[serde(default)]
+    sequence: Option<Spanned<RawSequence>>,
     #[serde(default)]
     group_by: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -211,13 +314,54 @@ struct RawThreshold {
     distinct: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFirstSeen {
+    lookback: Option<String>,
+    min_entity_age: Option<String>,
+    report: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    bucket: Option<String>,
+    lookback: Option<String>,
+    multiple: Option<f64>,
+    floor: Option<u64>,
+    mad: Option<f64>,
+    daily_cycle: Option<bool>,
+    distinct: Option<bool>,
+    min_entity_age: Option<String>,
+    report: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSequence {
+    window: String,
+    join: String,
+    steps: Vec<String>,
+    #[serde(default)]
+    ordered: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTest {
     name: String,
     findings: usize,
     records: Vec<String>,
+    #[serde(default)]
+    history: Vec<String>,
+    #[serde(default)]
+    history_days: u32,
+    #[serde(default)]
+    repeat: Option<u32>,
 }
+
+/// The query a sequence stands on: it reads no records itself.
+pub const SEQUENCE_SQL: &str = "SELECT * FROM cloudtrail WHERE false";
 
 /// Parses a duration such as `10m`, `1h`, `24h`, `7d`, `30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -319,20 +463,34 @@ impl Rule {
                 ));
             }
         }
-        let sql_span = raw.sql.span();
-        let sql = raw.sql.into_inner();
-        if sql.trim().is_empty() {
-            return Err(err(Some(sql_span.start), "sql is empty".into()));
-        }
-        // A multi-line string starts on the line after its opening quotes.
-        let opener = &text[sql_span.start..sql_span.end.min(text.len())];
-        let sql_line = line_of(text, sql_span.start)
-            + usize::from(
-                opener.starts_with("\"\"\"\n")
-                    || opener.starts_with("'''\n")
-                    || opener.starts_with("\"\"\"\r\n")
-                    || opener.starts_with("'''\r\n"),
-            );
+        let stateful = stateful_of(&raw, &err)?;
+        let (sql, sql_line) = match (raw.sql, &stateful) {
+            (Some(_), Some(Stateful::Sequence(_))) => {
+                return Err(err(
+                    None,
+                    "a sequence has no sql: it is made of its steps".into(),
+                ))
+            }
+            (None, Some(Stateful::Sequence(_))) => (SEQUENCE_SQL.to_string(), 1),
+            (None, _) => return Err(err(None, "missing field `sql`".into())),
+            (Some(raw_sql), _) => {
+                let sql_span = raw_sql.span();
+                let sql = raw_sql.into_inner();
+                if sql.trim().is_empty() {
+                    return Err(err(Some(sql_span.start), "sql is empty".into()));
+                }
+                // A multi-line string starts on the line after its opening quotes.
+                let opener = &text[sql_span.start..sql_span.end.min(text.len())];
+                let line = line_of(text, sql_span.start)
+                    + usize::from(
+                        opener.starts_with("\"\"\"\n")
+                            || opener.starts_with("'''\n")
+                            || opener.starts_with("\"\"\"\r\n")
+                            || opener.starts_with("'''\r\n"),
+                    );
+                (sql, line)
+            }
+        };
         let group_by = match raw.group_by {
             Some(g) if g.get_ref().is_empty() => {
                 return Err(err(
@@ -340,9 +498,27 @@ impl Rule {
                     "group_by is empty; leave it out to group by actor".into(),
                 ))
             }
+            Some(g) if stateful.is_some() => {
+                return Err(err(
+                    Some(g.span().start),
+                    "group_by is for plain detections; a stateful one is grouped by its entity"
+                        .into(),
+                ))
+            }
             Some(g) => g.into_inner(),
-            None => vec!["actor".to_string()],
+            None => match &stateful {
+                Some(Stateful::FirstSeen(_)) => vec!["entity".to_string(), "value".to_string()],
+                Some(Stateful::Rate(_) | Stateful::Signal) => vec!["entity".to_string()],
+                Some(Stateful::Sequence(_)) => vec!["actor".to_string()],
+                None => vec!["actor".to_string()],
+            },
         };
+        if stateful.is_some() && raw.threshold.is_some() {
+            return Err(err(
+                None,
+                "a threshold is for plain detections; a rate detector has its [rate] table".into(),
+            ));
+        }
         let threshold = match raw.threshold {
             None => None,
             Some(t) => {
@@ -384,6 +560,9 @@ impl Rule {
                     name: t.name,
                     findings: t.findings,
                     records: t.records,
+                    history: t.history,
+                    history_days: t.history_days,
+                    repeat: t.repeat.unwrap_or(1).max(1),
                     line,
                 }
             })
@@ -402,10 +581,141 @@ impl Rule {
             threshold,
             aggregate_window,
             enabled: raw.enabled,
+            stateful,
             tests,
             origin,
         })
     }
+}
+
+/// The stateful part of a detection file: its `kind` and that kind's parameter table.
+fn stateful_of(
+    raw: &RawRule,
+    err: &dyn Fn(Option<usize>, String) -> RuleError,
+) -> Result<Option<Stateful>, RuleError> {
+    let kind_at = raw.kind.as_ref().map(|k| k.span().start);
+    let kind = raw.kind.as_ref().map_or("match", |k| k.get_ref().as_str());
+    let duration = |text: &Option<String>, name: &str, default: &str, at: usize| {
+        parse_duration(text.as_deref().unwrap_or(default))
+            .map_err(|m| err(Some(at), format!("{name}: {m}")))
+    };
+    let stray = |present: bool, table: &str| -> Result<(), RuleError> {
+        if present {
+            Err(err(
+                kind_at,
+                format!(
+                    "a [{table}] table belongs to kind = \"{}\" (this is {kind:?})",
+                    table.replace('_', "-")
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let out = match kind {
+        "match" => None,
+        "first-seen" => {
+            let default = RawFirstSeen::default();
+            let (t, at) = raw
+                .first_seen
+                .as_ref()
+                .map(|t| (t.get_ref(), t.span().start))
+                .unwrap_or((&default, 0));
+            Some(Stateful::FirstSeen(FirstSeen {
+                lookback: duration(&t.lookback, "first_seen.lookback", "14d", at)?,
+                min_entity_age: duration_or_zero(&t.min_entity_age, "1d")
+                    .map_err(|m| err(Some(at), format!("first_seen.min_entity_age: {m}")))?,
+                report: t.report.unwrap_or(true),
+            }))
+        }
+        "rate" => {
+            let default = RawRate::default();
+            let (t, at) = raw
+                .rate
+                .as_ref()
+                .map(|t| (t.get_ref(), t.span().start))
+                .unwrap_or((&default, 0));
+            let multiple = t.multiple.unwrap_or(10.0);
+            if multiple.is_nan() || multiple < 1.0 {
+                return Err(err(Some(at), "rate.multiple must be 1 or more".into()));
+            }
+            let mad = t.mad.unwrap_or(3.0);
+            if mad.is_nan() || mad < 0.0 {
+                return Err(err(Some(at), "rate.mad must be 0 or more".into()));
+            }
+            Some(Stateful::Rate(Rate {
+                bucket: duration(&t.bucket, "rate.bucket", "10m", at)?,
+                lookback: duration(&t.lookback, "rate.lookback", "14d", at)?,
+                multiple,
+                floor: t.floor.unwrap_or(20).max(1),
+                mad,
+                daily_cycle: t.daily_cycle.unwrap_or(true),
+                distinct: t.distinct.unwrap_or(false),
+                min_entity_age: duration_or_zero(&t.min_entity_age, "2d")
+                    .map_err(|m| err(Some(at), format!("rate.min_entity_age: {m}")))?,
+                report: t.report.unwrap_or(true),
+            }))
+        }
+        "signal" => Some(Stateful::Signal),
+        "sequence" => {
+            let Some(t) = raw.sequence.as_ref() else {
+                return Err(err(
+                    kind_at,
+                    "a sequence needs a [sequence] table with window, join and steps".into(),
+                ));
+            };
+            let at = t.span().start;
+            let t = t.get_ref();
+            let join = match t.join.as_str() {
+                "principal" => Join::Principal,
+                "access_key" | "access-key" => Join::AccessKey,
+                other => {
+                    return Err(err(
+                        Some(at),
+                        format!("sequence.join {other:?}: use principal or access_key"),
+                    ))
+                }
+            };
+            if t.steps.len() < 2 {
+                return Err(err(Some(at), "a sequence needs two steps or more".into()));
+            }
+            Some(Stateful::Sequence(Sequence {
+                window: parse_duration(&t.window)
+                    .map_err(|m| err(Some(at), format!("sequence.window: {m}")))?,
+                join,
+                steps: t.steps.clone(),
+                ordered: t.ordered,
+            }))
+        }
+        other => {
+            return Err(err(
+                kind_at,
+                format!("kind {other:?}: use match, first-seen, rate, signal or sequence"),
+            ))
+        }
+    };
+    stray(
+        raw.first_seen.is_some() && !matches!(out, Some(Stateful::FirstSeen(_))),
+        "first_seen",
+    )?;
+    stray(
+        raw.rate.is_some() && !matches!(out, Some(Stateful::Rate(_))),
+        "rate",
+    )?;
+    stray(
+        raw.sequence.is_some() && !matches!(out, Some(Stateful::Sequence(_))),
+        "sequence",
+    )?;
+    Ok(out)
+}
+
+/// A duration that may be `0` (or `0s`), with a default.
+fn duration_or_zero(text: &Option<String>, default: &str) -> Result<Duration, String> {
+    let t = text.as_deref().unwrap_or(default).trim();
+    if t.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(t)
 }
 
 /// Checks a finding type against GuardDuty's `ThreatPurpose:ResourceType/ThreatFamily.Mechanism`.

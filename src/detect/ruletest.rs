@@ -9,8 +9,11 @@
 
 use serde_json::{json, Value};
 
+use super::state::State;
+use super::stats::{Stats, StatsOptions};
 use super::{aggregate, Engine};
 use crate::decode::{DecodeOptions, Decoder};
+use crate::finding::Finding;
 
 /// The account test records belong to unless they say otherwise.
 pub const TEST_ACCOUNT: &str = "111122223333";
@@ -36,8 +39,14 @@ impl Outcome {
 
 /// A test record with the fields it leaves out filled in.
 pub fn complete(record: &mut Value, index: usize) {
+    complete_at(record, index, index as i64 * 60);
+}
+
+/// A test record with the fields it leaves out filled in, its default time `offset_secs`
+/// after the first test record's.
+pub fn complete_at(record: &mut Value, index: usize, offset_secs: i64) {
     let Value::Object(map) = record else { return };
-    let base = 1_767_268_800i64 + index as i64 * 60;
+    let base = 1_767_268_800i64 + offset_secs;
     let time = chrono::DateTime::from_timestamp(base, 0).expect("valid time");
     let defaults = [
         ("eventVersion", json!("1.11")),
@@ -111,7 +120,12 @@ pub async fn run(engine: &Engine, only: &[String]) -> Vec<Outcome> {
                 got: None,
                 failure: None,
             };
-            match run_test(engine, index, rule, &test.records).await {
+            let result = if rule.stateful.is_some() {
+                run_stateful_test(engine, rule, test).await
+            } else {
+                run_test(engine, index, rule, &test.records).await
+            };
+            match result {
                 Ok(n) => {
                     outcome.got = Some(n);
                     if n != test.findings {
@@ -157,6 +171,102 @@ async fn run_test(
     let matches = engine
         .run_one(index, batches)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .matches;
     Ok(aggregate::findings(rule, matches, chrono::Utc::now()).len())
+}
+
+/// The records of a test as one log object's body, each completed.
+fn body_of(records: Vec<Value>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"Records\":[");
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, record).expect("JSON serializes");
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+fn parse_record(text: &str, what: &str, i: usize) -> Result<Value, String> {
+    let record: Value =
+        serde_json::from_str(text).map_err(|e| format!("{what} {} is not JSON: {e}", i + 1))?;
+    if !record.is_object() {
+        return Err(format!("{what} {} is not a JSON object", i + 1));
+    }
+    Ok(record)
+}
+
+/// Runs the pack's statistical detections over one chunk of test records.
+async fn stateful_chunk(
+    engine: &Engine,
+    stats: &mut Stats,
+    object: &str,
+    records: Vec<Value>,
+) -> Result<Vec<Finding>, String> {
+    let mut decoder = Decoder::new(DecodeOptions::default());
+    let decoded = decoder.decode(object, &body_of(records));
+    if let Some(problem) = decoded.problems.first() {
+        return Err(format!("the test records do not decode: {problem}"));
+    }
+    let batches: Vec<_> = decoded.batch.into_iter().collect();
+    stats.begin_chunk(&batches);
+    let mut observations = Vec::new();
+    for output in engine.run(batches).await {
+        observations.push(output.map_err(|e| e.to_string())?.observations);
+    }
+    Ok(stats.end_chunk(observations, chrono::Utc::now()))
+}
+
+/// A stateful detection's test: its `history` once a day on each of the `history_days` days
+/// before, then its `records` (`repeat` times over, each a few seconds apart unless they give
+/// their own time), through every statistical detection of the pack with a fresh state; the
+/// findings of the records by this detection are counted (its signals, for a detection that
+/// only signals sequences).
+async fn run_stateful_test(
+    engine: &Engine,
+    rule: &super::Rule,
+    test: &super::rule::RuleTest,
+) -> Result<usize, String> {
+    const DAY: i64 = 86_400_000_000;
+    let rules: Vec<_> = engine.rules().cloned().collect();
+    let mut stats = Stats::new(&rules, State::default(), &StatsOptions::default());
+    let mut history = Vec::new();
+    for day in (1..=i64::from(test.history_days)).rev() {
+        for (i, text) in test.history.iter().enumerate() {
+            let mut record = parse_record(text, "history record", i)?;
+            complete_at(&mut record, i, i as i64 * 5);
+            let time = record["eventTime"]
+                .as_str()
+                .and_then(crate::decode::time::parse_event_time)
+                .ok_or_else(|| format!("history record {} has a bad eventTime", i + 1))?;
+            let shifted = crate::finding::iso_time(time - day * DAY);
+            record["eventTime"] = Value::String(shifted);
+            let id = record["eventID"].as_str().unwrap_or_default().to_string();
+            record["eventID"] = Value::String(format!("{id}-history-{day}"));
+            history.push(record);
+        }
+    }
+    if !history.is_empty() {
+        stateful_chunk(engine, &mut stats, "test/history.json", history).await?;
+    }
+    let mut records = Vec::new();
+    for copy in 0..test.repeat as usize {
+        for (i, text) in test.records.iter().enumerate() {
+            let mut record = parse_record(text, "record", i)?;
+            let index = copy * test.records.len() + i;
+            complete_at(&mut record, index, index as i64 * 5);
+            records.push(record);
+        }
+    }
+    let before = stats.signals(&rule.id);
+    let findings = stateful_chunk(engine, &mut stats, "test/records.json", records).await?;
+    if stats.reports(&rule.id) {
+        Ok(findings.iter().filter(|f| f.detection == rule.id).count())
+    } else {
+        // A detection that only signals sequences is judged by its signals.
+        Ok(stats.signals(&rule.id) - before)
+    }
 }

@@ -15,7 +15,7 @@ use clap::ValueEnum;
 use serde_json::Value;
 
 /// Who acted: the identity behind the records of a finding.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     /// `userIdentity.type`: IAMUser, AssumedRole, Root, AWSService, …
     pub user_type: String,
@@ -27,7 +27,7 @@ pub struct Principal {
 }
 
 /// The API call a finding is about (the earliest of its records).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApiCall {
     pub api: String,
     pub service_name: String,
@@ -44,7 +44,7 @@ pub struct ApiCall {
 }
 
 /// One finding: a detection's matches by one group within one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     /// Deterministic: a hash of the detection, the group and the window.
     pub id: String,
@@ -70,7 +70,24 @@ pub struct Finding {
     /// The values that define the finding's subject (`group_by`).
     pub group: BTreeMap<String, String>,
     /// When trailhound produced the finding.
+    #[serde(with = "micros")]
     pub created_at: DateTime<Utc>,
+}
+
+/// A time stored as microseconds since the epoch.
+mod micros {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.timestamp_micros())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let micros = i64::deserialize(d)?;
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| serde::de::Error::custom("time out of range"))
+    }
 }
 
 impl Finding {

@@ -1,0 +1,1019 @@
+//! Statistical detections: they learn each principal's normal behaviour and report what
+//! departs from it. Their queries run in the [engine](super::engine) like any detection's; what
+//! they return (observations) is put through the kinds below, in event-time order, against
+//! the [state](super::state) kept between chunks and runs.
+//!
+//! * **first-seen**: the query's `value` never seen for its `entity` within the lookback.
+//! * **rate**: an entity's count per bucket (of events, or of distinct `value`s) at least
+//!   `multiple` times its baseline and at least `floor`. The baseline is the median plus
+//!   `mad` scaled median absolute deviations of the entity's own earlier buckets (only those
+//!   at the same hours of the day with `daily_cycle`), empty buckets included.
+//! * **signal**: records that are a step of a sequence, not a finding alone.
+//! * **sequence**: every step (a detection's id) seen for one principal or access key within
+//!   the window.
+//!
+//! Learning: nothing is reported for an account until it has `learning` (default 7 days) of
+//! history, and nothing about an entity (first-seen values, rates) until the entity itself has
+//! `min_entity_age` of history; a new principal is one low-severity finding of its own (a
+//! first-seen detector whose entity is the account), not a flood. Sequences still see the
+//! steps of young entities, so a brand-new key that discovers models and invokes them in bulk
+//! is found.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::aggregate;
+use super::fields::Match;
+use super::rule::{Join, Rate, Rule, Stateful};
+use super::state::{key, parts, Kept, RateHistory, Seen, State, Step};
+use crate::decode::roundtrip::record_json_with;
+use crate::decode::schema::{cloudtrail_schema, SOURCE_KEY_COLUMN};
+use crate::finding::Finding;
+
+const DAY: i64 = 86_400_000_000;
+const HOUR: i64 = 3_600_000_000;
+/// Records of one first-seen value or one rate bucket kept in a finding, at most.
+const MAX_EVENTS: usize = 200;
+/// How long the objects learned from are remembered past the latest record (so replaying
+/// them again reports their findings instead of learning them twice): the default lookback
+/// and a day. Replaying older logs against the same state learns them again.
+pub const OBJECT_MEMORY: i64 = 15 * DAY;
+/// Steps remembered per principal or key, at most.
+const MAX_STEPS: usize = 256;
+
+/// How statistical detections learn.
+#[derive(Debug, Clone)]
+pub struct StatsOptions {
+    /// History an account needs before its first-seen and rate findings are reported.
+    pub learning: Duration,
+}
+
+impl Default for StatsOptions {
+    fn default() -> Self {
+        Self {
+            learning: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// The object a record came from, as the state names it: the key from `AWSLogs/` on, so the
+/// same log is the same object wherever it is read from.
+pub fn object_name(source_key: &str) -> &str {
+    source_key
+        .find("AWSLogs/")
+        .map_or(source_key, |at| &source_key[at..])
+}
+
+/// Statistical detections over a run: the stateful rules of a pack and what they learned.
+pub struct Stats {
+    rules: Vec<Rule>,
+    /// Sequences a detection is a step of, by detection id.
+    step_of: HashMap<String, Vec<usize>>,
+    /// The longest sequence window (steps are kept that long).
+    max_window: i64,
+    learning: i64,
+    pub state: State,
+    /// Objects of the chunk being examined: name → (earliest, latest) event time.
+    chunk_objects: HashMap<String, (i64, i64)>,
+    /// Objects of the chunk learned from in an earlier run.
+    replayed: HashSet<String>,
+    /// Signals (sequence steps) given, by detection id, in this run.
+    signals: HashMap<String, usize>,
+}
+
+/// One row a stateful detection's query returned.
+struct Obs {
+    rule: usize,
+    batch: usize,
+    row: usize,
+    time: i64,
+}
+
+/// The columns of one observation batch, as text.
+struct Cols {
+    batch: RecordBatch,
+    ids: StringArray,
+    accounts: Option<StringArray>,
+    /// Each row's object, as an index into `object_names`.
+    objects: Vec<Option<u32>>,
+    object_names: Vec<String>,
+    entity: Option<StringArray>,
+    value: Option<StringArray>,
+    times: Vec<Option<i64>>,
+}
+
+fn text_column(batch: &RecordBatch, name: &str) -> Option<StringArray> {
+    let column = batch.column_by_name(name)?;
+    let column = cast(column, &DataType::Utf8).ok()?;
+    Some(column.as_string::<i32>().clone())
+}
+
+impl Cols {
+    fn new(batch: RecordBatch) -> Option<Self> {
+        let ids = text_column(&batch, "eventid")?;
+        let times = batch
+            .column_by_name("eventtime")?
+            .as_primitive_opt::<TimestampMicrosecondType>()?
+            .iter()
+            .collect();
+        let (objects, object_names) = match batch.column_by_name(SOURCE_KEY_COLUMN) {
+            // Keys are a dictionary: name each distinct key once.
+            Some(keys) if keys.as_any_dictionary_opt().is_some() => {
+                let dict = keys.as_any_dictionary();
+                let values = cast(dict.values(), &DataType::Utf8).ok()?;
+                let names = values
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| object_name(v.unwrap_or_default()).to_string())
+                    .collect();
+                let index = dict.normalized_keys();
+                let objects = (0..batch.num_rows())
+                    .map(|row| keys.is_valid(row).then(|| index[row] as u32))
+                    .collect();
+                (objects, names)
+            }
+            Some(_) => {
+                let keys = text_column(&batch, SOURCE_KEY_COLUMN)?;
+                let names: Vec<String> = keys
+                    .iter()
+                    .map(|k| object_name(k.unwrap_or_default()).to_string())
+                    .collect();
+                let objects = (0..batch.num_rows())
+                    .map(|row| keys.is_valid(row).then_some(row as u32))
+                    .collect();
+                (objects, names)
+            }
+            None => (vec![None; batch.num_rows()], Vec::new()),
+        };
+        Some(Self {
+            accounts: text_column(&batch, "recipientaccountid"),
+            entity: text_column(&batch, "entity"),
+            value: text_column(&batch, "value"),
+            ids,
+            times,
+            objects,
+            object_names,
+            batch,
+        })
+    }
+
+    /// The object row `row` came from.
+    fn object(&self, row: usize) -> Option<&str> {
+        self.objects[row].map(|i| self.object_names[i as usize].as_str())
+    }
+
+    fn text(array: &Option<StringArray>, row: usize) -> Option<&str> {
+        array
+            .as_ref()
+            .filter(|a| a.is_valid(row))
+            .map(|a| a.value(row))
+    }
+
+    fn account(&self, row: usize) -> &str {
+        Self::text(&self.accounts, row).unwrap_or("unknown")
+    }
+
+    /// The row as a match: its record and the query's computed columns.
+    fn to_match(&self, row: usize) -> Match {
+        let table = cloudtrail_schema();
+        let mut extra = BTreeMap::new();
+        for (i, field) in self.batch.schema().fields().iter().enumerate() {
+            if table.field_with_name(field.name()).is_ok() {
+                continue;
+            }
+            let column = self.batch.column(i);
+            if column.is_valid(row) {
+                if let Ok(text) = cast(&column.slice(row, 1), &DataType::Utf8) {
+                    extra.insert(
+                        field.name().clone(),
+                        text.as_string::<i32>().value(0).to_string(),
+                    );
+                }
+            }
+        }
+        Match {
+            event_id: self.ids.value(row).to_string(),
+            time: self.times[row].unwrap_or_default(),
+            record: record_json_with(&self.batch, row, |_| true, false),
+            extra,
+        }
+    }
+}
+
+/// What a chunk's first-seen or rate detections decided to report.
+enum Fire {
+    FirstSeen {
+        rule: usize,
+        entity: String,
+        value: String,
+        account: String,
+        time: i64,
+    },
+    Rate {
+        rule: usize,
+        entity: String,
+        account: String,
+        bucket: i64,
+        count: u64,
+        baseline: f64,
+        threshold: f64,
+    },
+}
+
+fn micros(d: Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+/// The threshold a bucket's count must reach: (baseline, threshold).
+pub fn rate_threshold(rate: &Rate, history: &RateHistory, bucket: i64) -> (f64, f64) {
+    let width = micros(rate.bucket).max(1);
+    let first = history.first - history.first.rem_euclid(width);
+    let start = first.max(bucket - micros(rate.lookback));
+    let of_day = |t: i64| t.rem_euclid(DAY);
+    let mut counts = Vec::new();
+    // The hour just before is left out: a burst that began in the previous bucket is not
+    // its own baseline.
+    let end = bucket - HOUR.max(width);
+    let mut slot = start;
+    while slot < end {
+        let near = !rate.daily_cycle || {
+            let d = (of_day(slot) - of_day(bucket)).abs();
+            d.min(DAY - d) <= HOUR
+        };
+        if near {
+            counts.push(history.buckets.get(&slot).copied().unwrap_or(0) as f64);
+        }
+        slot += width;
+    }
+    let baseline = if counts.is_empty() {
+        0.0
+    } else {
+        let median = median(&mut counts);
+        let mut deviations: Vec<f64> = counts.iter().map(|c| (c - median).abs()).collect();
+        median + rate.mad * 1.4826 * self::median(&mut deviations)
+    };
+    let threshold = (rate.floor as f64).max(rate.multiple * baseline.max(1.0));
+    (baseline, threshold)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Notes a sighting of an entity (a principal, key, instance...) by any detector, and returns
+/// when it was first seen: an entity's age does not depend on which detector looks at it.
+fn saw_entity(state: &mut State, account: &str, entity: &str, time: i64) -> i64 {
+    let ek = key(&[account, entity]);
+    match state.entities.get_mut(&ek) {
+        Some(s) => {
+            s.saw(time);
+            s.first
+        }
+        None => {
+            state.entities.insert(ek, Seen::new(time));
+            time
+        }
+    }
+}
+
+/// Who a sequence step belongs to.
+fn join_key(join: Join, record: &serde_json::Value) -> Option<String> {
+    let id = &record["userIdentity"];
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    match join {
+        Join::AccessKey => text(&id["accessKeyId"]),
+        Join::Principal => text(&id["sessionContext"]["sessionIssuer"]["arn"])
+            .or_else(|| text(&id["arn"]))
+            .or_else(|| text(&id["principalId"])),
+    }
+}
+
+impl Stats {
+    /// The statistical part of `rules` (the engine's rules, in its order).
+    pub fn new(rules: &[Rule], state: State, options: &StatsOptions) -> Self {
+        let mut step_of: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut max_window = 0;
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(Stateful::Sequence(s)) = &rule.stateful {
+                if !rule.enabled {
+                    continue;
+                }
+                max_window = max_window.max(micros(s.window));
+                for step in s.steps.iter().flat_map(|s| s.split('|')) {
+                    let seqs = step_of.entry(step.trim().to_string()).or_default();
+                    if !seqs.contains(&i) {
+                        seqs.push(i);
+                    }
+                }
+            }
+        }
+        Self {
+            rules: rules.to_vec(),
+            step_of,
+            max_window,
+            learning: micros(options.learning),
+            state,
+            chunk_objects: HashMap::new(),
+            replayed: HashSet::new(),
+            signals: HashMap::new(),
+        }
+    }
+
+    /// Signals detection `id` gave in this run.
+    pub fn signals(&self, id: &str) -> usize {
+        self.signals.get(id).copied().unwrap_or(0)
+    }
+
+    /// True when detection `id` reports findings (false for signals and detectors with
+    /// `report = false`, which only feed sequences).
+    pub fn reports(&self, id: &str) -> bool {
+        self.rules
+            .iter()
+            .find(|r| r.id == id)
+            .is_some_and(|r| match &r.stateful {
+                Some(Stateful::FirstSeen(p)) => p.report,
+                Some(Stateful::Rate(p)) => p.report,
+                Some(Stateful::Signal) => false,
+                _ => true,
+            })
+    }
+
+    /// True when any loaded detection is statistical.
+    pub fn is_active(&self) -> bool {
+        self.rules.iter().any(|r| r.stateful.is_some() && r.enabled)
+    }
+
+    /// Notes the chunk about to be examined: which objects it holds (and over which event
+    /// times), and each account's earliest record. Call before [`Stats::end_chunk`].
+    pub fn begin_chunk(&mut self, batches: &[RecordBatch]) {
+        self.chunk_objects.clear();
+        self.replayed.clear();
+        for batch in batches {
+            let (Some(times), Some(keys)) = (
+                batch
+                    .column_by_name("eventtime")
+                    .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+                batch.column_by_name(SOURCE_KEY_COLUMN),
+            ) else {
+                continue;
+            };
+            let accounts = text_column(batch, "recipientaccountid");
+            // Keys are a dictionary: look each distinct key up once.
+            let (names, index): (Vec<String>, Vec<usize>) =
+                if let Some(dict) = keys.as_any_dictionary_opt() {
+                    let values = cast(dict.values(), &DataType::Utf8).expect("text keys");
+                    let values = values.as_string::<i32>();
+                    (
+                        values
+                            .iter()
+                            .map(|v| object_name(v.unwrap_or_default()).to_string())
+                            .collect(),
+                        dict.normalized_keys(),
+                    )
+                } else {
+                    let values = cast(keys, &DataType::Utf8).expect("text keys");
+                    let values = values.as_string::<i32>();
+                    (
+                        values
+                            .iter()
+                            .map(|v| object_name(v.unwrap_or_default()).to_string())
+                            .collect(),
+                        (0..batch.num_rows()).collect(),
+                    )
+                };
+            let mut ranges: Vec<Option<(i64, i64)>> = vec![None; names.len()];
+            let mut account_first: HashMap<&str, i64> = HashMap::new();
+            for row in 0..batch.num_rows() {
+                if times.is_null(row) {
+                    continue;
+                }
+                let t = times.value(row);
+                let r = &mut ranges[index[row]];
+                *r = Some(r.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+                if let Some(a) = accounts.as_ref().filter(|a| a.is_valid(row)) {
+                    let e = account_first.entry(a.value(row)).or_insert(t);
+                    *e = (*e).min(t);
+                }
+            }
+            for (name, range) in names.into_iter().zip(ranges) {
+                if let Some((a, b)) = range {
+                    let e = self.chunk_objects.entry(name).or_insert((a, b));
+                    *e = (e.0.min(a), e.1.max(b));
+                }
+            }
+            for (account, t) in account_first {
+                let e = self.state.accounts.entry(account, || t);
+                if t < *e {
+                    *e = t;
+                }
+            }
+        }
+        for (name, &(a, b)) in &self.chunk_objects {
+            if self
+                .state
+                .learned
+                .get(name)
+                .is_some_and(|r| r.iter().any(|&(s, e)| s <= b && a <= e))
+            {
+                self.replayed.insert(name.clone());
+            }
+        }
+    }
+
+    /// Examines the chunk's observations (`observations[i]` is what rule `i` returned) and
+    /// returns the statistical findings: new ones, and those that objects learned from
+    /// before produced then.
+    pub fn end_chunk(
+        &mut self,
+        observations: Vec<Vec<RecordBatch>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        // Findings that replayed objects made the first time.
+        for name in &self.replayed {
+            let (a, b) = self.chunk_objects[name];
+            if let Some(kept) = self.state.findings.get(name) {
+                out.extend(
+                    kept.iter()
+                        .filter(|k| a <= k.time && k.time <= b)
+                        .map(|k| k.finding.clone()),
+                );
+            }
+        }
+        let mut cols: Vec<Cols> = Vec::new();
+        let mut obs: Vec<Obs> = Vec::new();
+        for (rule, batches) in observations.into_iter().enumerate() {
+            let Some(r) = self.rules.get(rule) else { break };
+            if !r.enabled || matches!(r.stateful, None | Some(Stateful::Sequence(_))) {
+                continue;
+            }
+            for batch in batches {
+                let Some(c) = Cols::new(batch) else { continue };
+                let b = cols.len();
+                for row in 0..c.batch.num_rows() {
+                    let Some(time) = c.times[row] else { continue };
+                    if c.ids.is_null(row) || Cols::text(&c.entity, row).is_none() {
+                        continue;
+                    }
+                    if let Some(o) = c.object(row) {
+                        if self.replayed.contains(o) && self.state.was_learned(o, time) {
+                            continue;
+                        }
+                    }
+                    obs.push(Obs {
+                        rule,
+                        batch: b,
+                        row,
+                        time,
+                    });
+                }
+                cols.push(c);
+            }
+        }
+        obs.sort_by(|a, b| {
+            a.time.cmp(&b.time).then(a.rule.cmp(&b.rule)).then_with(|| {
+                cols[a.batch]
+                    .ids
+                    .value(a.row)
+                    .cmp(cols[b.batch].ids.value(b.row))
+            })
+        });
+        // Duplicate deliveries count once.
+        let mut seen: HashSet<(usize, &str)> = HashSet::new();
+        obs.retain(|o| seen.insert((o.rule, cols[o.batch].ids.value(o.row))));
+        drop(seen);
+
+        let mut fires: Vec<(Fire, usize)> = Vec::new();
+        let mut fired_keys: HashSet<String> = HashSet::new();
+        let mut sequence_findings: Vec<(Finding, Option<String>)> = Vec::new();
+        let mut thresholds: HashMap<(String, i64), (f64, f64)> = HashMap::new();
+        for (n, o) in obs.iter().enumerate() {
+            let c = &cols[o.batch];
+            let rule = &self.rules[o.rule];
+            let account = c.account(o.row);
+            let entity = Cols::text(&c.entity, o.row).unwrap_or_default();
+            let learning = self
+                .state
+                .accounts
+                .get(account)
+                .is_none_or(|&first| o.time < first + self.learning);
+            let mut signal = false;
+            match rule.stateful.as_ref().expect("stateful") {
+                Stateful::FirstSeen(p) => {
+                    let Some(value) = Cols::text(&c.value, o.row) else {
+                        continue;
+                    };
+                    let entity_first = saw_entity(&mut self.state, account, entity, o.time);
+                    let vk = key(&[&rule.id, account, entity, value]);
+                    let new = match self.state.values.get_mut(&vk) {
+                        Some(s) => {
+                            let stale = s.last < o.time - micros(p.lookback);
+                            s.saw(o.time);
+                            if stale {
+                                s.first = o.time;
+                            }
+                            stale
+                        }
+                        None => {
+                            self.state.values.insert(vk.clone(), Seen::new(o.time));
+                            true
+                        }
+                    };
+                    // A young entity's values are all new: neither a finding nor a step.
+                    if new && !learning && o.time - entity_first >= micros(p.min_entity_age) {
+                        signal = true;
+                        if p.report && fired_keys.insert(vk) {
+                            fires.push((
+                                Fire::FirstSeen {
+                                    rule: o.rule,
+                                    entity: entity.to_string(),
+                                    value: value.to_string(),
+                                    account: account.to_string(),
+                                    time: o.time,
+                                },
+                                n,
+                            ));
+                        }
+                    }
+                }
+                Stateful::Rate(p) => {
+                    let entity_first = saw_entity(&mut self.state, account, entity, o.time);
+                    let width = micros(p.bucket).max(1);
+                    let bucket = o.time - o.time.rem_euclid(width);
+                    let ek = key(&[&rule.id, account, entity]);
+                    let history = self.state.rates.entry(&ek, || RateHistory {
+                        first: o.time,
+                        ..Default::default()
+                    });
+                    history.first = history.first.min(o.time);
+                    let count = if p.distinct {
+                        let value = Cols::text(&c.value, o.row).unwrap_or_default();
+                        let set = history.values.entry(bucket).or_default();
+                        set.insert(value.to_string());
+                        set.len() as u64
+                    } else {
+                        history.buckets.get(&bucket).copied().unwrap_or(0) + 1
+                    };
+                    history.buckets.insert(bucket, count);
+                    if count >= p.floor && !history.fired.contains(&bucket) {
+                        let (baseline, threshold) = *thresholds
+                            .entry((ek.clone(), bucket))
+                            .or_insert_with(|| rate_threshold(p, history, bucket));
+                        if count as f64 >= threshold {
+                            history.fired.insert(bucket);
+                            if !learning {
+                                signal = true;
+                                if p.report && o.time - entity_first >= micros(p.min_entity_age) {
+                                    fires.push((
+                                        Fire::Rate {
+                                            rule: o.rule,
+                                            entity: entity.to_string(),
+                                            account: account.to_string(),
+                                            bucket,
+                                            count,
+                                            baseline,
+                                            threshold,
+                                        },
+                                        n,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                Stateful::Signal => signal = !learning,
+                Stateful::Sequence(_) => {}
+            }
+            if signal {
+                *self.signals.entry(rule.id.clone()).or_default() += 1;
+            }
+            if signal && self.step_of.contains_key(&rule.id) {
+                let m = c.to_match(o.row);
+                let object = c.object(o.row).map(str::to_string);
+                for f in self.step(&rule.id.clone(), account.to_string(), m, now) {
+                    sequence_findings.push((f, object.clone()));
+                }
+            }
+        }
+
+        // Findings of first-seen values and rate buckets, with the chunk's records of each.
+        for (fire, n) in fires {
+            let first = &obs[n];
+            let c = &cols[first.batch];
+            let object = c.object(first.row).map(str::to_string);
+            let (rule_index, key_parts, start, same): (usize, Vec<String>, i64, Vec<&Obs>) =
+                match &fire {
+                    Fire::FirstSeen {
+                        rule,
+                        entity,
+                        value,
+                        account,
+                        time,
+                    } => {
+                        let same = obs[n..]
+                            .iter()
+                            .filter(|o| {
+                                o.rule == *rule
+                                    && o.time < time + DAY
+                                    && cols[o.batch].account(o.row) == account
+                                    && Cols::text(&cols[o.batch].entity, o.row)
+                                        == Some(entity.as_str())
+                                    && Cols::text(&cols[o.batch].value, o.row)
+                                        == Some(value.as_str())
+                            })
+                            .take(MAX_EVENTS)
+                            .collect();
+                        (
+                            *rule,
+                            vec![account.clone(), entity.clone(), value.clone()],
+                            time - time.rem_euclid(DAY),
+                            same,
+                        )
+                    }
+                    Fire::Rate {
+                        rule,
+                        entity,
+                        account,
+                        bucket,
+                        ..
+                    } => {
+                        let width = match &self.rules[*rule].stateful {
+                            Some(Stateful::Rate(p)) => micros(p.bucket),
+                            _ => DAY,
+                        };
+                        let same = obs
+                            .iter()
+                            .filter(|o| {
+                                o.rule == *rule
+                                    && o.time >= *bucket
+                                    && o.time < bucket + width
+                                    && cols[o.batch].account(o.row) == account
+                                    && Cols::text(&cols[o.batch].entity, o.row)
+                                        == Some(entity.as_str())
+                            })
+                            .take(MAX_EVENTS)
+                            .collect();
+                        (*rule, vec![account.clone(), entity.clone()], *bucket, same)
+                    }
+                };
+            let mut events: Vec<Match> =
+                same.iter().map(|o| cols[o.batch].to_match(o.row)).collect();
+            if let Fire::Rate {
+                count,
+                baseline,
+                threshold,
+                bucket,
+                ..
+            } = &fire
+            {
+                let e = &mut events[0].extra;
+                e.insert("bucket_count".into(), count.to_string());
+                e.insert("baseline".into(), format!("{baseline:.1}"));
+                e.insert("threshold".into(), format!("{threshold:.0}"));
+                e.insert("bucket".into(), crate::finding::iso_time(*bucket));
+            }
+            let rule = &self.rules[rule_index];
+            let finding = aggregate::build(rule, &key_parts, start, events, now);
+            self.keep(object, &finding, obs[n].time);
+            out.push(finding);
+        }
+        for (finding, object) in sequence_findings {
+            self.keep(object, &finding, finding.last_seen);
+            out.push(finding);
+        }
+        // The chunk's objects are learned.
+        for (name, (a, b)) in std::mem::take(&mut self.chunk_objects) {
+            self.state.mark_learned(&name, a, b);
+            self.state.horizon = self.state.horizon.max(b);
+        }
+        out.sort_by(|a, b| {
+            a.first_seen
+                .cmp(&b.first_seen)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        out.dedup_by(|a, b| a.id == b.id);
+        out
+    }
+
+    /// Keeps a finding with the object that triggered it.
+    fn keep(&mut self, object: Option<String>, finding: &Finding, time: i64) {
+        if let Some(object) = object {
+            self.state.findings.entry(&object, Vec::new).push(Kept {
+                time,
+                finding: finding.clone(),
+            });
+        }
+    }
+
+    /// Records that detection `id` fired or signalled for the principal of `m`, and returns
+    /// the sequences this completes.
+    fn step(
+        &mut self,
+        id: &str,
+        account: String,
+        m: Match,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let sequences = self.step_of.get(id).cloned().unwrap_or_default();
+        let mut recorded: HashSet<String> = HashSet::new();
+        for s in sequences {
+            let rule = &self.rules[s];
+            let Some(Stateful::Sequence(seq)) = &rule.stateful else {
+                continue;
+            };
+            let Some(who) = join_key(seq.join, &m.record) else {
+                continue;
+            };
+            let join = match seq.join {
+                Join::Principal => "principal",
+                Join::AccessKey => "access_key",
+            };
+            let sk = key(&[&account, join, &who]);
+            let horizon = m.time - self.max_window;
+            let steps = self.state.steps.entry(&sk, Vec::new);
+            if recorded.insert(sk.clone()) {
+                steps.retain(|s| s.time >= horizon);
+                if !steps
+                    .iter()
+                    .any(|s| s.detection == id && s.event_ids.first() == Some(&m.event_id))
+                {
+                    steps.push(Step {
+                        detection: id.to_string(),
+                        time: m.time,
+                        event_ids: vec![m.event_id.clone()],
+                        record: m.record.clone(),
+                    });
+                    if steps.len() > MAX_STEPS {
+                        let excess = steps.len() - MAX_STEPS;
+                        steps.drain(..excess);
+                    }
+                }
+            }
+            let window = micros(seq.window);
+            let mut chosen: Vec<&Step> = Vec::new();
+            let mut after = m.time - window;
+            let mut complete = true;
+            for wanted in &seq.steps {
+                let found = steps.iter().find(|s| {
+                    wanted.split('|').any(|w| w.trim() == s.detection)
+                        && s.time >= m.time - window
+                        && s.time <= m.time
+                        && (!seq.ordered || s.time >= after)
+                });
+                match found {
+                    Some(s) => {
+                        after = s.time;
+                        chosen.push(s);
+                    }
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let fk = key(&[&rule.id, &account, &who]);
+            if self
+                .state
+                .sequences
+                .get(&fk)
+                .is_some_and(|&last| m.time - last <= window)
+            {
+                continue;
+            }
+            chosen.sort_by_key(|s| s.time);
+            let mut events: Vec<Match> = Vec::new();
+            for s in &chosen {
+                for e in &s.event_ids {
+                    events.push(Match {
+                        event_id: e.clone(),
+                        time: s.time,
+                        record: s.record.clone(),
+                        extra: BTreeMap::new(),
+                    });
+                }
+            }
+            let names: Vec<&str> = chosen.iter().map(|s| s.detection.as_str()).collect();
+            events[0].extra.insert("steps".into(), names.join(", "));
+            events[0].extra.insert("entity".into(), who.clone());
+            let start = chosen[0].time - chosen[0].time.rem_euclid(DAY);
+            let finding = aggregate::build(rule, &[account.clone(), who], start, events, now);
+            self.state.sequences.insert(fk, m.time);
+            out.push(finding);
+        }
+        out
+    }
+
+    /// Forgets what is older than each detection's lookback (call before saving).
+    pub fn expire(&mut self) {
+        let horizon = self.state.horizon;
+        if horizon == i64::MIN {
+            return;
+        }
+        let mut lookback: HashMap<&str, i64> = HashMap::new();
+        let mut longest = 14 * DAY;
+        for r in &self.rules {
+            let l = match &r.stateful {
+                Some(Stateful::FirstSeen(p)) => micros(p.lookback),
+                Some(Stateful::Rate(p)) => micros(p.lookback),
+                Some(Stateful::Sequence(p)) => micros(p.window),
+                _ => continue,
+            };
+            longest = longest.max(l);
+            lookback.insert(r.id.as_str(), l);
+        }
+        let of = |k: &str| lookback.get(parts(k)[0]).copied().unwrap_or(longest);
+        self.state.values.retain(|k, s| s.last >= horizon - of(k));
+        self.state
+            .entities
+            .retain(|_, s| s.last >= horizon - longest);
+        let bucket_of: HashMap<&str, (i64, bool)> = self
+            .rules
+            .iter()
+            .filter_map(|r| match &r.stateful {
+                Some(Stateful::Rate(p)) => Some((r.id.as_str(), (micros(p.bucket), p.distinct))),
+                _ => None,
+            })
+            .collect();
+        self.state.rates.retain(|k, h| {
+            let since = horizon - of(k);
+            h.buckets.retain(|&b, _| b >= since);
+            h.fired.retain(|&b| b >= since);
+            let (width, _) = bucket_of.get(parts(k)[0]).copied().unwrap_or((HOUR, false));
+            h.values.retain(|&b, _| b >= horizon - 2 * width);
+            !h.buckets.is_empty()
+        });
+        let window = self.max_window;
+        self.state.steps.retain(|_, steps| {
+            steps.retain(|s| s.time >= horizon - window);
+            !steps.is_empty()
+        });
+        self.state
+            .sequences
+            .retain(|_, &mut last| last >= horizon - window);
+        let forget = horizon - OBJECT_MEMORY;
+        let mut gone = Vec::new();
+        self.state.learned.retain(|k, ranges| {
+            let keep = ranges.iter().any(|&(_, e)| e >= forget);
+            if !keep {
+                gone.push(k.to_string());
+            }
+            keep
+        });
+        let gone: HashSet<String> = gone.into_iter().collect();
+        self.state.findings.retain(|k, _| !gone.contains(k));
+    }
+
+    /// The rules in the engine's order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TEN_MINUTES: i64 = 600_000_000;
+
+    fn rate(daily_cycle: bool) -> Rate {
+        Rate {
+            bucket: Duration::from_secs(600),
+            lookback: Duration::from_secs(14 * 86_400),
+            multiple: 5.0,
+            floor: 20,
+            mad: 3.0,
+            daily_cycle,
+            distinct: false,
+            min_entity_age: Duration::ZERO,
+            report: true,
+        }
+    }
+
+    /// A history whose bucket `i` (ten minutes each, from 0) holds `count(i)`.
+    fn history(buckets: i64, count: impl Fn(i64) -> u64) -> RateHistory {
+        RateHistory {
+            first: 0,
+            buckets: (0..buckets)
+                .map(|i| (i * TEN_MINUTES, count(i)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_steady_entity_has_its_own_level_as_baseline() {
+        let h = history(14 * 144, |_| 12);
+        let (baseline, threshold) = rate_threshold(&rate(false), &h, 14 * DAY);
+        assert_eq!(baseline, 12.0);
+        assert_eq!(threshold, 60.0);
+    }
+
+    #[test]
+    fn a_quiet_entity_is_held_to_the_floor() {
+        let h = history(14 * 144, |i| u64::from(i % 50 == 0));
+        let (baseline, threshold) = rate_threshold(&rate(false), &h, 14 * DAY);
+        assert_eq!(baseline, 0.0);
+        assert_eq!(threshold, 20.0);
+    }
+
+    #[test]
+    fn the_daily_cycle_compares_a_bucket_with_the_same_hours_only() {
+        // Busy from 09:00 to 17:00 (100 per bucket), nearly idle at night (2).
+        let busy = |i: i64| {
+            let hour = (i % 144) / 6;
+            if (9..17).contains(&hour) {
+                100
+            } else {
+                2
+            }
+        };
+        let h = history(14 * 144, busy);
+        let noon = 14 * DAY + 12 * HOUR;
+        let three = 14 * DAY + 3 * HOUR;
+        let (day_base, day_threshold) = rate_threshold(&rate(true), &h, noon);
+        let (night_base, night_threshold) = rate_threshold(&rate(true), &h, three);
+        assert_eq!((day_base, day_threshold), (100.0, 500.0));
+        // 60 calls at 03:00 is a burst for this entity.
+        assert_eq!((night_base, night_threshold), (2.0, 20.0));
+        // Without the cycle, the nights dominate the median and an ordinary working hour
+        // (100 calls) would pass the threshold.
+        let (flat_base, flat_threshold) = rate_threshold(&rate(false), &h, noon);
+        assert_eq!((flat_base, flat_threshold), (2.0, 20.0));
+    }
+
+    #[test]
+    fn the_hour_before_a_bucket_is_not_its_baseline() {
+        // Quiet for two weeks, then a burst that began 50 minutes earlier.
+        let start = 14 * 144;
+        let h = history(start + 6, |i| if i > start { 500 } else { 0 });
+        let (baseline, threshold) = rate_threshold(&rate(false), &h, (start + 6) * TEN_MINUTES);
+        assert_eq!(baseline, 0.0);
+        assert_eq!(threshold, 20.0);
+    }
+
+    #[test]
+    fn object_names_start_at_the_cloudtrail_layout() {
+        assert_eq!(
+            object_name("/data/x/AWSLogs/111122223333/CloudTrail/f.json.gz"),
+            "AWSLogs/111122223333/CloudTrail/f.json.gz"
+        );
+        assert_eq!(object_name("f.jsonl"), "f.jsonl");
+    }
+
+    proptest! {
+        /// Whatever the history, the threshold respects the floor and the multiple, and a
+        /// history never above `c` gives a baseline of at most `c` plus its spread.
+        #[test]
+        fn the_threshold_respects_floor_and_multiple(
+            counts in proptest::collection::vec(0u64..40, 1..600),
+            cycle in any::<bool>(),
+        ) {
+            let n = counts.len() as i64;
+            let h = history(n, |i| counts[i as usize]);
+            let r = rate(cycle);
+            let (baseline, threshold) = rate_threshold(&r, &h, (n + 6) * TEN_MINUTES);
+            prop_assert!(baseline >= 0.0);
+            prop_assert!(threshold >= r.floor as f64);
+            prop_assert!(threshold >= r.multiple * baseline.max(1.0) - 1e-9);
+            let max = *counts.iter().max().unwrap() as f64;
+            // median ≤ max and MAD ≤ max, so the baseline is at most max·(1 + 1.4826·mad).
+            prop_assert!(baseline <= max * (1.0 + 1.4826 * r.mad) + 1e-9);
+        }
+
+        /// Median and MAD scale with the counts: an entity ten times as busy has ten times
+        /// the baseline (so multiples mean the same for a busy and a quiet entity).
+        #[test]
+        fn the_baseline_scales_with_the_entity(
+            counts in proptest::collection::vec(0u64..40, 10..400),
+            factor in 2u64..10,
+            cycle in any::<bool>(),
+        ) {
+            let n = counts.len() as i64;
+            let r = rate(cycle);
+            let bucket = (n + 6) * TEN_MINUTES;
+            let (base, _) = rate_threshold(&r, &history(n, |i| counts[i as usize]), bucket);
+            let scaled = history(n, |i| counts[i as usize] * factor);
+            let (scaled_base, _) = rate_threshold(&r, &scaled, bucket);
+            prop_assert!((scaled_base - base * factor as f64).abs() < 1e-6);
+        }
+    }
+}
