@@ -7,6 +7,7 @@ mod repl;
 mod replay;
 mod rules;
 mod simulate;
+mod state;
 
 use std::io::IsTerminal;
 
@@ -89,6 +90,12 @@ pub enum Command {
     /// `labels.json` in the output directory names each attack and the eventIDs of its records.
     Simulate(simulate::SimulateArgs),
 
+    /// What statistical detections have learned: show it, export it, or forget it.
+    ///
+    /// Statistical detections (first-seen, rates, sequences) keep their memory in a state file
+    /// (replay --state). `state show PRINCIPAL` tells why something was new or too much.
+    State(state::StateArgs),
+
     /// Measure read speed on your own logs: decompression, decoding to Arrow, and a query.
     ///
     /// Reads the objects into memory first, so disk speed is left out, then reports records/s
@@ -161,6 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rules(args) => rules::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::State(args) => state::run(args),
     }
 }
 

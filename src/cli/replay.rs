@@ -21,6 +21,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::rules::PackArgs;
 use super::ReadArgs;
 use crate::decode::DecodeOptions;
+use crate::detect::state::{self, State, Store};
+use crate::detect::stats::{Stats, StatsOptions};
 use crate::detect::{aggregate, Match, Severity};
 use crate::finding::{iso_time, Finding, FindingFormat};
 use crate::read::{read_all_by_source, ReadReport};
@@ -53,11 +55,20 @@ pub struct ReplayArgs {
     #[arg(long, value_parser = Severity::parse, default_value = "low", value_name = "SEVERITY")]
     pub min_severity: Severity,
 
-    /// Where stateful detections keep what they learn between runs. The current detections
-    /// are all stateless, so nothing is stored there yet; the option is accepted so that
-    /// scripts written now keep working.
-    #[arg(long, value_name = "PATH")]
+    /// Where statistical detections keep what they learn (baselines, first sightings) between
+    /// runs: a file, created if needed; dynamodb://TABLE, shared by a fleet (each statistical
+    /// finding is emitted by one process only; AWS_ENDPOINT_URL is honoured); or :memory: to
+    /// keep nothing [default: state.redb in trailhound's data directory]. Replaying a month
+    /// in one run or in daily runs with one state gives the same findings; records the state
+    /// already learned from are not learned again, and their statistical findings are
+    /// reported as they were.
+    #[arg(long, value_name = "PATH", env = "TRAILHOUND_STATE")]
     pub state: Option<PathBuf>,
+
+    /// History an account needs before statistical detections report on it (until then they
+    /// only learn), such as 7d or 0s.
+    #[arg(long, default_value = "7d", value_parser = parse_learning, value_name = "DURATION")]
+    pub learning: std::time::Duration,
 
     /// Score the findings against a labels file (as `simulate` writes): which labelled attacks
     /// were found, and how many findings fell on unlabelled (benign) events.
@@ -99,6 +110,18 @@ pub fn parse_time_arg(text: &str) -> Result<i64, String> {
     Err(format!(
         "{text:?} is not a time: use 2026-10-05, 2026-10-05T08:00:00Z, or an age such as 7d or 12h"
     ))
+}
+
+/// A learning period: a duration, or 0.
+fn parse_learning(text: &str) -> Result<std::time::Duration, String> {
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::detect::rule::parse_duration(text)
 }
 
 /// Keeps the rows of `batch` whose event time is in [since, until).
@@ -162,12 +185,26 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let mut pending = Some(args.pack.start_engine(&runtime, threads)?);
     let mut engine = None;
     let rules: Vec<_> = pending.as_ref().map_or(Vec::new(), |p| p.rules.clone());
-    if let Some(state) = &args.state {
+    let mut stats = Stats::new(
+        &rules,
+        State::default(),
+        &StatsOptions {
+            learning: args.learning,
+        },
+    );
+    let mut store = if stats.is_active() {
+        let path = args.state.clone().unwrap_or_else(state::default_path);
+        let store = Store::open(&path)?;
+        stats.state = store.load()?;
         tracing::info!(
-            "--state {}: no loaded detection keeps state, so nothing is stored there",
-            state.display()
+            "statistical detections learn in {} ({} entries)",
+            store.describe(),
+            stats.state.sizes().iter().map(|(_, n)| n).sum::<usize>()
         );
-    }
+        Some(store)
+    } else {
+        None
+    };
     let mut listing = source::list(&args.sources)?;
     // A file delivered before --since holds only earlier events.
     let mut early = 0usize;
@@ -207,6 +244,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         ..Default::default()
     };
     let mut matches: Vec<Vec<Match>> = vec![Vec::new(); rules.len()];
+    let mut stat_findings: Vec<Finding> = Vec::new();
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
@@ -235,13 +273,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         }
         let engine = engine.as_ref().expect("planned before the first chunk");
         let t = Instant::now();
+        if store.is_some() {
+            stats.begin_chunk(&batches);
+        }
+        let mut observations = vec![Vec::new(); rules.len()];
         for (i, result) in runtime
             .block_on(engine.run(batches))
             .into_iter()
             .enumerate()
         {
             match result {
-                Ok(found) => matches[i].extend(found),
+                Ok(found) => {
+                    matches[i].extend(found.matches);
+                    observations[i] = found.observations;
+                }
                 Err(e) => {
                     if !failed_rules.contains_key(&e.rule) {
                         tracing::error!("{e}");
@@ -249,6 +294,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
                     }
                 }
             }
+        }
+        if store.is_some() {
+            stat_findings.extend(stats.end_chunk(observations, chrono::Utc::now()));
         }
         detect_time += t.elapsed();
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "examined chunk");
@@ -264,11 +312,29 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         bar.finish_and_clear();
     }
     let now = chrono::Utc::now();
+    stat_findings.retain(|f| f.severity >= args.min_severity.0);
+    // In a state shared by a fleet, each statistical finding is emitted by one process only.
+    let mut claimed = Vec::new();
+    if let Some(store) = store.as_ref().filter(|s| s.is_shared()) {
+        let ids: Vec<String> = stat_findings.iter().map(|f| f.id.clone()).collect();
+        let won = store.claim(&ids)?;
+        let before = stat_findings.len();
+        stat_findings.retain(|f| won.contains(&f.id));
+        if stat_findings.len() < before {
+            tracing::info!(
+                "{} statistical findings were already emitted by another process sharing {}",
+                before - stat_findings.len(),
+                store.describe()
+            );
+        }
+        claimed = won.into_iter().collect();
+    }
     let mut findings: Vec<Finding> = rules
         .iter()
         .zip(matches)
         .flat_map(|(rule, m)| aggregate::findings(rule, m, now))
         .filter(|f| f.severity >= args.min_severity.0)
+        .chain(stat_findings)
         .collect();
     findings.sort_by(|a, b| {
         a.first_seen
@@ -282,6 +348,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         findings.len()
     );
     write_findings(&args, &findings)?;
+    // What was learned is kept only once the findings are out: a crash before this point
+    // leaves the state as it was, and the next run finds the same things again.
+    if let Some(store) = &mut store {
+        store.confirm(&claimed)?;
+        stats.expire();
+        store.save(&mut stats.state)?;
+        store.compact()?;
+        tracing::info!(
+            "state {}: {} entries, {} bytes",
+            store.describe(),
+            stats.state.sizes().iter().map(|(_, n)| n).sum::<usize>(),
+            store.file_size()
+        );
+    }
     report.elapsed = started.elapsed();
     let summary = Summary {
         findings: &findings,

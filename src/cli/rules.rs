@@ -155,6 +155,7 @@ fn list(args: ListArgs) -> anyhow::Result<i32> {
                 let v = serde_json::json!({
                     "id": r.id,
                     "title": r.title,
+                    "kind": r.stateful.as_ref().map_or("match", |s| s.kind()),
                     "type": r.finding_type,
                     "severity": r.severity.0,
                     "severityLabel": r.severity.label(),
