@@ -37,11 +37,20 @@ struct Scenario<'a> {
 
 impl Scenario<'_> {
     fn push(&mut self, call: Call<'_>) {
-        self.t += self.rng.random_range(2_000_000..40_000_000);
+        self.push_within(call, 2_000_000..40_000_000);
+    }
+
+    /// Adds a call made a random time in `gap` (microseconds) after the previous one.
+    fn push_within(&mut self, call: Call<'_>, gap: std::ops::Range<i64>) {
+        self.t += self.rng.random_range(gap);
         let record = call.render(self.t, &mut self.rng);
         self.records.push(record);
     }
 }
+
+/// Days of history statistical detections need before the attacks only they find: the
+/// learning period (7 days) and an entity's own history (2 days).
+pub const BEHAVIOUR_DAYS: u32 = 9;
 
 fn attacker_role(
     acct: &Account,
@@ -72,6 +81,8 @@ pub fn attacks(
     rng: &mut impl Rng,
     accounts: &[Account],
     day: NaiveDate,
+    days: u32,
+    scale: f64,
 ) -> (Vec<Record>, Vec<Label>) {
     let prod = &accounts[0];
     let ml = accounts
@@ -255,6 +266,62 @@ pub fn attacks(
         s.push(Call::new(&dev, "iam.amazonaws.com", "AttachUserPolicy", MAIN_REGION).write().req(json!({"userName": "support-admin", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"})));
         s.push(Call::new(&dev, "iam.amazonaws.com", "UpdateAssumeRolePolicy", MAIN_REGION).write().req(json!({"roleName": "AdminRole", "policyDocument": format!("{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Principal\":{{\"AWS\":\"arn:aws:iam::{ATTACKER_ACCOUNT}:root\"}},\"Action\":\"sts:AssumeRole\"}}]}}")})));
         s.push(Call::new(&dev, "iam.amazonaws.com", "CreatePolicyVersion", MAIN_REGION).write().req(json!({"policyArn": format!("arn:aws:iam::{}:policy/developer-boundary", prod.id), "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}]}", "setAsDefault": true})));
+    });
+    if days < BEHAVIOUR_DAYS {
+        return (records, labels);
+    }
+
+    // Attacks made of routine-looking calls, found by what each principal usually does.
+    let other = accounts.get(2).unwrap_or(prod);
+    let opus = "anthropic.claude-3-opus-20240229-v1:0";
+    let model_arn = format!("arn:aws:bedrock:{MAIN_REGION}::foundation-model/{opus}");
+
+    // 8. The CI role's session key, leaked from a build log, used to look up and invoke models.
+    let mut ci = other.ci.clone();
+    ci.source_ip = ATTACKER_IP.into();
+    ci.user_agent = BOTO_UA.into();
+    run(rng, "stolen-ci-key-llmjacking", "model-access", "T1496.004", "The deploy pipeline's key, never used with Bedrock, looks up models and invokes one in a burst", other, 11, &|s| {
+        s.push(Call::new(&ci, "sts.amazonaws.com", "GetCallerIdentity", MAIN_REGION).req(json!({})));
+        s.push(Call::new(&ci, "bedrock.amazonaws.com", "ListFoundationModels", MAIN_REGION).req(json!({"byOutputModality": "TEXT"})));
+        s.push(Call::new(&ci, "bedrock.amazonaws.com", "GetFoundationModelAvailability", MAIN_REGION).req(json!({"modelId": opus})));
+        for _ in 0..45 {
+            let mut c = Call::new(&ci, "bedrock.amazonaws.com", "InvokeModel", MAIN_REGION).req(json!({"modelId": opus})).resource(model_arn.clone(), "AWS::Bedrock::FoundationModel");
+            c.read_only = true;
+            s.push_within(c, 1_000_000..12_000_000);
+        }
+    });
+
+    // 9. An instance's role credentials, taken from its metadata service, used from outside.
+    let mut stolen = prod.instances[0].clone();
+    stolen.source_ip = ATTACKER_IP.into();
+    stolen.user_agent = BOTO_UA.into();
+    run(rng, "instance-credential-exfiltration", "credential-misuse", "T1552.005", "A batch instance's role credentials are used from an outside address to look around and read", prod, 12, &|s| {
+        s.push(Call::new(&stolen, "sts.amazonaws.com", "GetCallerIdentity", MAIN_REGION).req(json!({})));
+        s.push(Call::new(&stolen, "s3.amazonaws.com", "ListBuckets", MAIN_REGION).req(json!({"Host": "s3.amazonaws.com"})));
+        s.push(Call::new(&stolen, "iam.amazonaws.com", "ListAttachedRolePolicies", MAIN_REGION).req(json!({"roleName": "batch-worker-instance"})));
+        s.push(Call::new(&stolen, "secretsmanager.amazonaws.com", "ListSecrets", MAIN_REGION).req(json!({})));
+    });
+
+    // 10. The ML application's own role invoking a model it never used, fifty times its rate.
+    let app_account = accounts.get(1).unwrap_or(prod);
+    let app = app_account.app.clone();
+    let burst = ((300.0 * scale).round() as usize).max(300);
+    run(rng, "app-invocation-spike", "model-access", "T1496.004", "The application role invokes a model it never used, at fifty times its usual rate for the hour", app_account, 3, &|s| {
+        for _ in 0..burst {
+            let mut c = Call::new(&app, "bedrock.amazonaws.com", "InvokeModel", MAIN_REGION).req(json!({"modelId": opus})).resource(model_arn.clone(), "AWS::Bedrock::FoundationModel");
+            c.read_only = true;
+            s.push_within(c, 200_000..3_000_000);
+        }
+    });
+
+    // 11. The backup user's long-term key, from a new place, grants itself more and a new key.
+    let mut backup = other.backup.clone();
+    backup.source_ip = ATTACKER_IP.into();
+    backup.user_agent = BOTO_UA.into();
+    run(rng, "new-place-privilege-change", "credential-misuse", "T1098", "The backup user's key is used from a new network and grants its user broader S3 access and a second key", other, 13, &|s| {
+        s.push(Call::new(&backup, "iam.amazonaws.com", "ListAttachedUserPolicies", MAIN_REGION).req(json!({"userName": "svc-backup"})));
+        s.push(Call::new(&backup, "iam.amazonaws.com", "PutUserPolicy", MAIN_REGION).write().req(json!({"userName": "svc-backup", "policyName": "backup-extra", "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:*\",\"Resource\":\"*\"}]}"})));
+        s.push(Call::new(&backup, "iam.amazonaws.com", "CreateAccessKey", MAIN_REGION).write().req(json!({"userName": "svc-backup"})).resp(json!({"accessKey": {"accessKeyId": "AKIAEXAMPLEBACKUP02", "status": "Active", "userName": "svc-backup"}})));
     });
     (records, labels)
 }

@@ -10,6 +10,10 @@
 //! * Files of about five minutes per account and region, gzip, records in no order, under
 //!   `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/<account>_CloudTrail_<region>_<time>_<id>.json.gz`.
 //! * `labels.json` names each attack and the eventIDs of its records.
+//! * With nine days or more, attacks that only a learned baseline can tell from routine are
+//!   added: a CI role's key used for LLMjacking, an instance's credentials used from outside,
+//!   an application invoking a new model at fifty times its rate, a key from a new place
+//!   granting itself more.
 //!
 //! Output depends only on the configuration: the same seed gives the same bytes.
 
@@ -105,7 +109,7 @@ pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimSummary, SimError> 
         .collect();
     let last_day = config.start + Duration::days(i64::from(config.days) - 1);
     let (attack_records, labels) = if config.attacks {
-        attacks::attacks(&mut rng, &accounts, last_day)
+        attacks::attacks(&mut rng, &accounts, last_day, config.days, config.scale)
     } else {
         (Vec::new(), Vec::new())
     };
