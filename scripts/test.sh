@@ -10,6 +10,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# A real AWS-protocol server (DynamoDB, S3, SQS) for the integration tests: moto's server mode.
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import moto.server, flask' >/dev/null 2>&1; then
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
+export PYTHON
 
 # One build profile for tests, benchmarks and the binary: dependencies are compiled once.
 cargo fmt --all -- --check
