@@ -454,7 +454,12 @@ async fn plan(
     }
     // Keep only what matches are made of, so the filter copies no more than that of the
     // matching rows (a rule that matches often would otherwise copy whole records).
-    let kept = kept_columns(rule);
+    // First-seen and rate detectors observe many records; they carry only what statistics
+    // need, and the whole record of the few that make findings is found in the chunk.
+    let kept = match &rule.stateful {
+        Some(Stateful::FirstSeen(_) | Stateful::Rate(_)) => vec!["recipientaccountid"],
+        _ => kept_columns(rule),
+    };
     let keep: Vec<Expr> = (0..output.fields().len())
         .filter(|&i| {
             let name = output.field(i).name().as_str();

@@ -19,7 +19,10 @@
 //! steps of young entities, so a brand-new key that discovers models and invokes them in bulk
 //! is found.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// State lookups are the hot path of statistical detections: a fast hasher, not SipHash.
+use ahash::{HashMap, HashSet};
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, AsArray, StringArray};
@@ -84,6 +87,8 @@ pub struct Stats {
     replayed: HashSet<String>,
     /// Signals (sequence steps) given, by detection id, in this run.
     signals: HashMap<String, usize>,
+    /// The chunk being examined.
+    chunk: ChunkRecords,
 }
 
 /// One row a stateful detection's query returned.
@@ -92,6 +97,29 @@ struct Obs {
     batch: usize,
     row: usize,
     time: i64,
+    /// A fixed hash of the event id: orders records of the same second the same way in every
+    /// run, cheaply.
+    id_hash: u64,
+}
+
+/// The same hash of an event id in every run.
+fn id_hash(id: &str) -> u64 {
+    static SEEDED: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    SEEDED
+        .get_or_init(|| ahash::RandomState::with_seeds(0x7472, 0x6169, 0x6c68, 0x6f75))
+        .hash_one(id)
+}
+
+/// Writes the state key of `parts` into `buf` (reused, so lookups allocate nothing).
+fn key_into<'a>(buf: &'a mut String, parts: &[&str]) -> &'a str {
+    buf.clear();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            buf.push('\u{1f}');
+        }
+        buf.push_str(p);
+    }
+    buf
 }
 
 /// The columns of one observation batch, as text.
@@ -178,8 +206,9 @@ impl Cols {
         Self::text(&self.accounts, row).unwrap_or("unknown")
     }
 
-    /// The row as a match: its record and the query's computed columns.
-    fn to_match(&self, row: usize) -> Match {
+    /// The row as a match: its whole record (from the chunk: observations carry only the
+    /// columns statistics need) and the query's computed columns.
+    fn to_match(&self, row: usize, chunk: &mut ChunkRecords) -> Match {
         let table = cloudtrail_schema();
         let mut extra = BTreeMap::new();
         for (i, field) in self.batch.schema().fields().iter().enumerate() {
@@ -199,9 +228,48 @@ impl Cols {
         Match {
             event_id: self.ids.value(row).to_string(),
             time: self.times[row].unwrap_or_default(),
-            record: record_json_with(&self.batch, row, |_| true, false),
+            record: chunk
+                .record(self.ids.value(row))
+                .unwrap_or_else(|| record_json_with(&self.batch, row, |_| true, false)),
             extra,
         }
+    }
+}
+
+/// The batches of the chunk being examined, to find a record by its event id.
+#[derive(Default)]
+struct ChunkRecords {
+    batches: Vec<RecordBatch>,
+    /// Event id → (batch, row), made when first needed.
+    index: Option<HashMap<String, (usize, usize)>>,
+}
+
+impl ChunkRecords {
+    fn new(batches: &[RecordBatch]) -> Self {
+        Self {
+            batches: batches.to_vec(),
+            index: None,
+        }
+    }
+
+    fn record(&mut self, event_id: &str) -> Option<serde_json::Value> {
+        let batches = &self.batches;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashMap::default();
+            for (b, batch) in batches.iter().enumerate() {
+                let Some(ids) = text_column(batch, "eventid") else {
+                    continue;
+                };
+                for (row, id) in ids.iter().enumerate() {
+                    if let Some(id) = id {
+                        index.entry(id.to_string()).or_insert((b, row));
+                    }
+                }
+            }
+            index
+        });
+        let &(b, row) = index.get(event_id)?;
+        Some(record_json_with(&self.batches[b], row, |_| true, false))
     }
 }
 
@@ -223,6 +291,14 @@ enum Fire {
         baseline: f64,
         threshold: f64,
     },
+}
+
+impl Fire {
+    fn rule(&self) -> usize {
+        match self {
+            Fire::FirstSeen { rule, .. } | Fire::Rate { rule, .. } => *rule,
+        }
+    }
 }
 
 fn micros(d: Duration) -> i64 {
@@ -275,15 +351,15 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Notes a sighting of an entity (a principal, key, instance...) by any detector, and returns
 /// when it was first seen: an entity's age does not depend on which detector looks at it.
-fn saw_entity(state: &mut State, account: &str, entity: &str, time: i64) -> i64 {
-    let ek = key(&[account, entity]);
-    match state.entities.get_mut(&ek) {
+fn saw_entity(state: &mut State, buf: &mut String, account: &str, entity: &str, time: i64) -> i64 {
+    let ek = key_into(buf, &[account, entity]);
+    match state.entities.get_mut(ek) {
         Some(s) => {
             s.saw(time);
             s.first
         }
         None => {
-            state.entities.insert(ek, Seen::new(time));
+            state.entities.insert(ek.to_string(), Seen::new(time));
             time
         }
     }
@@ -304,7 +380,7 @@ fn join_key(join: Join, record: &serde_json::Value) -> Option<String> {
 impl Stats {
     /// The statistical part of `rules` (the engine's rules, in its order).
     pub fn new(rules: &[Rule], state: State, options: &StatsOptions) -> Self {
-        let mut step_of: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut step_of: HashMap<String, Vec<usize>> = HashMap::default();
         let mut max_window = 0;
         for (i, rule) in rules.iter().enumerate() {
             if let Some(Stateful::Sequence(s)) = &rule.stateful {
@@ -326,9 +402,10 @@ impl Stats {
             max_window,
             learning: micros(options.learning),
             state,
-            chunk_objects: HashMap::new(),
-            replayed: HashSet::new(),
-            signals: HashMap::new(),
+            chunk_objects: HashMap::default(),
+            replayed: HashSet::default(),
+            signals: HashMap::default(),
+            chunk: ChunkRecords::default(),
         }
     }
 
@@ -359,6 +436,7 @@ impl Stats {
     /// Notes the chunk about to be examined: which objects it holds (and over which event
     /// times), and each account's earliest record. Call before [`Stats::end_chunk`].
     pub fn begin_chunk(&mut self, batches: &[RecordBatch]) {
+        self.chunk = ChunkRecords::new(batches);
         self.chunk_objects.clear();
         self.replayed.clear();
         for batch in batches {
@@ -395,7 +473,7 @@ impl Stats {
                     )
                 };
             let mut ranges: Vec<Option<(i64, i64)>> = vec![None; names.len()];
-            let mut account_first: HashMap<&str, i64> = HashMap::new();
+            let mut account_first: HashMap<&str, i64> = HashMap::default();
             for row in 0..batch.num_rows() {
                 if times.is_null(row) {
                     continue;
@@ -478,28 +556,27 @@ impl Stats {
                         batch: b,
                         row,
                         time,
+                        id_hash: id_hash(c.ids.value(row)),
                     });
                 }
                 cols.push(c);
             }
         }
-        obs.sort_by(|a, b| {
-            a.time.cmp(&b.time).then(a.rule.cmp(&b.rule)).then_with(|| {
-                cols[a.batch]
-                    .ids
-                    .value(a.row)
-                    .cmp(cols[b.batch].ids.value(b.row))
-            })
+        let id = |o: &Obs| cols[o.batch].ids.value(o.row);
+        obs.sort_unstable_by(|a, b| {
+            (a.time, a.rule, a.id_hash)
+                .cmp(&(b.time, b.rule, b.id_hash))
+                .then_with(|| id(a).cmp(id(b)))
         });
-        // Duplicate deliveries count once.
-        let mut seen: HashSet<(usize, &str)> = HashSet::new();
-        obs.retain(|o| seen.insert((o.rule, cols[o.batch].ids.value(o.row))));
-        drop(seen);
+        // Duplicate deliveries count once (they sort next to each other).
+        obs.dedup_by(|a, b| a.rule == b.rule && a.id_hash == b.id_hash && id(a) == id(b));
+        let mut kbuf = String::new();
+        let mut ebuf = String::new();
 
         let mut fires: Vec<(Fire, usize)> = Vec::new();
-        let mut fired_keys: HashSet<String> = HashSet::new();
+        let mut fired_keys: HashSet<String> = HashSet::default();
         let mut sequence_findings: Vec<(Finding, Option<String>)> = Vec::new();
-        let mut thresholds: HashMap<(String, i64), (f64, f64)> = HashMap::new();
+        let mut thresholds: HashMap<(String, i64), (f64, f64)> = HashMap::default();
         for (n, o) in obs.iter().enumerate() {
             let c = &cols[o.batch];
             let rule = &self.rules[o.rule];
@@ -516,9 +593,10 @@ impl Stats {
                     let Some(value) = Cols::text(&c.value, o.row) else {
                         continue;
                     };
-                    let entity_first = saw_entity(&mut self.state, account, entity, o.time);
-                    let vk = key(&[&rule.id, account, entity, value]);
-                    let new = match self.state.values.get_mut(&vk) {
+                    let entity_first =
+                        saw_entity(&mut self.state, &mut ebuf, account, entity, o.time);
+                    let vk = key_into(&mut kbuf, &[&rule.id, account, entity, value]);
+                    let new = match self.state.values.get_mut(vk) {
                         Some(s) => {
                             let stale = s.last < o.time - micros(p.lookback);
                             s.saw(o.time);
@@ -528,14 +606,14 @@ impl Stats {
                             stale
                         }
                         None => {
-                            self.state.values.insert(vk.clone(), Seen::new(o.time));
+                            self.state.values.insert(vk.to_string(), Seen::new(o.time));
                             true
                         }
                     };
                     // A young entity's values are all new: neither a finding nor a step.
                     if new && !learning && o.time - entity_first >= micros(p.min_entity_age) {
                         signal = true;
-                        if p.report && fired_keys.insert(vk) {
+                        if p.report && fired_keys.insert(vk.to_string()) {
                             fires.push((
                                 Fire::FirstSeen {
                                     rule: o.rule,
@@ -550,11 +628,12 @@ impl Stats {
                     }
                 }
                 Stateful::Rate(p) => {
-                    let entity_first = saw_entity(&mut self.state, account, entity, o.time);
+                    let entity_first =
+                        saw_entity(&mut self.state, &mut ebuf, account, entity, o.time);
                     let width = micros(p.bucket).max(1);
                     let bucket = o.time - o.time.rem_euclid(width);
-                    let ek = key(&[&rule.id, account, entity]);
-                    let history = self.state.rates.entry(&ek, || RateHistory {
+                    let ek = key_into(&mut kbuf, &[&rule.id, account, entity]);
+                    let history = self.state.rates.entry(ek, || RateHistory {
                         first: o.time,
                         ..Default::default()
                     });
@@ -570,7 +649,7 @@ impl Stats {
                     history.buckets.insert(bucket, count);
                     if count >= p.floor && !history.fired.contains(&bucket) {
                         let (baseline, threshold) = *thresholds
-                            .entry((ek.clone(), bucket))
+                            .entry((ek.to_string(), bucket))
                             .or_insert_with(|| rate_threshold(p, history, bucket));
                         if count as f64 >= threshold {
                             history.fired.insert(bucket);
@@ -601,7 +680,7 @@ impl Stats {
                 *self.signals.entry(rule.id.clone()).or_default() += 1;
             }
             if signal && self.step_of.contains_key(&rule.id) {
-                let m = c.to_match(o.row);
+                let m = c.to_match(o.row, &mut self.chunk);
                 let object = c.object(o.row).map(str::to_string);
                 for f in self.step(&rule.id.clone(), account.to_string(), m, now) {
                     sequence_findings.push((f, object.clone()));
@@ -609,7 +688,21 @@ impl Stats {
             }
         }
 
-        // Findings of first-seen values and rate buckets, with the chunk's records of each.
+        // Findings of first-seen values and rate buckets, with the chunk's records of each:
+        // the observations of the detections that fired, by detection, account and entity.
+        let fired_rules: HashSet<usize> = fires.iter().map(|(f, _)| f.rule()).collect();
+        let mut by_entity: HashMap<(usize, &str, &str), Vec<usize>> = HashMap::default();
+        for (i, o) in obs.iter().enumerate() {
+            if fired_rules.contains(&o.rule) {
+                let c = &cols[o.batch];
+                if let Some(entity) = Cols::text(&c.entity, o.row) {
+                    by_entity
+                        .entry((o.rule, c.account(o.row), entity))
+                        .or_default()
+                        .push(i);
+                }
+            }
+        }
         for (fire, n) in fires {
             let first = &obs[n];
             let c = &cols[first.batch];
@@ -623,14 +716,14 @@ impl Stats {
                         account,
                         time,
                     } => {
-                        let same = obs[n..]
-                            .iter()
+                        let same = by_entity
+                            .get(&(*rule, account.as_str(), entity.as_str()))
+                            .into_iter()
+                            .flatten()
+                            .filter(|&&i| i >= n)
+                            .map(|&i| &obs[i])
                             .filter(|o| {
-                                o.rule == *rule
-                                    && o.time < time + DAY
-                                    && cols[o.batch].account(o.row) == account
-                                    && Cols::text(&cols[o.batch].entity, o.row)
-                                        == Some(entity.as_str())
+                                o.time < time + DAY
                                     && Cols::text(&cols[o.batch].value, o.row)
                                         == Some(value.as_str())
                             })
@@ -654,23 +747,21 @@ impl Stats {
                             Some(Stateful::Rate(p)) => micros(p.bucket),
                             _ => DAY,
                         };
-                        let same = obs
-                            .iter()
-                            .filter(|o| {
-                                o.rule == *rule
-                                    && o.time >= *bucket
-                                    && o.time < bucket + width
-                                    && cols[o.batch].account(o.row) == account
-                                    && Cols::text(&cols[o.batch].entity, o.row)
-                                        == Some(entity.as_str())
-                            })
+                        let same = by_entity
+                            .get(&(*rule, account.as_str(), entity.as_str()))
+                            .into_iter()
+                            .flatten()
+                            .map(|&i| &obs[i])
+                            .filter(|o| o.time >= *bucket && o.time < bucket + width)
                             .take(MAX_EVENTS)
                             .collect();
                         (*rule, vec![account.clone(), entity.clone()], *bucket, same)
                     }
                 };
-            let mut events: Vec<Match> =
-                same.iter().map(|o| cols[o.batch].to_match(o.row)).collect();
+            let mut events: Vec<Match> = same
+                .iter()
+                .map(|o| cols[o.batch].to_match(o.row, &mut self.chunk))
+                .collect();
             if let Fire::Rate {
                 count,
                 baseline,
@@ -694,6 +785,7 @@ impl Stats {
             self.keep(object, &finding, finding.last_seen);
             out.push(finding);
         }
+        self.chunk = ChunkRecords::default();
         // The chunk's objects are learned.
         for (name, (a, b)) in std::mem::take(&mut self.chunk_objects) {
             self.state.mark_learned(&name, a, b);
@@ -729,7 +821,7 @@ impl Stats {
     ) -> Vec<Finding> {
         let mut out = Vec::new();
         let sequences = self.step_of.get(id).cloned().unwrap_or_default();
-        let mut recorded: HashSet<String> = HashSet::new();
+        let mut recorded: HashSet<String> = HashSet::default();
         for s in sequences {
             let rule = &self.rules[s];
             let Some(Stateful::Sequence(seq)) = &rule.stateful else {
@@ -826,7 +918,7 @@ impl Stats {
         if horizon == i64::MIN {
             return;
         }
-        let mut lookback: HashMap<&str, i64> = HashMap::new();
+        let mut lookback: HashMap<&str, i64> = HashMap::default();
         let mut longest = 14 * DAY;
         for r in &self.rules {
             let l = match &r.stateful {

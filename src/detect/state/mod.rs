@@ -12,7 +12,9 @@
 //! instead (same ids). A crash before the save loses nothing: the next run learns the objects
 //! anew and reports the same findings.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use ahash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub mod dynamodb;
@@ -108,8 +110,8 @@ impl<V> Table<V> {
     fn new(name: &'static str) -> Self {
         Self {
             name,
-            map: HashMap::new(),
-            changed: HashSet::new(),
+            map: HashMap::default(),
+            changed: HashSet::default(),
         }
     }
 
@@ -468,7 +470,7 @@ impl Store {
 
     /// The statistical findings among `ids` this process may emit: all of them, except in a
     /// shared store, where each finding goes to the one process that claims it first.
-    pub fn claim(&self, ids: &[String]) -> Result<HashSet<String>, StateError> {
+    pub fn claim(&self, ids: &[String]) -> Result<std::collections::HashSet<String>, StateError> {
         match self {
             Store::DynamoDb(d) => d.claim(ids),
             _ => Ok(ids.iter().cloned().collect()),
