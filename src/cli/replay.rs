@@ -252,15 +252,31 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
-    for chunk in chunks(listing.objects, args.chunk_size) {
-        let n = chunk.len();
-        let t = Instant::now();
-        let (batches, chunk_report) = read_all_by_source(chunk, options.clone(), threads, None);
-        tracing::debug!(
-            ms = t.elapsed().as_secs_f64() * 1e3,
-            objects = n,
-            "read chunk"
-        );
+    // The next chunk is read while this one is examined (statistics run on one thread).
+    let (sender, received) = std::sync::mpsc::sync_channel(1);
+    let reader = {
+        let chunks = chunks(listing.objects, args.chunk_size);
+        let options = options.clone();
+        std::thread::Builder::new()
+            .name("trailhound-read".into())
+            .spawn(move || {
+                for chunk in chunks {
+                    let n = chunk.len();
+                    let t = Instant::now();
+                    let (batches, report) =
+                        read_all_by_source(chunk, options.clone(), threads, None);
+                    tracing::debug!(
+                        ms = t.elapsed().as_secs_f64() * 1e3,
+                        objects = n,
+                        "read chunk"
+                    );
+                    if sender.send((n, batches, report)).is_err() {
+                        break; // the run stopped
+                    }
+                }
+            })?
+    };
+    for (n, batches, chunk_report) in received {
         report.merge(&chunk_report);
         let batches: Vec<RecordBatch> = batches
             .into_iter()
@@ -311,6 +327,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
                 matches.iter().map(Vec::len).sum::<usize>()
             ));
         }
+    }
+    if reader.join().is_err() {
+        anyhow::bail!("the thread reading the logs failed");
     }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
