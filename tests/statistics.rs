@@ -246,3 +246,35 @@ fn state_show_explains_what_was_learned_and_reset_forgets_it() {
     assert!(exported["values"].as_object().unwrap().is_empty());
     assert!(exported["accounts"].as_object().unwrap().is_empty());
 }
+
+#[test]
+fn a_state_file_in_use_is_refused_with_a_clear_error() {
+    let sim = tempfile::tempdir().unwrap();
+    let d = sim.path().to_str().unwrap();
+    let out = trailhound(&[
+        "simulate",
+        "--out",
+        d,
+        "--days",
+        "1",
+        "--accounts",
+        "1",
+        "--scale",
+        "0.05",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let state = sim.path().join("state.redb");
+    // Another process (here, this test) holds the state.
+    let held = trailhound::detect::state::Store::open(&state).unwrap();
+    let out = trailhound(&["replay", d, "--state", state.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(state.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("another trailhound is using this state"),
+        "{err}"
+    );
+    drop(held);
+    let out = trailhound(&["replay", d, "--state", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
