@@ -11,8 +11,8 @@
 //! *claimed* with a conditional write (`claim/ID` must not exist, or be an unconfirmed claim
 //! whose owner let it lapse), and only the process whose write succeeds emits it. The claim is
 //! confirmed once the finding is out; a process that dies between claim and confirmation
-//! leaves a claim that lapses after [`CLAIM_LEASE`], so the finding is emitted by whoever
-//! reads those records again.
+//! leaves a claim that lapses after [`CLAIM_LEASE`] (or `TRAILHOUND_CLAIM_LEASE`, such as
+//! `90s`), so the finding is emitted by whoever reads those records again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 
 use super::{State, StateError, FORMAT_VERSION};
 
-/// How long an unconfirmed claim holds before another process may take it over.
+/// How long an unconfirmed claim holds before another process may take it over, unless
+/// `TRAILHOUND_CLAIM_LEASE` says otherwise. Longer than it takes to write a chunk's findings.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(300);
 /// Items per BatchWriteItem call (DynamoDB's limit).
 const BATCH: usize = 25;
@@ -44,6 +45,8 @@ pub struct DynamoStore {
     runtime: tokio::runtime::Runtime,
     /// Who claims findings: host, process and start time.
     owner: String,
+    /// How long this process's unconfirmed claims hold.
+    lease: Duration,
 }
 
 fn pk(table: &str, key: &str) -> String {
@@ -62,6 +65,20 @@ impl DynamoStore {
     /// Connects with the standard AWS configuration (environment, profile, ECS task role;
     /// `AWS_ENDPOINT_URL` for a local server) and creates the table when it does not exist.
     pub fn open(table: &str) -> Result<Self, StateError> {
+        let lease = match std::env::var("TRAILHOUND_CLAIM_LEASE") {
+            Ok(text) => {
+                crate::detect::rule::parse_duration(&text).map_err(|e| StateError::Store {
+                    path: format!("dynamodb://{table}"),
+                    message: format!("TRAILHOUND_CLAIM_LEASE {text:?}: {e}"),
+                })?
+            }
+            Err(_) => CLAIM_LEASE,
+        };
+        Self::open_with_lease(table, lease)
+    }
+
+    /// [`DynamoStore::open`] with the lease of this process's claims given.
+    pub fn open_with_lease(table: &str, lease: Duration) -> Result<Self, StateError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -83,6 +100,7 @@ impl DynamoStore {
             client: Client::new(&config),
             runtime,
             owner,
+            lease,
         };
         store.ensure_table()?;
         store.check_version()?;
@@ -332,7 +350,7 @@ impl DynamoStore {
     /// and confirmed by any process, or claimed by another within its lease, is not won.
     pub fn claim(&self, ids: &[String]) -> Result<HashSet<String>, StateError> {
         let now = now_secs();
-        let lapse = now + CLAIM_LEASE.as_secs() as i64;
+        let lapse = now + self.lease.as_secs().max(1) as i64;
         self.runtime.block_on(async {
             let mut won = HashSet::new();
             for id in ids {
