@@ -313,12 +313,15 @@ impl DynamoStore {
                 .map_err(|e| self.fail(e))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        self.runtime.block_on(async {
-            for chunk in requests.chunks(BATCH) {
-                self.write_batch(chunk.to_vec()).await?;
-            }
-            Ok(())
-        })
+        self.runtime.block_on(self.write_all(requests))
+    }
+
+    /// Writes `requests` in batches of DynamoDB's limit.
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), StateError> {
+        for chunk in requests.chunks(BATCH) {
+            self.write_batch(chunk.to_vec()).await?;
+        }
+        Ok(())
     }
 
     /// One BatchWriteItem, retrying what DynamoDB left unprocessed (throttling) with backoff.
@@ -412,9 +415,7 @@ impl DynamoStore {
                 }
             }
             let n = requests.len();
-            for chunk in requests.chunks(BATCH) {
-                self.write_batch(chunk.to_vec()).await?;
-            }
+            self.write_all(requests).await?;
             Ok(n)
         })
     }
@@ -437,12 +438,7 @@ impl DynamoStore {
                 .map_err(|e| self.fail(e))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        self.runtime.block_on(async {
-            for chunk in requests.chunks(BATCH) {
-                self.write_batch(chunk.to_vec()).await?;
-            }
-            Ok(())
-        })
+        self.runtime.block_on(self.write_all(requests))
     }
 }
 
