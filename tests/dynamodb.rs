@@ -2,16 +2,16 @@
 //! DynamoDB-protocol server: processes that read the same logs emit each statistical finding
 //! once between them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
-
-use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
 
 mod common;
 #[path = "common/moto.rs"]
 mod moto;
 
-use common::{text, trailhound};
+use common::{
+    detection_kinds, findings, simulate, statistical_ids, statistical_set, text, trailhound,
+};
 
 fn command(args: &[&str], env: &[(&'static str, String)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trailhound"));
@@ -20,61 +20,18 @@ fn command(args: &[&str], env: &[(&'static str, String)]) -> Command {
     c
 }
 
-fn findings(out: &Output) -> Vec<Value> {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Ids of the statistical findings (those of detections whose kind is not `match`).
-fn statistical(found: &[Value], kinds: &BTreeMap<String, String>) -> Vec<String> {
-    found
-        .iter()
-        .filter(|f| {
-            let id = f["service"]["additionalInfo"]["detection"]
-                .as_str()
-                .unwrap();
-            kinds[id] != "match"
-        })
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_fleet_sharing_a_dynamodb_state_emits_each_statistical_finding_once() {
     let moto = moto::Moto::start();
     let env = moto.env();
     let sim = tempfile::tempdir().unwrap();
     let d = sim.path().to_str().unwrap();
-    let out = trailhound(&[
-        "simulate",
-        "--out",
-        d,
-        "--days",
-        "10",
-        "--accounts",
-        "3",
-        "--scale",
-        "0.3",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let pack = trailhound(&["rules", "list", "--format", "json"]);
-    let kinds: BTreeMap<String, String> = text(&pack.stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().into(),
-                v["kind"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    simulate(sim.path(), 10, 3, "0.3");
+    let kinds = detection_kinds();
 
     // What one process alone reports.
     let alone = findings(&trailhound(&["replay", d, "--state", ":memory:"]));
-    let expected: BTreeSet<String> = statistical(&alone, &kinds).into_iter().collect();
+    let expected = statistical_set(&alone, &kinds);
     assert!(expected.len() >= 4, "{expected:?}");
 
     // Two processes read the same logs at once with one shared state.
@@ -85,8 +42,8 @@ fn a_fleet_sharing_a_dynamodb_state_emits_each_statistical_finding_once() {
     let b = command(&["replay", d, "--state", state], &env)
         .spawn()
         .unwrap();
-    let a = statistical(&findings(&a.wait_with_output().unwrap()), &kinds);
-    let b = statistical(&findings(&b.wait_with_output().unwrap()), &kinds);
+    let a = statistical_ids(&findings(&a.wait_with_output().unwrap()), &kinds);
+    let b = statistical_ids(&findings(&b.wait_with_output().unwrap()), &kinds);
     let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
     all.sort();
     let union: BTreeSet<String> = all.iter().cloned().collect();
@@ -108,7 +65,7 @@ fn a_fleet_sharing_a_dynamodb_state_emits_each_statistical_finding_once() {
     let later = command(&["replay", d, "--state", state], &env)
         .output()
         .unwrap();
-    assert!(statistical(&findings(&later), &kinds).is_empty());
+    assert!(statistical_ids(&findings(&later), &kinds).is_empty());
 
     // After a reset the fleet learns again and reports again, once.
     let reset = command(&["state", "reset", "--state", state, "--yes"], &env)
@@ -118,7 +75,7 @@ fn a_fleet_sharing_a_dynamodb_state_emits_each_statistical_finding_once() {
     let again = command(&["replay", d, "--state", state], &env)
         .output()
         .unwrap();
-    let again: BTreeSet<String> = statistical(&findings(&again), &kinds).into_iter().collect();
+    let again = statistical_set(&findings(&again), &kinds);
     assert_eq!(again, expected);
 }
 
@@ -126,18 +83,7 @@ fn a_fleet_sharing_a_dynamodb_state_emits_each_statistical_finding_once() {
 fn an_unreachable_dynamodb_is_a_clear_error() {
     let sim = tempfile::tempdir().unwrap();
     let d = sim.path().to_str().unwrap();
-    let out = trailhound(&[
-        "simulate",
-        "--out",
-        d,
-        "--days",
-        "1",
-        "--accounts",
-        "1",
-        "--scale",
-        "0.05",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    simulate(sim.path(), 1, 1, "0.05");
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -3,11 +3,8 @@
 //! the next process that reads those records. Against moto's real DynamoDB server. (A test
 //! binary of its own: it sets this process's AWS environment.)
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
-
-use serde_json::Value;
 
 use trailhound::detect::state::dynamodb::DynamoStore;
 
@@ -15,22 +12,7 @@ mod common;
 #[path = "common/moto.rs"]
 mod moto;
 
-use common::{text, trailhound};
-
-fn statistical(out: &std::process::Output, kinds: &BTreeMap<String, String>) -> BTreeSet<String> {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|f| {
-            kinds[f["service"]["additionalInfo"]["detection"]
-                .as_str()
-                .unwrap()]
-                != "match"
-        })
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
-}
+use common::{detection_kinds, findings, simulate, statistical_set, trailhound};
 
 #[test]
 fn claims_of_a_dead_process_hold_for_their_lease_then_lapse() {
@@ -41,30 +23,10 @@ fn claims_of_a_dead_process_hold_for_their_lease_then_lapse() {
     }
     let sim = tempfile::tempdir().unwrap();
     let d = sim.path().to_str().unwrap();
-    let out = trailhound(&[
-        "simulate",
-        "--out",
-        d,
-        "--days",
-        "10",
-        "--accounts",
-        "3",
-        "--scale",
-        "0.3",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let pack = trailhound(&["rules", "list", "--format", "json"]);
-    let kinds: BTreeMap<String, String> = text(&pack.stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().into(),
-                v["kind"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let expected = statistical(&trailhound(&["replay", d, "--state", ":memory:"]), &kinds);
+    simulate(sim.path(), 10, 3, "0.3");
+    let kinds = detection_kinds();
+    let alone = trailhound(&["replay", d, "--state", ":memory:"]);
+    let expected = statistical_set(&findings(&alone), &kinds);
     assert!(!expected.is_empty());
     let ids: Vec<String> = expected.iter().cloned().collect();
 
@@ -74,7 +36,7 @@ fn claims_of_a_dead_process_hold_for_their_lease_then_lapse() {
             .args(["replay", d, "--state", &state])
             .output()
             .unwrap();
-        statistical(&out, &kinds)
+        statistical_set(&findings(&out), &kinds)
     };
 
     // Claimed by a process that is gone, with a ten-minute lease: nobody emits them yet.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{text, trailhound, trailhound_with};
+use common::{detection, detection_kinds, findings, text, trailhound, trailhound_with};
 
 /// The attacks `simulate` hides in routine-looking calls (with nine days or more).
 const BEHAVIOUR_ATTACKS: [&str; 4] = [
@@ -22,30 +22,13 @@ const BEHAVIOUR_ATTACKS: [&str; 4] = [
 const DAYS: u32 = 10;
 
 fn simulate(dir: &Path) {
-    let days = DAYS.to_string();
-    let out = trailhound(&[
-        "simulate",
-        "--out",
-        dir.to_str().unwrap(),
-        "--days",
-        &days,
-        "--accounts",
-        "3",
-        "--scale",
-        "0.3",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::simulate(dir, DAYS, 3, "0.3");
 }
 
 fn replay(args: &[&str]) -> Vec<Value> {
     let mut all = vec!["replay"];
     all.extend_from_slice(args);
-    let out = trailhound(&all);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+    findings(&trailhound(&all))
 }
 
 fn event_ids(finding: &Value) -> HashSet<String> {
@@ -55,12 +38,6 @@ fn event_ids(finding: &Value) -> HashSet<String> {
         .iter()
         .map(|e| e.as_str().unwrap().to_string())
         .collect()
-}
-
-fn detection(finding: &Value) -> &str {
-    finding["service"]["additionalInfo"]["detection"]
-        .as_str()
-        .unwrap()
 }
 
 /// Findings by id, with the event ids behind each.
@@ -88,18 +65,7 @@ fn learned_behaviour_finds_the_hidden_attacks_in_one_run_and_in_daily_runs() {
     let labels: Value =
         serde_json::from_str(&std::fs::read_to_string(sim.path().join("labels.json")).unwrap())
             .unwrap();
-    let pack = trailhound(&["rules", "list", "--format", "json"]);
-    assert!(pack.status.success(), "{}", text(&pack.stderr));
-    let kinds: BTreeMap<String, String> = text(&pack.stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().into(),
-                v["kind"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let kinds = detection_kinds();
     let mut attack_events = HashSet::new();
     for attack in labels["attacks"].as_array().unwrap() {
         let name = attack["id"].as_str().unwrap();
@@ -251,18 +217,7 @@ fn state_show_explains_what_was_learned_and_reset_forgets_it() {
 fn a_state_file_in_use_is_refused_with_a_clear_error() {
     let sim = tempfile::tempdir().unwrap();
     let d = sim.path().to_str().unwrap();
-    let out = trailhound(&[
-        "simulate",
-        "--out",
-        d,
-        "--days",
-        "1",
-        "--accounts",
-        "1",
-        "--scale",
-        "0.05",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::simulate(sim.path(), 1, 1, "0.05");
     let state = sim.path().join("state.redb");
     // Another process (here, this test) holds the state.
     let held = trailhound::detect::state::Store::open(&state).unwrap();

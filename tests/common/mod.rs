@@ -1,6 +1,12 @@
 //! Helpers shared by the tests that run the `trailhound` binary as a user would.
+// Each test binary uses some of them.
+#![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use serde_json::Value;
 
 /// Runs the binary under test with `args`. Statistical detections learn in memory unless a
 /// test names a `--state`: tests run in parallel and must not share the user's state file.
@@ -26,4 +32,67 @@ pub fn trailhound_with(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Output bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `trailhound simulate` into `dir`.
+pub fn simulate(dir: &Path, days: u32, accounts: u32, scale: &str) {
+    let (days, accounts) = (days.to_string(), accounts.to_string());
+    let out = trailhound(&[
+        "simulate",
+        "--out",
+        dir.to_str().unwrap(),
+        "--days",
+        &days,
+        "--accounts",
+        &accounts,
+        "--scale",
+        scale,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Each built-in detection's kind (`match`, `first-seen`, ...), by id, from `rules list`.
+pub fn detection_kinds() -> BTreeMap<String, String> {
+    let pack = trailhound(&["rules", "list", "--format", "json"]);
+    assert!(pack.status.success(), "{}", text(&pack.stderr));
+    text(&pack.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_str().unwrap().into(),
+                v["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// The findings a successful run wrote to stdout.
+pub fn findings(out: &Output) -> Vec<Value> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The detection behind a finding.
+pub fn detection(finding: &Value) -> &str {
+    finding["service"]["additionalInfo"]["detection"]
+        .as_str()
+        .unwrap()
+}
+
+/// Ids of the statistical findings (of detections whose kind is not `match`), in order.
+pub fn statistical_ids(found: &[Value], kinds: &BTreeMap<String, String>) -> Vec<String> {
+    found
+        .iter()
+        .filter(|f| kinds[detection(f)] != "match")
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The same, as a set.
+pub fn statistical_set(found: &[Value], kinds: &BTreeMap<String, String>) -> BTreeSet<String> {
+    statistical_ids(found, kinds).into_iter().collect()
 }
