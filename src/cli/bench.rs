@@ -188,44 +188,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             None,
         );
         let rules: Vec<_> = engine.rules().cloned().collect();
-        // Every detection, statistical ones included (with a fresh state, in memory), over
-        // all the batches as one chunk.
-        let detect = |batches: Vec<_>| {
-            let mut stats = Stats::new(&rules, State::default(), &StatsOptions::default());
+        // One chunk through every detection, statistical ones included (their state in
+        // memory): what it found.
+        let examine = |stats: &mut Stats, batches: Vec<_>| {
             stats.begin_chunk(&batches);
-            let outputs = runtime.block_on(engine.run(batches));
             let mut found = 0;
-            let mut observations = Vec::with_capacity(outputs.len());
-            for output in outputs {
+            let mut observations = Vec::new();
+            for output in runtime.block_on(engine.run(batches)) {
                 let output = output.unwrap_or_default();
                 found += output.matches.len();
                 observations.push(output.observations);
             }
             found + stats.end_chunk(observations, chrono::Utc::now()).len()
         };
+        let fresh = || Stats::new(&rules, State::default(), &StatsOptions::default());
+        // All the batches as one chunk, with a fresh state.
         let (detect_time, _) = best(&|| {
             let batches = batches.clone();
             let started = Instant::now();
-            let found = detect(batches);
+            let found = examine(&mut fresh(), batches);
             (started.elapsed(), found)
         });
         // As replay works: a chunk of objects at a time, read then examined, one state.
         let chunk_bytes = super::parse_size(super::replay::DEFAULT_CHUNK).expect("a size");
         let (replay_time, _) = best(&|| {
             let started = Instant::now();
-            let mut stats = Stats::new(&rules, State::default(), &StatsOptions::default());
+            let mut stats = fresh();
             let mut found = 0;
             for chunk in super::replay::chunks(listing.objects.clone(), chunk_bytes) {
                 let (batches, _) =
                     crate::read::read_all_by_source(chunk, options.clone(), threads, None);
-                stats.begin_chunk(&batches);
-                let mut observations = Vec::new();
-                for output in runtime.block_on(engine.run(batches)) {
-                    let output = output.unwrap_or_default();
-                    found += output.matches.len();
-                    observations.push(output.observations);
-                }
-                found += stats.end_chunk(observations, chrono::Utc::now()).len();
+                found += examine(&mut stats, batches);
             }
             (started.elapsed(), found)
         });
