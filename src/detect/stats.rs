@@ -110,18 +110,6 @@ fn id_hash(id: &str) -> u64 {
         .hash_one(id)
 }
 
-/// Writes the state key of `parts` into `buf` (reused, so lookups allocate nothing).
-fn key_into<'a>(buf: &'a mut String, parts: &[&str]) -> &'a str {
-    buf.clear();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            buf.push('\u{1f}');
-        }
-        buf.push_str(p);
-    }
-    buf
-}
-
 /// The columns of one observation batch, as text.
 struct Cols {
     batch: RecordBatch,
@@ -293,14 +281,6 @@ enum Fire {
     },
 }
 
-impl Fire {
-    fn rule(&self) -> usize {
-        match self {
-            Fire::FirstSeen { rule, .. } | Fire::Rate { rule, .. } => *rule,
-        }
-    }
-}
-
 fn micros(d: Duration) -> i64 {
     d.as_micros() as i64
 }
@@ -346,22 +326,6 @@ fn median(values: &mut [f64]) -> f64 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// Notes a sighting of an entity (a principal, key, instance...) by any detector, and returns
-/// when it was first seen: an entity's age does not depend on which detector looks at it.
-fn saw_entity(state: &mut State, buf: &mut String, account: &str, entity: &str, time: i64) -> i64 {
-    let ek = key_into(buf, &[account, entity]);
-    match state.entities.get_mut(ek) {
-        Some(s) => {
-            s.saw(time);
-            s.first
-        }
-        None => {
-            state.entities.insert(ek.to_string(), Seen::new(time));
-            time
-        }
     }
 }
 
@@ -563,148 +527,241 @@ impl Stats {
             }
         }
         let id = |o: &Obs| cols[o.batch].ids.value(o.row);
-        obs.sort_unstable_by(|a, b| {
+        // Event-time order, the same in every run.
+        let order = |a: &Obs, b: &Obs| {
             (a.time, a.rule, a.id_hash)
                 .cmp(&(b.time, b.rule, b.id_hash))
                 .then_with(|| id(a).cmp(id(b)))
-        });
-        // Duplicate deliveries count once (they sort next to each other).
-        obs.dedup_by(|a, b| a.rule == b.rule && a.id_hash == b.id_hash && id(a) == id(b));
-        let mut kbuf = String::new();
-        let mut ebuf = String::new();
+        };
+        // Duplicate deliveries count once.
+        let same_event =
+            |a: &Obs, b: &Obs| a.rule == b.rule && a.id_hash == b.id_hash && id(a) == id(b);
 
-        let mut fires: Vec<(Fire, usize)> = Vec::new();
-        let mut fired_keys: HashSet<String> = HashSet::default();
-        let mut sequence_findings: Vec<(Finding, Option<String>)> = Vec::new();
-        let mut thresholds: HashMap<(String, i64), (f64, f64)> = HashMap::default();
-        for (n, o) in obs.iter().enumerate() {
+        // The observations by what they are about: a first-seen detector's (account, entity,
+        // value), a rate detector's (account, entity). Each group meets the state once, and
+        // groups touch different entries, so taking them one after another is the same as
+        // taking every observation in time order.
+        type Group<'a> = ((usize, &'a str, &'a str, &'a str), Vec<u32>);
+        let mut group_of: HashMap<(usize, &str, &str, &str), usize> = HashMap::default();
+        let mut groups: Vec<Group> = Vec::new();
+        // Observations of signal detectors, each a step on its own.
+        let mut lone: Vec<u32> = Vec::new();
+        for (i, o) in obs.iter().enumerate() {
             let c = &cols[o.batch];
-            let rule = &self.rules[o.rule];
-            let account = c.account(o.row);
             let entity = Cols::text(&c.entity, o.row).unwrap_or_default();
-            let learning = self
-                .state
-                .accounts
-                .get(account)
-                .is_none_or(|&first| o.time < first + self.learning);
-            let mut signal = false;
-            match rule.stateful.as_ref().expect("stateful") {
-                Stateful::FirstSeen(p) => {
-                    let Some(value) = Cols::text(&c.value, o.row) else {
-                        continue;
-                    };
-                    let entity_first =
-                        saw_entity(&mut self.state, &mut ebuf, account, entity, o.time);
-                    let vk = key_into(&mut kbuf, &[&rule.id, account, entity, value]);
-                    let new = match self.state.values.get_mut(vk) {
-                        Some(s) => {
-                            let stale = s.last < o.time - micros(p.lookback);
-                            s.saw(o.time);
-                            if stale {
-                                s.first = o.time;
+            let value = match self.rules[o.rule].stateful {
+                Some(Stateful::FirstSeen(_)) => match Cols::text(&c.value, o.row) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                Some(Stateful::Rate(_)) => "",
+                _ => {
+                    lone.push(i as u32);
+                    continue;
+                }
+            };
+            let k = (o.rule, c.account(o.row), entity, value);
+            let g = *group_of.entry(k).or_insert_with(|| {
+                groups.push((k, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(i as u32);
+        }
+        drop(group_of);
+        let at = |i: &u32| &obs[*i as usize];
+        for (_, members) in &mut groups {
+            members.sort_unstable_by(|a, b| order(at(a), at(b)));
+            members.dedup_by(|a, b| same_event(at(a), at(b)));
+        }
+        lone.sort_unstable_by(|a, b| order(at(a), at(b)));
+        lone.dedup_by(|a, b| same_event(at(a), at(b)));
+
+        // Entities (principals, keys, instances...) seen by any detector: an entity's age does
+        // not depend on which detector looks at it.
+        let mut entity_first: HashMap<(&str, &str), i64> = HashMap::default();
+        {
+            let mut sightings: HashMap<(&str, &str), (i64, i64, u64)> = HashMap::default();
+            for ((_, account, entity, _), members) in &groups {
+                let first = at(&members[0]).time;
+                let last = at(&members[members.len() - 1]).time;
+                let e = sightings
+                    .entry((*account, *entity))
+                    .or_insert((first, last, 0));
+                *e = (e.0.min(first), e.1.max(last), e.2 + members.len() as u64);
+            }
+            for ((account, entity), (first, last, n)) in sightings {
+                let s = self
+                    .state
+                    .entities
+                    .entry(&key(&[account, entity]), || Seen {
+                        first,
+                        last,
+                        count: 0,
+                    });
+                s.first = s.first.min(first);
+                s.last = s.last.max(last);
+                s.count += n;
+                entity_first.insert((account, entity), s.first);
+            }
+        }
+
+        let learning_period = self.learning;
+        let mut fires: Vec<(Fire, usize, usize)> = Vec::new();
+        let mut signalled: Vec<u32> = Vec::new();
+        for (g, ((r, account, entity, value), members)) in groups.iter().enumerate() {
+            let rule = &self.rules[*r];
+            let account_first = self.state.accounts.get(account).copied();
+            let learning = |t: i64| account_first.is_none_or(|first| t < first + learning_period);
+            let entity_first = entity_first[&(*account, *entity)];
+            match rule.stateful.as_ref() {
+                Some(Stateful::FirstSeen(p)) => {
+                    let vk = key(&[&rule.id, account, entity, value]);
+                    let mut seen = self.state.values.get(&vk).copied();
+                    let mut reported = false;
+                    for (pos, i) in members.iter().enumerate() {
+                        let o = at(i);
+                        let new = match &mut seen {
+                            Some(s) => {
+                                let stale = s.last < o.time - micros(p.lookback);
+                                s.saw(o.time);
+                                if stale {
+                                    s.first = o.time;
+                                }
+                                stale
                             }
-                            stale
+                            None => {
+                                seen = Some(Seen::new(o.time));
+                                true
+                            }
+                        };
+                        // A young entity's values are all new: neither a finding nor a step.
+                        if new
+                            && !learning(o.time)
+                            && o.time - entity_first >= micros(p.min_entity_age)
+                        {
+                            signalled.push(*i);
+                            if p.report && !reported {
+                                reported = true;
+                                fires.push((
+                                    Fire::FirstSeen {
+                                        rule: *r,
+                                        entity: entity.to_string(),
+                                        value: value.to_string(),
+                                        account: account.to_string(),
+                                        time: o.time,
+                                    },
+                                    g,
+                                    pos,
+                                ));
+                            }
                         }
-                        None => {
-                            self.state.values.insert(vk.to_string(), Seen::new(o.time));
-                            true
+                    }
+                    if let Some(s) = seen {
+                        self.state.values.insert(vk, s);
+                    }
+                }
+                Some(Stateful::Rate(p)) => {
+                    let width = micros(p.bucket).max(1);
+                    let start = at(&members[0]).time;
+                    let history =
+                        self.state
+                            .rates
+                            .entry(&key(&[&rule.id, account, entity]), || RateHistory {
+                                first: start,
+                                ..Default::default()
+                            });
+                    history.first = history.first.min(start);
+                    // The threshold of the bucket being counted (buckets come in order).
+                    let mut threshold: Option<(i64, (f64, f64))> = None;
+                    for (pos, i) in members.iter().enumerate() {
+                        let o = at(i);
+                        let bucket = o.time - o.time.rem_euclid(width);
+                        let count = if p.distinct {
+                            let value = Cols::text(&cols[o.batch].value, o.row).unwrap_or_default();
+                            let set = history.values.entry(bucket).or_default();
+                            if !set.contains(value) {
+                                set.insert(value.to_string());
+                            }
+                            set.len() as u64
+                        } else {
+                            history.buckets.get(&bucket).copied().unwrap_or(0) + 1
+                        };
+                        history.buckets.insert(bucket, count);
+                        if count < p.floor || history.fired.contains(&bucket) {
+                            continue;
                         }
-                    };
-                    // A young entity's values are all new: neither a finding nor a step.
-                    if new && !learning && o.time - entity_first >= micros(p.min_entity_age) {
-                        signal = true;
-                        if p.report && fired_keys.insert(vk.to_string()) {
+                        let (baseline, limit) = match threshold {
+                            Some((b, t)) if b == bucket => t,
+                            _ => {
+                                let t = rate_threshold(p, history, bucket);
+                                threshold = Some((bucket, t));
+                                t
+                            }
+                        };
+                        if (count as f64) < limit {
+                            continue;
+                        }
+                        history.fired.insert(bucket);
+                        if learning(o.time) {
+                            continue;
+                        }
+                        signalled.push(*i);
+                        if p.report && o.time - entity_first >= micros(p.min_entity_age) {
                             fires.push((
-                                Fire::FirstSeen {
-                                    rule: o.rule,
+                                Fire::Rate {
+                                    rule: *r,
                                     entity: entity.to_string(),
-                                    value: value.to_string(),
                                     account: account.to_string(),
-                                    time: o.time,
+                                    bucket,
+                                    count,
+                                    baseline,
+                                    threshold: limit,
                                 },
-                                n,
+                                g,
+                                pos,
                             ));
                         }
                     }
                 }
-                Stateful::Rate(p) => {
-                    let entity_first =
-                        saw_entity(&mut self.state, &mut ebuf, account, entity, o.time);
-                    let width = micros(p.bucket).max(1);
-                    let bucket = o.time - o.time.rem_euclid(width);
-                    let ek = key_into(&mut kbuf, &[&rule.id, account, entity]);
-                    let history = self.state.rates.entry(ek, || RateHistory {
-                        first: o.time,
-                        ..Default::default()
-                    });
-                    history.first = history.first.min(o.time);
-                    let count = if p.distinct {
-                        let value = Cols::text(&c.value, o.row).unwrap_or_default();
-                        let set = history.values.entry(bucket).or_default();
-                        set.insert(value.to_string());
-                        set.len() as u64
-                    } else {
-                        history.buckets.get(&bucket).copied().unwrap_or(0) + 1
-                    };
-                    history.buckets.insert(bucket, count);
-                    if count >= p.floor && !history.fired.contains(&bucket) {
-                        let (baseline, threshold) = *thresholds
-                            .entry((ek.to_string(), bucket))
-                            .or_insert_with(|| rate_threshold(p, history, bucket));
-                        if count as f64 >= threshold {
-                            history.fired.insert(bucket);
-                            if !learning {
-                                signal = true;
-                                if p.report && o.time - entity_first >= micros(p.min_entity_age) {
-                                    fires.push((
-                                        Fire::Rate {
-                                            rule: o.rule,
-                                            entity: entity.to_string(),
-                                            account: account.to_string(),
-                                            bucket,
-                                            count,
-                                            baseline,
-                                            threshold,
-                                        },
-                                        n,
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                }
-                Stateful::Signal => signal = !learning,
-                Stateful::Sequence(_) => {}
+                _ => {}
             }
-            if signal {
-                *self.signals.entry(rule.id.clone()).or_default() += 1;
+        }
+        for i in &lone {
+            let o = at(i);
+            let account = cols[o.batch].account(o.row);
+            let learning = self
+                .state
+                .accounts
+                .get(account)
+                .is_none_or(|&first| o.time < first + learning_period);
+            if !learning {
+                signalled.push(*i);
             }
-            if signal && self.step_of.contains_key(&rule.id) {
+        }
+
+        // Signals, in time order, are steps of sequences.
+        signalled.sort_unstable_by(|a, b| order(at(a), at(b)));
+        let mut sequence_findings: Vec<(Finding, Option<String>)> = Vec::new();
+        for i in &signalled {
+            let o = at(i);
+            let id = self.rules[o.rule].id.clone();
+            *self.signals.entry(id.clone()).or_default() += 1;
+            if self.step_of.contains_key(&id) {
+                let c = &cols[o.batch];
                 let m = c.to_match(o.row, &mut self.chunk);
                 let object = c.object(o.row).map(str::to_string);
-                for f in self.step(&rule.id.clone(), account.to_string(), m, now) {
+                for f in self.step(&id, c.account(o.row).to_string(), m, now) {
                     sequence_findings.push((f, object.clone()));
                 }
             }
         }
 
         // Findings of first-seen values and rate buckets, with the chunk's records of each:
-        // the observations of the detections that fired, by detection, account and entity.
-        let fired_rules: HashSet<usize> = fires.iter().map(|(f, _)| f.rule()).collect();
-        let mut by_entity: HashMap<(usize, &str, &str), Vec<usize>> = HashMap::default();
-        for (i, o) in obs.iter().enumerate() {
-            if fired_rules.contains(&o.rule) {
-                let c = &cols[o.batch];
-                if let Some(entity) = Cols::text(&c.entity, o.row) {
-                    by_entity
-                        .entry((o.rule, c.account(o.row), entity))
-                        .or_default()
-                        .push(i);
-                }
-            }
-        }
-        for (fire, n) in fires {
-            let first = &obs[n];
+        // the group's observations from the first new one, or in the bucket.
+        fires.sort_by(|a, b| order(at(&groups[a.1].1[a.2]), at(&groups[b.1].1[b.2])));
+        for (fire, g, pos) in fires {
+            let members = &groups[g].1;
+            let first = at(&members[pos]);
             let c = &cols[first.batch];
             let object = c.object(first.row).map(str::to_string);
             let (rule_index, key_parts, start, same): (usize, Vec<String>, i64, Vec<&Obs>) =
@@ -715,27 +772,17 @@ impl Stats {
                         value,
                         account,
                         time,
-                    } => {
-                        let same = by_entity
-                            .get(&(*rule, account.as_str(), entity.as_str()))
-                            .into_iter()
-                            .flatten()
-                            .filter(|&&i| i >= n)
-                            .map(|&i| &obs[i])
-                            .filter(|o| {
-                                o.time < time + DAY
-                                    && Cols::text(&cols[o.batch].value, o.row)
-                                        == Some(value.as_str())
-                            })
+                    } => (
+                        *rule,
+                        vec![account.clone(), entity.clone(), value.clone()],
+                        time - time.rem_euclid(DAY),
+                        members[pos..]
+                            .iter()
+                            .map(at)
+                            .filter(|o| o.time < time + DAY)
                             .take(MAX_EVENTS)
-                            .collect();
-                        (
-                            *rule,
-                            vec![account.clone(), entity.clone(), value.clone()],
-                            time - time.rem_euclid(DAY),
-                            same,
-                        )
-                    }
+                            .collect(),
+                    ),
                     Fire::Rate {
                         rule,
                         entity,
@@ -747,11 +794,9 @@ impl Stats {
                             Some(Stateful::Rate(p)) => micros(p.bucket),
                             _ => DAY,
                         };
-                        let same = by_entity
-                            .get(&(*rule, account.as_str(), entity.as_str()))
-                            .into_iter()
-                            .flatten()
-                            .map(|&i| &obs[i])
+                        let same = members
+                            .iter()
+                            .map(at)
                             .filter(|o| o.time >= *bucket && o.time < bucket + width)
                             .take(MAX_EVENTS)
                             .collect();
@@ -778,7 +823,7 @@ impl Stats {
             }
             let rule = &self.rules[rule_index];
             let finding = aggregate::build(rule, &key_parts, start, events, now);
-            self.keep(object, &finding, obs[n].time);
+            self.keep(object, &finding, first.time);
             out.push(finding);
         }
         for (finding, object) in sequence_findings {
