@@ -89,6 +89,8 @@ pub struct Stats {
     signals: HashMap<String, usize>,
     /// The chunk being examined.
     chunk: ChunkRecords,
+    /// The observations of a chunk (kept between chunks: their memory is reused).
+    obs: Vec<Obs>,
 }
 
 /// One row a stateful detection's query returned.
@@ -115,9 +117,9 @@ struct Cols {
     batch: RecordBatch,
     ids: StringArray,
     accounts: Option<StringArray>,
-    /// Each row's object, as an index into `object_names`.
+    /// Each row's object, as an index into `object_names` (source keys).
     objects: Vec<Option<u32>>,
-    object_names: Vec<String>,
+    object_names: Option<StringArray>,
     entity: Option<StringArray>,
     value: Option<StringArray>,
     times: Vec<Option<i64>>,
@@ -138,33 +140,25 @@ impl Cols {
             .iter()
             .collect();
         let (objects, object_names) = match batch.column_by_name(SOURCE_KEY_COLUMN) {
-            // Keys are a dictionary: name each distinct key once.
+            // Keys are a dictionary (often the whole chunk's, a filter keeps it): each row
+            // points into its values.
             Some(keys) if keys.as_any_dictionary_opt().is_some() => {
                 let dict = keys.as_any_dictionary();
                 let values = cast(dict.values(), &DataType::Utf8).ok()?;
-                let names = values
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| object_name(v.unwrap_or_default()).to_string())
-                    .collect();
                 let index = dict.normalized_keys();
                 let objects = (0..batch.num_rows())
                     .map(|row| keys.is_valid(row).then(|| index[row] as u32))
                     .collect();
-                (objects, names)
+                (objects, Some(values.as_string::<i32>().clone()))
             }
             Some(_) => {
                 let keys = text_column(&batch, SOURCE_KEY_COLUMN)?;
-                let names: Vec<String> = keys
-                    .iter()
-                    .map(|k| object_name(k.unwrap_or_default()).to_string())
-                    .collect();
                 let objects = (0..batch.num_rows())
                     .map(|row| keys.is_valid(row).then_some(row as u32))
                     .collect();
-                (objects, names)
+                (objects, Some(keys))
             }
-            None => (vec![None; batch.num_rows()], Vec::new()),
+            None => (vec![None; batch.num_rows()], None),
         };
         Some(Self {
             accounts: text_column(&batch, "recipientaccountid"),
@@ -180,7 +174,8 @@ impl Cols {
 
     /// The object row `row` came from.
     fn object(&self, row: usize) -> Option<&str> {
-        self.objects[row].map(|i| self.object_names[i as usize].as_str())
+        let names = self.object_names.as_ref()?;
+        self.objects[row].map(|i| object_name(names.value(i as usize)))
     }
 
     fn text(array: &Option<StringArray>, row: usize) -> Option<&str> {
@@ -228,8 +223,8 @@ impl Cols {
 #[derive(Default)]
 struct ChunkRecords {
     batches: Vec<RecordBatch>,
-    /// Event id → (batch, row), made when first needed.
-    index: Option<HashMap<String, (usize, usize)>>,
+    /// Event ids (hashed, sorted) → (batch, row), made when first needed.
+    index: Option<Vec<(u64, u32, u32)>>,
 }
 
 impl ChunkRecords {
@@ -243,21 +238,37 @@ impl ChunkRecords {
     fn record(&mut self, event_id: &str) -> Option<serde_json::Value> {
         let batches = &self.batches;
         let index = self.index.get_or_insert_with(|| {
-            let mut index = HashMap::default();
+            let mut index = Vec::new();
             for (b, batch) in batches.iter().enumerate() {
                 let Some(ids) = text_column(batch, "eventid") else {
                     continue;
                 };
                 for (row, id) in ids.iter().enumerate() {
                     if let Some(id) = id {
-                        index.entry(id.to_string()).or_insert((b, row));
+                        index.push((id_hash(id), b as u32, row as u32));
                     }
                 }
             }
+            // Stable: the first of duplicate deliveries comes first.
+            index.sort_by_key(|e| e.0);
             index
         });
-        let &(b, row) = index.get(event_id)?;
-        Some(record_json_with(&self.batches[b], row, |_| true, false))
+        let hash = id_hash(event_id);
+        let from = index.partition_point(|e| e.0 < hash);
+        let &(_, b, row) =
+            index[from..]
+                .iter()
+                .take_while(|e| e.0 == hash)
+                .find(|&&(_, b, row)| {
+                    text_column(&self.batches[b as usize], "eventid")
+                        .is_some_and(|ids| ids.value(row as usize) == event_id)
+                })?;
+        Some(record_json_with(
+            &self.batches[b as usize],
+            row as usize,
+            |_| true,
+            false,
+        ))
     }
 }
 
@@ -370,6 +381,7 @@ impl Stats {
             replayed: HashSet::default(),
             signals: HashMap::default(),
             chunk: ChunkRecords::default(),
+            obs: Vec::new(),
         }
     }
 
@@ -496,7 +508,8 @@ impl Stats {
             }
         }
         let mut cols: Vec<Cols> = Vec::new();
-        let mut obs: Vec<Obs> = Vec::new();
+        let mut obs = std::mem::take(&mut self.obs);
+        obs.clear();
         for (rule, batches) in observations.into_iter().enumerate() {
             let Some(r) = self.rules.get(rule) else { break };
             if !r.enabled || matches!(r.stateful, None | Some(Stateful::Sequence(_))) {
@@ -831,6 +844,7 @@ impl Stats {
             out.push(finding);
         }
         self.chunk = ChunkRecords::default();
+        self.obs = obs;
         // The chunk's objects are learned.
         for (name, (a, b)) in std::mem::take(&mut self.chunk_objects) {
             self.state.mark_learned(&name, a, b);

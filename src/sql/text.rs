@@ -6,7 +6,9 @@
 //!   copy of the column and a pass per needle: the way to match a user agent against a list of
 //!   tools.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ahash::HashMap;
 
 use aho_corasick::AhoCorasick;
 use datafusion::arrow::array::{AsArray, BooleanArray};
@@ -48,6 +50,25 @@ fn needles(args: &[ColumnarValue]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The searcher for `needles`, built once per list (a query calls the function per batch).
+fn finder(needles: Vec<String>) -> Result<Arc<AhoCorasick>> {
+    static BUILT: OnceLock<Mutex<HashMap<Vec<String>, Arc<AhoCorasick>>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = built.get(&needles) {
+        return Ok(f.clone());
+    }
+    let f = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&needles)
+        .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
+    let f = Arc::new(f);
+    built.insert(needles, f.clone());
+    Ok(f)
+}
+
 impl ScalarUDFImpl for IContainsAny {
     fn name(&self) -> &str {
         "icontains_any"
@@ -65,16 +86,17 @@ impl ScalarUDFImpl for IContainsAny {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let needles = needles(&args.args)?;
-        let finder = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&needles)
-            .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
+        let finder = finder(needles(&args.args)?)?;
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let text = args.args[0].to_array(args.number_rows)?;
         let text = datafusion::arrow::compute::cast(&text, &DataType::Utf8)?;
         let text = text.as_string::<i32>();
-        let found: BooleanArray = text.iter().map(|t| t.map(|t| finder.is_match(t))).collect();
+        // A column holds few distinct user agents: each is searched once per batch.
+        let mut seen: HashMap<&str, bool> = HashMap::default();
+        let found: BooleanArray = text
+            .iter()
+            .map(|t| t.map(|t| *seen.entry(t).or_insert_with(|| finder.is_match(t))))
+            .collect();
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &found, 0,
