@@ -1,8 +1,11 @@
 //! Where log objects come from: local files, directories and globs today; S3 listings and SQS
 //! notifications plug in here as further [`Location`]s.
 
+pub mod envelope;
 pub mod key;
 mod local;
+pub mod s3;
+pub mod sqs;
 
 use std::collections::BTreeMap;
 use std::fmt;
