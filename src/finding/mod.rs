@@ -7,6 +7,7 @@
 pub mod asff;
 pub mod guardduty;
 pub mod ocsf;
+pub mod sink;
 
 use std::collections::BTreeMap;
 
