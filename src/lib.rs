@@ -17,6 +17,7 @@
 //! * [`cli`]: the `trailhound` command.
 
 pub mod cli;
+pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod finding;

@@ -6,6 +6,7 @@ mod output;
 mod repl;
 mod replay;
 mod rules;
+mod run;
 mod simulate;
 mod state;
 
@@ -83,6 +84,21 @@ pub enum Command {
 
     /// Detections as code: list them, or run the tests each one carries.
     Rules(rules::RulesArgs),
+
+    /// Run as a service: read S3 notifications from SQS, examine each new log, send findings.
+    ///
+    /// Long-polls the queue; accepts S3 notifications sent directly, through SNS or through
+    /// EventBridge, and CloudTrail's own SNS notices. Each message is deleted only after the
+    /// findings of its objects reached every sink. AWS credentials come from the standard
+    /// chain; AWS_ENDPOINT_URL points at another endpoint, as with the AWS CLI.
+    ///
+    /// Examples:
+    ///
+    ///   trailhound run --queue-url https://sqs.eu-west-1.amazonaws.com/111122223333/trail-notices
+    ///
+    ///   trailhound run --queue-url $QUEUE --sink file:/var/log/findings.jsonl --sink s3://findings/trailhound --listen 0.0.0.0:9464
+    #[command(verbatim_doc_comment)]
+    Run(run::RunArgs),
 
     /// Write realistic synthetic CloudTrail, with labelled attacks on the last day.
     ///
@@ -166,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Hunt(args) => hunt::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Rules(args) => rules::run(args),
+        Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::State(args) => state::run(args),

@@ -1,0 +1,152 @@
+//! `trailhound run --queue-url URL`: the daemon (see [`crate::daemon`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::rules::PackArgs;
+use super::ReadArgs;
+use crate::daemon::{Daemon, Metrics, Options};
+use crate::decode::DecodeOptions;
+use crate::detect::state::{self, State, Store};
+use crate::detect::stats::{Stats, StatsOptions};
+use crate::detect::Severity;
+use crate::finding::sink::{Sink, SinkSpec};
+use crate::finding::FindingFormat;
+use crate::source::sqs::Queue;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The SQS queue S3 (directly, through SNS or EventBridge) or CloudTrail notifies of new
+    /// log objects.
+    #[arg(long, env = "TRAILHOUND_QUEUE_URL", value_name = "URL")]
+    pub queue_url: String,
+
+    /// Where findings go; repeat for several (each batch must reach all of them before its
+    /// messages are deleted): stdout, file:PATH, s3://BUCKET/PREFIX or sqs:QUEUE_URL.
+    #[arg(
+        long = "sink",
+        env = "TRAILHOUND_SINKS",
+        value_delimiter = ',',
+        default_value = "stdout",
+        value_parser = SinkSpec::parse,
+        value_name = "SINK"
+    )]
+    pub sinks: Vec<SinkSpec>,
+
+    /// Finding format: GuardDuty JSON, Security Hub ASFF or OCSF Detection Finding.
+    #[arg(long, value_enum, default_value_t = FindingFormat::Guardduty, env = "TRAILHOUND_FORMAT")]
+    pub format: FindingFormat,
+
+    /// Leave out findings below this severity: a number 1-10, or low, medium, high, critical.
+    #[arg(long, value_parser = Severity::parse, default_value = "low", env = "TRAILHOUND_MIN_SEVERITY", value_name = "SEVERITY")]
+    pub min_severity: Severity,
+
+    /// Where statistical detections keep what they learn: a file, dynamodb://TABLE for a
+    /// fleet, or :memory: [default: state.redb in trailhound's data directory].
+    #[arg(long, value_name = "PATH", env = "TRAILHOUND_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// History an account needs before statistical detections report on it.
+    #[arg(long, default_value = "7d", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_LEARNING", value_name = "DURATION")]
+    pub learning: Duration,
+
+    /// Concurrent long polls of the queue.
+    #[arg(long, default_value_t = 2, env = "TRAILHOUND_POLLERS")]
+    pub pollers: usize,
+
+    /// How long a received message stays hidden from other readers; renewed every third of
+    /// it while the message is in work.
+    #[arg(long, default_value = "2m", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_VISIBILITY", value_name = "DURATION")]
+    pub visibility: Duration,
+
+    /// Most messages examined together.
+    #[arg(long, default_value_t = 100, env = "TRAILHOUND_BATCH_MESSAGES")]
+    pub batch_messages: usize,
+
+    /// After SIGTERM, time allowed to finish the batch in work before its messages are
+    /// handed back (keep it under ECS's stopTimeout, 30 s by default).
+    #[arg(long, default_value = "25s", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_DRAIN", value_name = "DURATION")]
+    pub drain: Duration,
+
+    /// Serve /healthz and /metrics (Prometheus) on this address.
+    #[arg(long, env = "TRAILHOUND_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub pack: PackArgs,
+
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let threads = args.read.threads();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(2))
+        .enable_all()
+        .build()?;
+    let engine = args.pack.engine(&runtime, threads)?;
+    let rules: Vec<_> = engine.rules().cloned().collect();
+    let mut stats = Stats::new(
+        &rules,
+        State::default(),
+        &StatsOptions {
+            learning: args.learning,
+        },
+    );
+    let path = args.state.clone().unwrap_or_else(state::default_path);
+    let store = Store::open(&path)?;
+    stats.state = store.load()?;
+    tracing::info!("state in {}", store.describe());
+    let config = runtime.block_on(crate::source::s3::aws_config());
+    let sinks = args
+        .sinks
+        .iter()
+        .map(|s| Sink::new(s.clone(), args.format, &config))
+        .collect();
+    let daemon = Daemon {
+        queue: Queue::new(&config, &args.queue_url),
+        s3: crate::source::s3::client(&config),
+        engine,
+        stats,
+        store: Some(store),
+        sinks,
+        options: Options {
+            pollers: args.pollers.max(1),
+            visibility: args.visibility.max(Duration::from_secs(3)),
+            batch_messages: args.batch_messages.max(1),
+            drain: args.drain,
+            listen: args.listen,
+            decode: DecodeOptions {
+                max_object_bytes: args.read.max_object_size,
+                ..Default::default()
+            },
+            min_severity: args.min_severity.0,
+            ..Default::default()
+        },
+        metrics: std::sync::Arc::new(Metrics::default()),
+        sent: Default::default(),
+    };
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    daemon.run(&runtime, shutdown)?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(0)
+}

@@ -1,0 +1,453 @@
+//! `trailhound run` against moto's real S3 and SQS server on loopback, driven through the real
+//! AWS SDK: notifications of every shape, keys that need decoding, poison messages,
+//! duplicates, objects gone before they are read, and a SIGTERM drain.
+
+mod common;
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+use moto::Moto;
+use serde_json::{json, Value};
+
+struct Aws {
+    runtime: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Aws {
+    fn new(moto: &Moto) -> Aws {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = runtime.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(&moto.endpoint)
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
+                .load(),
+        );
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        Aws {
+            runtime,
+            s3,
+            sqs: aws_sdk_sqs::Client::new(&config),
+        }
+    }
+
+    fn bucket(&self, name: &str) {
+        self.runtime
+            .block_on(self.s3.create_bucket().bucket(name).send())
+            .unwrap();
+    }
+
+    fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.runtime
+            .block_on(
+                self.s3
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(ByteStream::from(body))
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// A queue with a dead-letter queue after `max_receives`; returns (queue URL, DLQ URL).
+    fn queue(&self, name: &str, max_receives: u32) -> (String, String) {
+        let dlq = self
+            .runtime
+            .block_on(
+                self.sqs
+                    .create_queue()
+                    .queue_name(format!("{name}-dlq"))
+                    .send(),
+            )
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = self.attribute(&dlq, QueueAttributeName::QueueArn);
+        let url = self
+            .runtime
+            .block_on(
+                self.sqs
+                    .create_queue()
+                    .queue_name(name)
+                    .attributes(QueueAttributeName::VisibilityTimeout, "30")
+                    .attributes(
+                        QueueAttributeName::RedrivePolicy,
+                        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
+                            .to_string(),
+                    )
+                    .send(),
+            )
+            .unwrap()
+            .queue_url
+            .unwrap();
+        (url, dlq)
+    }
+
+    fn attribute(&self, queue: &str, name: QueueAttributeName) -> String {
+        let out = self
+            .runtime
+            .block_on(
+                self.sqs
+                    .get_queue_attributes()
+                    .queue_url(queue)
+                    .attribute_names(name.clone())
+                    .send(),
+            )
+            .unwrap();
+        out.attributes.unwrap()[&name].clone()
+    }
+
+    /// Messages on the queue, visible or in flight.
+    fn depth(&self, queue: &str) -> u64 {
+        let visible: u64 = self
+            .attribute(queue, QueueAttributeName::ApproximateNumberOfMessages)
+            .parse()
+            .unwrap();
+        let hidden: u64 = self
+            .attribute(
+                queue,
+                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .parse()
+            .unwrap();
+        visible + hidden
+    }
+
+    fn send(&self, queue: &str, body: &str) {
+        self.runtime
+            .block_on(
+                self.sqs
+                    .send_message()
+                    .queue_url(queue)
+                    .message_body(body)
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// S3 notifications of created objects in `bucket` go to `queue`.
+    fn notify(&self, bucket: &str, queue: &str) {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let arn = self.attribute(queue, QueueAttributeName::QueueArn);
+        self.runtime
+            .block_on(
+                self.s3
+                    .put_bucket_notification_configuration()
+                    .bucket(bucket)
+                    .notification_configuration(
+                        NotificationConfiguration::builder()
+                            .queue_configurations(
+                                QueueConfiguration::builder()
+                                    .queue_arn(arn)
+                                    .events(Event::S3ObjectCreated)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build(),
+                    )
+                    .send(),
+            )
+            .unwrap();
+    }
+}
+
+/// The sample's log files that hold labelled attack records, with the attacks' event ids.
+fn attack_files() -> (Vec<PathBuf>, BTreeMap<String, BTreeSet<String>>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+    let labels: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("labels.json")).unwrap()).unwrap();
+    let mut attacks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in labels["attacks"].as_array().unwrap() {
+        attacks.insert(
+            a["id"].as_str().unwrap().to_string(),
+            a["eventIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap().to_string())
+                .collect(),
+        );
+    }
+    let every: BTreeSet<&String> = attacks.values().flatten().collect();
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("AWSLogs")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+                .read_to_string(&mut text)
+                .unwrap();
+            if every.iter().any(|id| text.contains(id.as_str())) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    (files, attacks)
+}
+
+fn key_of(path: &Path) -> String {
+    let text = path.to_str().unwrap();
+    text[text.find("AWSLogs/").unwrap()..].to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_daemon(moto: &Moto, queue: &str, dir: &Path, port: u16) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trailhound"));
+    command
+        .args([
+            "run",
+            "--queue-url",
+            queue,
+            "--sink",
+            &format!("file:{}", dir.join("findings.jsonl").display()),
+            "--state",
+            dir.join("state.redb").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--visibility",
+            "30s",
+            "--drain",
+            "10s",
+            "--log",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+    for (k, v) in moto.env() {
+        command.env(k, v);
+    }
+    command.spawn().expect("the daemon starts")
+}
+
+fn get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn read_findings(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("findings.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_daemon_reads_every_envelope_and_loses_nothing() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("notices", 3);
+    aws.bucket("trail");
+    aws.bucket("quiet");
+    aws.notify("trail", &queue);
+
+    let (files, attacks) = attack_files();
+    assert!(files.len() >= 6, "{} attack files", files.len());
+    // Half arrive as S3's own notifications (one under a key with a space, + and =); the rest,
+    // in a bucket without notifications, are announced by SNS, EventBridge and CloudTrail
+    // messages.
+    let half = files.len() / 2;
+    for (i, path) in files[..half].iter().enumerate() {
+        let mut key = key_of(path);
+        if i == 0 {
+            key = key.replace(".json.gz", " odd+name=1.json.gz");
+        }
+        aws.put("trail", &key, std::fs::read(path).unwrap());
+    }
+    let quiet: Vec<String> = files[half..].iter().map(|p| key_of(p)).collect();
+    for (path, key) in files[half..].iter().zip(&quiet) {
+        aws.put("quiet", key, std::fs::read(path).unwrap());
+    }
+    let s3_notice = |key: &str| {
+        json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "quiet"}, "object": {"key": key.replace(' ', "+"), "size": 1}}}]})
+        .to_string()
+    };
+    let sns = json!({"Type": "Notification", "MessageId": "m1", "Message": s3_notice(&quiet[0])})
+        .to_string();
+    aws.send(&queue, &sns);
+    aws.send(&queue, &sns); // a duplicate notification
+    aws.send(
+        &queue,
+        &json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "quiet"}, "object": {"key": quiet[1], "size": 1}}})
+        .to_string(),
+    );
+    aws.send(
+        &queue,
+        &json!({"s3Bucket": "quiet", "s3ObjectKey": quiet[2..].to_vec()}).to_string(),
+    );
+    aws.send(&queue, "CloudTrail validation message.");
+    aws.send(&queue, "this is not a notification"); // poison: logged and deleted
+    aws.send(
+        &queue,
+        &s3_notice("AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/gone.json.gz"),
+    );
+
+    let port = free_port();
+    let mut daemon = start_daemon(&moto, &queue, dir.path(), port);
+    let started = Instant::now();
+    let log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    // Done when the queue is empty and every attack file was read.
+    loop {
+        if let Ok(Some(status)) = daemon.try_wait() {
+            panic!("the daemon exited ({status}):\n{}", log());
+        }
+        let text = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| get(port, "/metrics"))
+            .unwrap_or_default();
+        let read = metric(
+            &text,
+            "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"read\"}",
+        );
+        if read as usize >= files.len() && aws.depth(&queue) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "not done in 3 minutes; read {read} of {}:\n{}",
+            files.len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let health = get(port, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = get(port, "/metrics");
+
+    // SIGTERM: drains and exits 0.
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let until = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < until,
+            "no exit 20 s after SIGTERM:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit {status}:\n{}", log());
+
+    // Every attack in the files was found. A finding is written again only as an update
+    // that adds records (its group and window spanned two batches), never as a duplicate.
+    let found = read_findings(dir.path());
+    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for f in &found {
+        let events = f["service"]["additionalInfo"]["eventIds"]
+            .as_array()
+            .map_or(0, Vec::len);
+        by_id
+            .entry(f["id"].as_str().unwrap())
+            .or_default()
+            .push(events);
+    }
+    for (id, versions) in &by_id {
+        assert!(
+            versions.windows(2).all(|w| w[1] > w[0]),
+            "finding {id} written again without new records: {versions:?}"
+        );
+    }
+    let seen: BTreeSet<String> = found
+        .iter()
+        .flat_map(|f| {
+            f["service"]["additionalInfo"]["eventIds"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for (attack, events) in &attacks {
+        assert!(
+            events.iter().any(|e| seen.contains(e)),
+            "attack {attack} not found; {} findings:\n{}",
+            found.len(),
+            log()
+        );
+    }
+    // What could never be processed was said, counted and deleted; nothing reached the DLQ.
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_errors_total{kind=\"unparseable-message\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "trailhound_errors_total{kind=\"object-gone\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"duplicate\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "trailhound_messages_ignored_total{kind=\"cloudtrail validation message\"}"
+        ) == 1.0,
+        "{metrics}"
+    );
+    let text = log();
+    assert!(text.contains("this is not a notification"), "{text}");
+    assert!(text.contains("gone.json.gz"), "{text}");
+    assert_eq!(aws.depth(&queue), 0);
+    assert_eq!(aws.depth(&dlq), 0);
+}
