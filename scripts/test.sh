@@ -16,6 +16,12 @@ if ! "$PYTHON" -c 'import moto.server, flask' >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
 export PYTHON
+# The deployment template is checked with CloudFormation's own linter.
+if ! "$PYTHON" -c "import cfnlint" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check 'cfn-lint>=1,<2'
+fi
+"$PYTHON" -c "import sys; from cfnlint.runner import main; sys.argv = [\"cfn-lint\", \"deploy/cloudformation.yaml\"]; sys.exit(main())"
+"$PYTHON" -m json.tool deploy/iam-policy.json >/dev/null
 
 # One build profile for tests, benchmarks and the binary: dependencies are compiled once.
 cargo fmt --all -- --check
