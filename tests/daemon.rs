@@ -224,32 +224,236 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_daemon(moto: &Moto, queue: &str, dir: &Path, port: u16) -> Child {
+fn start_daemon(moto: &Moto, queue: &str, dir: &Path, port: u16, extra: &[&str]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trailhound"));
-    command
-        .args([
-            "run",
-            "--queue-url",
-            queue,
-            "--sink",
-            &format!("file:{}", dir.join("findings.jsonl").display()),
-            "--state",
-            dir.join("state.redb").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--visibility",
-            "30s",
-            "--drain",
-            "10s",
-            "--log",
-            "info",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+    let sink = format!("file:{}", dir.join("findings.jsonl").display());
+    let state = dir.join("state.redb");
+    let mut args = vec![
+        "run",
+        "--queue-url",
+        queue,
+        "--state",
+        state.to_str().unwrap(),
+        "--drain",
+        "10s",
+        "--log",
+        "info",
+    ];
+    if !extra.contains(&"--sink") {
+        args.extend(["--sink", &sink]);
+    }
+    if !extra.contains(&"--visibility") {
+        args.extend(["--visibility", "30s"]);
+    }
+    args.extend(extra);
+    let listen = format!("127.0.0.1:{port}");
+    args.extend(["--listen", &listen]);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .unwrap();
+    command.args(&args).stdout(Stdio::null()).stderr(log);
     for (k, v) in moto.env() {
         command.env(k, v);
     }
     command.spawn().expect("the daemon starts")
+}
+
+/// Waits until `done` holds, failing after `limit` with the daemon's log.
+fn wait_until(dir: &Path, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "{what}: not within {limit:?}:\n{}",
+            std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Metrics text, or nothing while the daemon is not listening.
+fn metrics_of(port: u16) -> String {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .map(|_| get(port, "/metrics"))
+        .unwrap_or_default()
+}
+
+/// Every labelled attack has at least one of its records in a finding.
+fn assert_attacks_found(found: &[Value], attacks: &BTreeMap<String, BTreeSet<String>>) {
+    let seen: BTreeSet<String> = found
+        .iter()
+        .flat_map(|f| {
+            f["service"]["additionalInfo"]["eventIds"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for (attack, events) in attacks {
+        assert!(
+            events.iter().any(|e| seen.contains(e)),
+            "attack {attack} not found in {} findings",
+            found.len()
+        );
+    }
+}
+
+fn upload_all(aws: &Aws, bucket: &str, files: &[PathBuf]) {
+    for path in files {
+        aws.put(bucket, &key_of(path), std::fs::read(path).unwrap());
+    }
+}
+
+#[test]
+fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("kill", 5);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    let (files, attacks) = attack_files();
+    upload_all(&aws, "trail", &files);
+
+    // Killed (-9) as soon as it has received something: its messages are hidden for the
+    // visibility it asked for (3 s), then handed out again.
+    let port = free_port();
+    let mut first = start_daemon(&moto, &queue, dir.path(), port, &["--visibility", "3s"]);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(60),
+        "a first receive",
+        || metric(&metrics_of(port), "trailhound_messages_received_total") >= 1.0,
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let port = free_port();
+    let mut second = start_daemon(&moto, &queue, dir.path(), port, &["--visibility", "3s"]);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(120),
+        "the queue emptied",
+        || aws.depth(&queue) == 0,
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let found = read_findings(dir.path());
+    assert_attacks_found(&found, &attacks);
+    // A finding written again carries the same records or more, never a different story: a
+    // reader that keeps the last version of each id has each finding once.
+    let mut by_id: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
+    for f in &found {
+        let events: BTreeSet<String> = f["service"]["additionalInfo"]["eventIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect();
+        by_id
+            .entry(f["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(events);
+    }
+    for (id, versions) in &by_id {
+        for w in versions.windows(2) {
+            assert!(w[0].is_subset(&w[1]), "finding {id} changed its records");
+        }
+    }
+    assert_eq!(aws.depth(&dlq), 0);
+}
+
+#[test]
+fn a_failing_sink_keeps_the_messages_until_it_recovers() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("sinkfail", 10);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    let (files, attacks) = attack_files();
+    upload_all(&aws, "trail", &files[..3]);
+
+    // The findings bucket does not exist yet: every send fails.
+    let port = free_port();
+    let mut daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &["--sink", "s3://findings/trailhound", "--visibility", "3s"],
+    );
+    wait_until(dir.path(), Duration::from_secs(60), "a failed send", || {
+        metric(
+            &metrics_of(port),
+            "trailhound_errors_total{kind=\"sink-failed\"}",
+        ) >= 1.0
+    });
+    assert!(
+        aws.depth(&queue) >= 1,
+        "the messages stay while the sink is down"
+    );
+    assert!(
+        metric(
+            &metrics_of(port),
+            "trailhound_messages_kept_total{reason=\"sink-failed\"}"
+        ) >= 1.0
+    );
+    // The sink comes back: the kept messages are handed out again and go through.
+    aws.bucket("findings");
+    wait_until(dir.path(), Duration::from_secs(90), "recovery", || {
+        aws.depth(&queue) == 0
+            && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 1.0
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let listed = aws
+        .runtime
+        .block_on(
+            aws.s3
+                .list_objects_v2()
+                .bucket("findings")
+                .prefix("trailhound/year=")
+                .send(),
+        )
+        .unwrap();
+    let mut found = Vec::new();
+    for object in listed.contents() {
+        let body = aws
+            .runtime
+            .block_on(
+                aws.s3
+                    .get_object()
+                    .bucket("findings")
+                    .key(object.key().unwrap())
+                    .send(),
+            )
+            .unwrap()
+            .body;
+        let bytes = aws.runtime.block_on(body.collect()).unwrap().into_bytes();
+        for line in String::from_utf8(bytes.to_vec()).unwrap().lines() {
+            found.push(serde_json::from_str::<Value>(line).unwrap());
+        }
+    }
+    assert!(!found.is_empty(), "no findings reached the recovered sink");
+    // The attacks with records in those three files.
+    let mut text = String::new();
+    for path in &files[..3] {
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+    }
+    let present: BTreeMap<String, BTreeSet<String>> = attacks
+        .into_iter()
+        .filter(|(_, events)| events.iter().any(|e| text.contains(e.as_str())))
+        .collect();
+    assert!(!present.is_empty());
+    assert_attacks_found(&found, &present);
+    assert_eq!(aws.depth(&dlq), 0);
 }
 
 fn get(port: u16, path: &str) -> String {
@@ -330,7 +534,7 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
     );
 
     let port = free_port();
-    let mut daemon = start_daemon(&moto, &queue, dir.path(), port);
+    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &[]);
     let started = Instant::now();
     let log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
     // Done when the queue is empty and every attack file was read.
