@@ -655,3 +655,171 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
     assert_eq!(aws.depth(&queue), 0);
     assert_eq!(aws.depth(&dlq), 0);
 }
+
+/// Receives every message waiting on `queue` (a few long polls).
+fn drain_queue(aws: &Aws, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let got = aws
+            .runtime
+            .block_on(
+                aws.sqs
+                    .receive_message()
+                    .queue_url(queue)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send(),
+            )
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            out.push(m.body.unwrap_or_default());
+            aws.runtime
+                .block_on(
+                    aws.sqs
+                        .delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(m.receipt_handle.unwrap())
+                        .send(),
+                )
+                .unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, _) = aws.queue("notices", 5);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    // SNS delivers to one queue; an EventBridge rule for trailhound's events to another.
+    let config = aws.runtime.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load(),
+    );
+    let sns = aws_sdk_sns::Client::new(&config);
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let hub = aws_sdk_securityhub::Client::new(&config);
+    let (from_sns, _) = aws.queue("from-sns", 5);
+    let (from_events, _) = aws.queue("from-events", 5);
+    let topic = aws
+        .runtime
+        .block_on(sns.create_topic().name("findings").send())
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    aws.runtime
+        .block_on(
+            sns.subscribe()
+                .topic_arn(&topic)
+                .protocol("sqs")
+                .endpoint(aws.attribute(&from_sns, QueueAttributeName::QueueArn))
+                .attributes("RawMessageDelivery", "true")
+                .send(),
+        )
+        .unwrap();
+    aws.runtime
+        .block_on(
+            events
+                .put_rule()
+                .name("trailhound-findings")
+                .event_pattern(
+                    json!({"source": ["trailhound"], "detail-type": ["trailhound Finding"]})
+                        .to_string(),
+                )
+                .send(),
+        )
+        .unwrap();
+    aws.runtime
+        .block_on(
+            events
+                .put_targets()
+                .rule("trailhound-findings")
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("q")
+                        .arn(aws.attribute(&from_events, QueueAttributeName::QueueArn))
+                        .build()
+                        .unwrap(),
+                )
+                .send(),
+        )
+        .unwrap();
+
+    let (files, _) = attack_files();
+    upload_all(&aws, "trail", &files[..4]);
+    let port = free_port();
+    let sns_sink = format!("sns:{topic}");
+    let file_sink = format!("file:{}", dir.path().join("findings.jsonl").display());
+    let mut daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &[
+            "--sink",
+            &file_sink,
+            "--sink",
+            &sns_sink,
+            "--sink",
+            "eventbridge:default",
+            "--sink",
+            "securityhub",
+        ],
+    );
+    wait_until(
+        dir.path(),
+        Duration::from_secs(90),
+        "the queue emptied",
+        || {
+            aws.depth(&queue) == 0
+                && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 4.0
+        },
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    let written: BTreeSet<String> = read_findings(dir.path())
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!written.is_empty());
+    let ids_in = |bodies: Vec<String>, detail: bool| -> BTreeSet<String> {
+        bodies
+            .iter()
+            .map(|b| {
+                let v: Value = serde_json::from_str(b).unwrap();
+                if detail {
+                    assert_eq!(v["source"], "trailhound");
+                    assert_eq!(v["detail-type"], "trailhound Finding");
+                    v["detail"]["id"].as_str().unwrap().to_string()
+                } else {
+                    v["id"].as_str().unwrap().to_string()
+                }
+            })
+            .collect()
+    };
+    assert_eq!(ids_in(drain_queue(&aws, &from_sns), false), written);
+    assert_eq!(ids_in(drain_queue(&aws, &from_events), true), written);
+    let imported: BTreeSet<String> = aws
+        .runtime
+        .block_on(hub.get_findings().max_results(100).send())
+        .unwrap()
+        .findings()
+        .iter()
+        .filter_map(|f| f.id.clone())
+        .collect();
+    assert_eq!(imported, written);
+}

@@ -25,7 +25,8 @@ pub struct RunArgs {
     pub queue_url: String,
 
     /// Where findings go; repeat for several (each batch must reach all of them before its
-    /// messages are deleted): stdout, file:PATH, s3://BUCKET/PREFIX or sqs:QUEUE_URL.
+    /// messages are deleted): stdout, file:PATH, s3://BUCKET/PREFIX, sqs:QUEUE_URL,
+    /// sns:TOPIC_ARN, eventbridge:BUS (name or ARN) or securityhub (ASFF, whatever --format).
     #[arg(
         long = "sink",
         env = "TRAILHOUND_SINKS",

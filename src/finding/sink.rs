@@ -6,6 +6,11 @@
 //! * `s3://BUCKET/PREFIX`: one JSON Lines object per batch, under
 //!   `PREFIX/year=YYYY/month=MM/day=DD/` (the date the batch was written).
 //! * `sqs:QUEUE_URL`: one message per finding.
+//! * `sns:TOPIC_ARN`: one notification per finding.
+//! * `eventbridge:BUS` (a bus name or ARN; `eventbridge:default`): `PutEvents` with source
+//!   `trailhound`, detail-type `trailhound Finding` and the finding as the detail, as GuardDuty
+//!   sends its own; ten to a call.
+//! * `securityhub`: `BatchImportFindings` in ASFF, a hundred to a call, whatever `--format`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +25,9 @@ pub enum SinkSpec {
     File(PathBuf),
     S3 { bucket: String, prefix: String },
     Sqs(String),
+    Sns(String),
+    EventBridge(String),
+    SecurityHub,
 }
 
 impl SinkSpec {
@@ -51,8 +59,28 @@ impl SinkSpec {
             }
             return Ok(SinkSpec::Sqs(url.to_string()));
         }
+        if let Some(arn) = t.strip_prefix("sns:") {
+            if !arn.starts_with("arn:") {
+                return Err(
+                    "sns: needs a topic ARN, as in sns:arn:aws:sns:us-east-1:111122223333:findings"
+                        .into(),
+                );
+            }
+            return Ok(SinkSpec::Sns(arn.to_string()));
+        }
+        if let Some(bus) = t.strip_prefix("eventbridge:") {
+            if bus.is_empty() {
+                return Err(
+                    "eventbridge: needs a bus name or ARN, as in eventbridge:default".into(),
+                );
+            }
+            return Ok(SinkSpec::EventBridge(bus.to_string()));
+        }
+        if t == "securityhub" {
+            return Ok(SinkSpec::SecurityHub);
+        }
         Err(format!(
-            "{t:?} is not a sink: use stdout, file:PATH, s3://BUCKET/PREFIX or sqs:QUEUE_URL"
+            "{t:?} is not a sink: use stdout, file:PATH, s3://BUCKET/PREFIX, sqs:QUEUE_URL, sns:TOPIC_ARN, eventbridge:BUS or securityhub"
         ))
     }
 
@@ -63,6 +91,9 @@ impl SinkSpec {
             SinkSpec::File(p) => format!("file:{}", p.display()),
             SinkSpec::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
             SinkSpec::Sqs(url) => format!("sqs:{url}"),
+            SinkSpec::Sns(arn) => format!("sns:{arn}"),
+            SinkSpec::EventBridge(bus) => format!("eventbridge:{bus}"),
+            SinkSpec::SecurityHub => "securityhub".into(),
         }
     }
 }
@@ -81,6 +112,9 @@ pub struct Sink {
     format: FindingFormat,
     s3: Option<aws_sdk_s3::Client>,
     sqs: Option<aws_sdk_sqs::Client>,
+    sns: Option<aws_sdk_sns::Client>,
+    events: Option<aws_sdk_eventbridge::Client>,
+    hub: Option<aws_sdk_securityhub::Client>,
     /// Batches written, to name S3 objects uniquely within a process.
     written: u64,
     started: String,
@@ -90,11 +124,19 @@ impl Sink {
     pub fn new(spec: SinkSpec, format: FindingFormat, config: &aws_config::SdkConfig) -> Self {
         let s3 = matches!(spec, SinkSpec::S3 { .. }).then(|| crate::source::s3::client(config));
         let sqs = matches!(spec, SinkSpec::Sqs(_)).then(|| aws_sdk_sqs::Client::new(config));
+        let sns = matches!(spec, SinkSpec::Sns(_)).then(|| aws_sdk_sns::Client::new(config));
+        let events = matches!(spec, SinkSpec::EventBridge(_))
+            .then(|| aws_sdk_eventbridge::Client::new(config));
+        let hub =
+            matches!(spec, SinkSpec::SecurityHub).then(|| aws_sdk_securityhub::Client::new(config));
         Self {
             spec,
             format,
             s3,
             sqs,
+            sns,
+            events,
+            hub,
             written: 0,
             started: chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string(),
         }
@@ -204,8 +246,145 @@ impl Sink {
                 }
                 Ok(())
             }
+            SinkSpec::Sns(arn) => {
+                let client = self.sns.as_ref().expect("made for SNS sinks");
+                for f in findings {
+                    let subject: String = format!("trailhound {}: {}", f.severity_label(), f.title)
+                        .chars()
+                        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                        .take(100)
+                        .collect();
+                    client
+                        .publish()
+                        .topic_arn(&arn)
+                        .subject(subject)
+                        .message(self.format.render(f).to_string())
+                        .send()
+                        .await
+                        .map_err(|e| self.error(describe(&e)))?;
+                }
+                Ok(())
+            }
+            SinkSpec::EventBridge(bus) => {
+                let client = self.events.as_ref().expect("made for EventBridge sinks");
+                for group in findings.chunks(10) {
+                    let entries = group
+                        .iter()
+                        .map(|f| {
+                            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                                .event_bus_name(&bus)
+                                .source("trailhound")
+                                .detail_type("trailhound Finding")
+                                .detail(self.format.render(f).to_string())
+                                .build()
+                        })
+                        .collect();
+                    let out = client
+                        .put_events()
+                        .set_entries(Some(entries))
+                        .send()
+                        .await
+                        .map_err(|e| self.error(describe(&e)))?;
+                    if out.failed_entry_count > 0 {
+                        let why = out
+                            .entries()
+                            .iter()
+                            .find_map(|e| e.error_message.clone())
+                            .unwrap_or_default();
+                        return Err(self.error(format!(
+                            "{} of {} events refused: {why}",
+                            out.failed_entry_count,
+                            group.len()
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            SinkSpec::SecurityHub => {
+                let client = self.hub.as_ref().expect("made for Security Hub sinks");
+                // BatchImportFindings takes at most 100 findings a call.
+                for group in findings.chunks(100) {
+                    let asff: Vec<_> = group.iter().map(security_hub_finding).collect();
+                    let out = client
+                        .batch_import_findings()
+                        .set_findings(Some(asff))
+                        .send()
+                        .await
+                        .map_err(|e| self.error(describe(&e)))?;
+                    if out.failed_count.unwrap_or(0) > 0 {
+                        let why = out
+                            .failed_findings()
+                            .first()
+                            .and_then(|f| f.error_message.clone())
+                            .unwrap_or_default();
+                        return Err(self.error(format!(
+                            "{} of {} findings refused: {why}",
+                            out.failed_count.unwrap_or(0),
+                            group.len()
+                        )));
+                    }
+                }
+                Ok(())
+            }
         }
     }
+}
+
+/// The finding as the SDK's ASFF finding, from its ASFF JSON (the fields Security Hub
+/// requires, and times, product fields and region).
+fn security_hub_finding(f: &Finding) -> aws_sdk_securityhub::types::AwsSecurityFinding {
+    use aws_sdk_securityhub::types::{
+        AwsSecurityFinding, RecordState, Resource, Severity, SeverityLabel, Workflow,
+        WorkflowStatus,
+    };
+    let v = super::asff::to_json(f);
+    let text = |p: &str| v[p].as_str().unwrap_or_default().to_string();
+    let mut resources = Vec::new();
+    for r in v["Resources"].as_array().into_iter().flatten() {
+        resources.push(
+            Resource::builder()
+                .r#type(r["Type"].as_str().unwrap_or("Other"))
+                .id(r["Id"].as_str().unwrap_or_default())
+                .region(r["Region"].as_str().unwrap_or_default())
+                .build(),
+        );
+    }
+    let mut b = AwsSecurityFinding::builder()
+        .schema_version(text("SchemaVersion"))
+        .id(text("Id"))
+        .product_arn(text("ProductArn"))
+        .generator_id(text("GeneratorId"))
+        .aws_account_id(text("AwsAccountId"))
+        .set_types(Some(
+            v["Types"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+        ))
+        .first_observed_at(text("FirstObservedAt"))
+        .last_observed_at(text("LastObservedAt"))
+        .created_at(text("CreatedAt"))
+        .updated_at(text("UpdatedAt"))
+        .severity(
+            Severity::builder()
+                .label(SeverityLabel::from(
+                    v["Severity"]["Label"].as_str().unwrap_or("LOW"),
+                ))
+                .original(v["Severity"]["Original"].as_str().unwrap_or_default())
+                .build(),
+        )
+        .title(text("Title"))
+        .description(text("Description"))
+        .region(text("Region"))
+        .record_state(RecordState::Active)
+        .workflow(Workflow::builder().status(WorkflowStatus::New).build())
+        .set_resources(Some(resources));
+    for (k, val) in v["ProductFields"].as_object().into_iter().flatten() {
+        b = b.product_fields(k, val.as_str().unwrap_or_default());
+    }
+    b.build()
 }
 
 #[cfg(test)]
@@ -230,7 +409,26 @@ mod tests {
             SinkSpec::parse("sqs:http://127.0.0.1:5000/123/q").unwrap(),
             SinkSpec::Sqs("http://127.0.0.1:5000/123/q".into())
         );
-        for bad in ["file:", "s3://", "sqs:q", "kafka:x"] {
+        assert_eq!(
+            SinkSpec::parse("eventbridge:default").unwrap(),
+            SinkSpec::EventBridge("default".into())
+        );
+        assert_eq!(
+            SinkSpec::parse("sns:arn:aws:sns:us-east-1:1:t").unwrap(),
+            SinkSpec::Sns("arn:aws:sns:us-east-1:1:t".into())
+        );
+        assert_eq!(
+            SinkSpec::parse("securityhub").unwrap(),
+            SinkSpec::SecurityHub
+        );
+        for bad in [
+            "file:",
+            "s3://",
+            "sqs:q",
+            "kafka:x",
+            "sns:topic",
+            "eventbridge:",
+        ] {
             assert!(SinkSpec::parse(bad).is_err(), "{bad}");
         }
     }
