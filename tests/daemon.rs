@@ -823,3 +823,91 @@ fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
         .collect();
     assert_eq!(imported, written);
 }
+
+#[test]
+fn replay_and_hunt_read_an_organisation_trail_in_s3() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    aws.bucket("trail");
+    // The sample as an organisation trail under a prefix: org/AWSLogs/o-abc123/ACCOUNT/...
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+    let mut stack = vec![root.join("AWSLogs")];
+    let mut uploaded = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let key = key_of(&path).replacen("AWSLogs/", "org/AWSLogs/o-abc123/", 1);
+            aws.put("trail", &key, std::fs::read(&path).unwrap());
+            uploaded += 1;
+        }
+    }
+    assert!(uploaded > 100);
+    let env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ids = |out: &std::process::Output| -> BTreeSet<String> {
+        common::findings(out)
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let window = ["--since", "2026-10-05", "--until", "2026-10-07"];
+    let local =
+        common::trailhound(&[&["replay", root.to_str().unwrap()][..], &window[..]].concat());
+    let remote = common::trailhound_with(
+        &[&["replay", "s3://trail/org"][..], &window[..]].concat(),
+        &env,
+    );
+    let local_ids = ids(&local);
+    assert!(!local_ids.is_empty());
+    assert_eq!(ids(&remote), local_ids, "{}", common::text(&remote.stderr));
+    // One account only: fewer records read.
+    let one = common::trailhound_with(
+        &[
+            &["replay", "s3://trail/org", "--accounts", "242016487318"][..],
+            &window[..],
+        ]
+        .concat(),
+        &env,
+    );
+    assert!(one.status.success(), "{}", common::text(&one.stderr));
+    let examined = |out: &std::process::Output| -> u64 {
+        let text = common::text(&out.stderr);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("examined "))
+            .unwrap()
+            .to_string();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!(
+        examined(&one) < examined(&remote),
+        "{}",
+        common::text(&one.stderr)
+    );
+    // hunt reads the same objects.
+    let sql = "SELECT count(*) AS n FROM cloudtrail";
+    let count = |out: std::process::Output| -> String {
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        common::text(&out.stdout)
+    };
+    let here = count(common::trailhound(&[
+        "hunt",
+        "--format",
+        "json",
+        sql,
+        root.to_str().unwrap(),
+    ]));
+    let there = count(common::trailhound_with(
+        &["hunt", "--format", "json", sql, "s3://trail/org"],
+        &env,
+    ));
+    assert_eq!(here, there);
+}

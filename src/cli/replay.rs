@@ -30,7 +30,9 @@ use crate::source::{self, ObjectRef};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Files, directories (walked) or glob patterns of CloudTrail logs.
+    /// Files, directories (walked) or glob patterns of CloudTrail logs, or s3://BUCKET/PREFIX (a
+    /// trail's bucket and prefix: with --since, each account's and region's day folders from
+    /// --since to --until are listed whole; without, everything under the prefix).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
 
@@ -79,6 +81,14 @@ pub struct ReplayArgs {
     /// (8 MiB of gzip is about 70 MB of JSON, and peaks near 0.7 GB resident).
     #[arg(long, default_value = DEFAULT_CHUNK, value_parser = super::parse_size, value_name = "SIZE")]
     pub chunk_size: usize,
+
+    /// With an s3:// source and --since: only these accounts' folders (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT,...")]
+    pub accounts: Vec<String>,
+
+    /// With an s3:// source and --since: only these regions' folders (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub regions: Vec<String>,
 
     /// Exit with status 3 when any object or record could not be read (it is always reported).
     #[arg(long)]
@@ -209,7 +219,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let mut listing = source::list(&args.sources)?;
+    let days = args.since.map(|since| source::s3::DayFilter {
+        since,
+        until: args
+            .until
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros()),
+        accounts: args.accounts.clone(),
+        regions: args.regions.clone(),
+    });
+    let mut listing = source::list_with(&args.sources, days.as_ref())?;
+    // Waiting on S3 takes more readers than cores.
+    let read_threads = if source::any_remote(&args.sources) {
+        threads.max(16)
+    } else {
+        threads
+    };
     // A file delivered before --since holds only earlier events.
     let mut early = 0usize;
     if let Some(since) = args.since {
@@ -264,7 +288,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
                     let n = chunk.len();
                     let t = Instant::now();
                     let (batches, report) =
-                        read_all_by_source(chunk, options.clone(), threads, None);
+                        read_all_by_source(chunk, options.clone(), read_threads, None);
                     tracing::debug!(
                         ms = t.elapsed().as_secs_f64() * 1e3,
                         objects = n,

@@ -1,5 +1,5 @@
-//! Where log objects come from: local files, directories and globs today; S3 listings and SQS
-//! notifications plug in here as further [`Location`]s.
+//! Where log objects come from: local files, directories and globs, and S3 (`s3://bucket/prefix`
+//! listings, and the objects SQS notifications name).
 
 pub mod envelope;
 pub mod key;
@@ -18,6 +18,8 @@ pub use key::{classify, KeyKind};
 pub enum Location {
     /// A file on the local file system.
     File(PathBuf),
+    /// An S3 object.
+    S3 { bucket: String, key: String },
 }
 
 /// One log object to read.
@@ -34,6 +36,7 @@ impl ObjectRef {
     pub fn key(&self) -> String {
         match &self.location {
             Location::File(path) => path.display().to_string(),
+            Location::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
         }
     }
 
@@ -51,6 +54,9 @@ impl ObjectRef {
                 path: path.clone(),
                 source,
             }),
+            Location::S3 { bucket, key } => s3::Blocking::get()
+                .fetch(bucket, key, limit)
+                .map_err(SourceError::S3),
         }
     }
 }
@@ -70,8 +76,10 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{url}: S3 sources are not supported yet; copy the objects locally (aws s3 sync) and pass the directory")]
-    S3NotSupported { url: String },
+    #[error("{url}: not an S3 URL; use s3://BUCKET/PREFIX")]
+    BadS3Url { url: String },
+    #[error(transparent)]
+    S3(#[from] s3::FetchError),
     #[error(
         "{key}: the object is {size} bytes, over the {limit}-byte limit (see --max-object-size)"
     )]
@@ -122,16 +130,50 @@ impl fmt::Display for Listing {
     }
 }
 
-/// Lists the objects named by `sources`: files, directories (walked) and glob patterns.
+/// Lists the objects named by `sources`: files, directories (walked), glob patterns, and
+/// `s3://bucket/prefix` (everything under the prefix).
 pub fn list(sources: &[String]) -> Result<Listing, SourceError> {
+    list_with(sources, None)
+}
+
+/// Like [`list`]; with `days`, an S3 source is listed a trail day folder at a time (see
+/// [`s3::list_days`]) instead of everything under its prefix.
+pub fn list_with(sources: &[String], days: Option<&s3::DayFilter>) -> Result<Listing, SourceError> {
     let mut listing = Listing::default();
     for source in sources {
         if source.starts_with("s3://") {
-            return Err(SourceError::S3NotSupported {
+            let url = s3::S3Url::parse(source).ok_or_else(|| SourceError::BadS3Url {
                 url: source.clone(),
-            });
+            })?;
+            let s3 = s3::Blocking::get();
+            let objects = match days {
+                Some(filter) => s3.list_days(&url, filter)?,
+                None => s3.list_all(&url)?,
+            };
+            for (key, size) in objects {
+                let kind = classify(&key);
+                if kind.holds_events() {
+                    listing.objects.push(ObjectRef {
+                        location: Location::S3 {
+                            bucket: url.bucket.clone(),
+                            key,
+                        },
+                        size,
+                        kind,
+                    });
+                } else {
+                    *listing.skipped.entry(kind).or_default() += 1;
+                }
+            }
+            continue;
         }
         local::list(source, &mut listing)?;
     }
     Ok(listing)
+}
+
+/// True when any source is in S3 (reading it wants more threads than cores: most of the time
+/// goes in waiting for answers).
+pub fn any_remote(sources: &[String]) -> bool {
+    sources.iter().any(|s| s.starts_with("s3://"))
 }

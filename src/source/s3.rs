@@ -155,3 +155,239 @@ pub fn describe<E: std::error::Error>(e: &E) -> String {
     }
     out
 }
+
+/// An `s3://bucket/prefix` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    pub bucket: String,
+    /// The key prefix, without a leading or trailing `/`.
+    pub prefix: String,
+}
+
+impl S3Url {
+    pub fn parse(url: &str) -> Option<S3Url> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty()).then(|| S3Url {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+}
+
+/// Which day folders of a trail to list: the days of [since, until], each account and region
+/// (all when the lists are empty).
+#[derive(Debug, Clone, Default)]
+pub struct DayFilter {
+    pub since: i64,
+    pub until: i64,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+/// Folders (common prefixes) directly under `prefix`.
+async fn folders(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, FetchError> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .delimiter("/")
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| FetchError::Failed {
+            bucket: bucket.to_string(),
+            key: prefix.to_string(),
+            detail: format!("listing: {}", describe(&e)),
+        })?;
+        out.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string)),
+        );
+    }
+    Ok(out)
+}
+
+/// Every object under `prefix`, with its size.
+pub async fn list_all(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, u64)>, FetchError> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| FetchError::Failed {
+            bucket: bucket.to_string(),
+            key: prefix.to_string(),
+            detail: format!("listing: {}", describe(&e)),
+        })?;
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))),
+        );
+    }
+    Ok(out)
+}
+
+/// The last path segment of a folder (`a/b/c/` → `c`).
+fn segment(folder: &str) -> &str {
+    folder
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The objects of a trail's day folders: `[prefix/]AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/
+/// YYYY/MM/DD/`, every day from `since` to `until` and the day after (a file is delivered up to
+/// a quarter of an hour after its last event), each listed whole. A whole day is listed, never
+/// "keys after the last one seen", so files delivered late are not missed.
+pub async fn list_days(
+    client: &aws_sdk_s3::Client,
+    url: &S3Url,
+    filter: &DayFilter,
+) -> Result<Vec<(String, u64)>, FetchError> {
+    let root = if url.prefix.is_empty() {
+        "AWSLogs/".to_string()
+    } else if url.prefix.ends_with("AWSLogs") {
+        format!("{}/", url.prefix)
+    } else {
+        format!("{}/AWSLogs/", url.prefix)
+    };
+    let bucket = url.bucket.as_str();
+    let mut accounts = Vec::new();
+    for folder in folders(client, bucket, &root).await? {
+        let name = segment(&folder);
+        if name.starts_with("o-") {
+            // An organisation trail: accounts one level down.
+            accounts.extend(folders(client, bucket, &folder).await?);
+        } else {
+            accounts.push(folder);
+        }
+    }
+    accounts.retain(|a| {
+        let id = segment(a);
+        id.len() == 12
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && (filter.accounts.is_empty() || filter.accounts.iter().any(|x| x == id))
+    });
+    let mut regions = Vec::new();
+    for account in &accounts {
+        for region in folders(client, bucket, &format!("{account}CloudTrail/")).await? {
+            if filter.regions.is_empty() || filter.regions.iter().any(|r| r == segment(&region)) {
+                regions.push(region);
+            }
+        }
+    }
+    let first = chrono::DateTime::from_timestamp_micros(filter.since)
+        .unwrap_or_default()
+        .date_naive();
+    let last = chrono::DateTime::from_timestamp_micros(filter.until)
+        .unwrap_or_default()
+        .date_naive()
+        .succ_opt()
+        .unwrap_or(first);
+    let mut days = Vec::new();
+    let mut day = first;
+    while day <= last {
+        days.push(day.format("%Y/%m/%d/").to_string());
+        day = day.succ_opt().unwrap_or(last);
+        if days.len() > 100_000 {
+            break;
+        }
+    }
+    let prefixes: Vec<String> = regions
+        .iter()
+        .flat_map(|r| days.iter().map(move |d| format!("{r}{d}")))
+        .collect();
+    use futures::StreamExt;
+    let listed: Vec<Result<Vec<(String, u64)>, FetchError>> = futures::stream::iter(prefixes)
+        .map(|p| async move { list_all(client, bucket, &p).await })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for l in listed {
+        out.extend(l?);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// S3 for synchronous callers (the readers of `replay` and `hunt`): one client and runtime for
+/// the process.
+pub struct Blocking {
+    runtime: tokio::runtime::Runtime,
+    pub client: aws_sdk_s3::Client,
+}
+
+impl Blocking {
+    /// The process's S3 access, made on first use.
+    pub fn get() -> &'static Blocking {
+        static BLOCKING: std::sync::OnceLock<Blocking> = std::sync::OnceLock::new();
+        BLOCKING.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("trailhound-s3")
+                .enable_all()
+                .build()
+                .expect("a runtime for S3");
+            let config = runtime.block_on(aws_config());
+            Blocking {
+                client: client(&config),
+                runtime,
+            }
+        })
+    }
+
+    pub fn fetch(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
+        self.runtime
+            .block_on(fetch(&self.client, bucket, key, limit))
+    }
+
+    pub fn list_all(&self, url: &S3Url) -> Result<Vec<(String, u64)>, FetchError> {
+        self.runtime
+            .block_on(list_all(&self.client, &url.bucket, &url.prefix))
+    }
+
+    pub fn list_days(
+        &self,
+        url: &S3Url,
+        filter: &DayFilter,
+    ) -> Result<Vec<(String, u64)>, FetchError> {
+        self.runtime.block_on(list_days(&self.client, url, filter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(
+            S3Url::parse("s3://b/p/q/").unwrap(),
+            S3Url {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(S3Url::parse("s3://b").unwrap().prefix, "");
+        assert!(S3Url::parse("s3://").is_none());
+        assert!(S3Url::parse("/tmp/x").is_none());
+        assert_eq!(segment("AWSLogs/o-abc/111122223333/"), "111122223333");
+    }
+}
