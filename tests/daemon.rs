@@ -911,3 +911,65 @@ fn replay_and_hunt_read_an_organisation_trail_in_s3() {
     ));
     assert_eq!(here, there);
 }
+
+#[test]
+fn a_replay_enqueued_is_shared_through_the_queue() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("replay", 5);
+    aws.bucket("archive"); // no notifications: the replay announces its objects
+    let (files, attacks) = attack_files();
+    // One under a key that needs encoding in a notification.
+    for (i, path) in files.iter().enumerate() {
+        let mut key = key_of(path);
+        if i == 0 {
+            key = key.replace(".json.gz", " a+b=c.json.gz");
+        }
+        aws.put("archive", &key, std::fs::read(path).unwrap());
+    }
+    let env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = common::trailhound_with(
+        &[
+            "replay",
+            "s3://archive",
+            "--since",
+            "2026-10-05",
+            "--until",
+            "2026-10-07",
+            "--enqueue",
+            &queue,
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains(&format!("enqueued {} objects", files.len())),
+        "{}",
+        common::text(&out.stderr)
+    );
+    let port = free_port();
+    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &[]);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(120),
+        "the replay read",
+        || {
+            metric(
+                &metrics_of(port),
+                "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"read\"}",
+            ) as usize
+                >= files.len()
+                && aws.depth(&queue) == 0
+        },
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_attacks_found(&read_findings(dir.path()), &attacks);
+    assert_eq!(aws.depth(&dlq), 0);
+}

@@ -90,6 +90,11 @@ pub struct ReplayArgs {
     #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
     pub regions: Vec<String>,
 
+    /// Instead of examining the objects, send each (S3 sources only) as an S3 notification to
+    /// this SQS queue, so the daemons reading it (`trailhound run`) share a large replay.
+    #[arg(long, value_name = "QUEUE_URL")]
+    pub enqueue: Option<String>,
+
     /// Exit with status 3 when any object or record could not be read (it is always reported).
     #[arg(long)]
     pub strict: bool,
@@ -253,6 +258,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
                 String::new()
             }
         );
+    }
+    if let Some(queue) = &args.enqueue {
+        return enqueue(&runtime, queue, &listing);
     }
     tracing::info!("replaying {listing} through {} detections", rules.len());
     let mut report = ReadReport::for_listing(&listing);
@@ -434,6 +442,62 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         return Ok(1);
     }
     Ok(super::hunt::finish_code(&report, args.strict))
+}
+
+/// Sends each listed S3 object as a notification to `queue`, ten to a call.
+fn enqueue(
+    runtime: &tokio::runtime::Runtime,
+    queue: &str,
+    listing: &source::Listing,
+) -> anyhow::Result<i32> {
+    let mut bodies = Vec::new();
+    for o in &listing.objects {
+        match &o.location {
+            source::Location::S3 { bucket, key } => {
+                bodies.push(source::envelope::s3_notification(bucket, key, o.size))
+            }
+            _ => bail!(
+                "--enqueue sends S3 objects to a queue; {} is not in S3",
+                o.key()
+            ),
+        }
+    }
+    let config = runtime.block_on(source::s3::aws_config());
+    let client = aws_sdk_sqs::Client::new(&config);
+    let mut sent = 0usize;
+    for group in bodies.chunks(10) {
+        let entries = group
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(b)
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let out = runtime
+            .block_on(
+                client
+                    .send_message_batch()
+                    .queue_url(queue)
+                    .set_entries(Some(entries))
+                    .send(),
+            )
+            .map_err(|e| anyhow::anyhow!("{queue}: {}", source::s3::describe(&e)))?;
+        if let Some(f) = out.failed.first() {
+            bail!(
+                "{queue}: {} of {} notifications refused after {sent} sent: {}",
+                out.failed.len(),
+                group.len(),
+                f.message.clone().unwrap_or_default()
+            );
+        }
+        sent += group.len();
+    }
+    eprintln!("enqueued {sent} objects ({listing}) to {queue}");
+    Ok(0)
 }
 
 fn write_findings(args: &ReplayArgs, findings: &[Finding]) -> anyhow::Result<()> {

@@ -157,6 +157,33 @@ fn eventbridge(v: &Value) -> Result<Notice, EnvelopeError> {
     }]))
 }
 
+/// Encodes a key as S3 event notifications do (the inverse of [`decode_key`]): a space is
+/// `+`; letters, digits, `/` and `-_.~*` stay; every other byte is `%XX`.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' | b'*' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// An S3 `ObjectCreated:Put` notification body for one object, as `replay --enqueue` sends it.
+pub fn s3_notification(bucket: &str, key: &str, size: u64) -> String {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": encode_key(key), "size": size}},
+    }]})
+    .to_string()
+}
+
 /// Decodes a key from an S3 event notification: form encoding, so `+` is a space, then
 /// percent-decoding (`%2B` is a plus, `%2F` a slash).
 pub fn decode_key(raw: &str) -> Result<String, EnvelopeError> {
@@ -209,6 +236,22 @@ mod tests {
         assert!(decode_key("bad%2").is_err());
         assert!(decode_key("bad%zz").is_err());
         assert!(decode_key("%FF").is_err());
+    }
+
+    #[test]
+    fn encoded_keys_decode_to_themselves() {
+        for key in [
+            "a b+c=d/é~x",
+            "AWSLogs/1/CloudTrail/us-east-1/2024/01/02/f.json.gz",
+            "%2B",
+        ] {
+            assert_eq!(decode_key(&encode_key(key)).unwrap(), key);
+        }
+        assert_eq!(encode_key("a b+c"), "a+b%2Bc");
+        assert_eq!(
+            parse(&s3_notification("b", "x y+z", 3)).unwrap(),
+            one("b", "x y+z", Some(3))
+        );
     }
 
     #[test]
