@@ -253,8 +253,13 @@ fn bad_invocations_get_clear_errors() {
         text(&out.stderr)
     );
 
-    let out = trailhound(&["hunt", "SELECT 1", "s3://bucket/prefix"]);
-    assert!(text(&out.stderr).contains("S3 sources are not supported yet"));
+    let out = trailhound(&["hunt", "SELECT 1", "s3://"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not an S3 URL; use s3://BUCKET/PREFIX"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
