@@ -562,6 +562,8 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
     }
     let health = get(port, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let check = common::trailhound(&["healthcheck", &format!("127.0.0.1:{port}")]);
+    assert!(check.status.success(), "{}", common::text(&check.stderr));
     let metrics = get(port, "/metrics");
 
     // SIGTERM: drains and exits 0.
@@ -583,6 +585,14 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit {status}:\n{}", log());
+    // Nobody listens now: the health check says so and fails.
+    let check = common::trailhound(&["healthcheck", &format!("127.0.0.1:{port}")]);
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "{}",
+        common::text(&check.stderr)
+    );
 
     // Every attack in the files was found. A finding is written again only as an update
     // that adds records (its group and window spanned two batches), never as a duplicate.

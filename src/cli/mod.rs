@@ -100,6 +100,11 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
 
+    /// Ask a running `trailhound run` whether it is healthy (its /healthz): exit 0 or 1.
+    ///
+    /// For container health checks, where the image has no HTTP client.
+    Healthcheck(run::HealthcheckArgs),
+
     /// Write realistic synthetic CloudTrail, with labelled attacks on the last day.
     ///
     /// Files are laid out as CloudTrail writes them to S3. The same seed gives the same files.
@@ -183,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Replay(args) => replay::run(args),
         Command::Rules(args) => rules::run(args),
         Command::Run(args) => run::run(args),
+        Command::Healthcheck(args) => run::healthcheck(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::State(args) => state::run(args),

@@ -151,3 +151,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The daemon's health address (its --listen).
+    #[arg(
+        default_value = "127.0.0.1:9464",
+        env = "TRAILHOUND_HEALTHCHECK",
+        value_name = "ADDR"
+    )]
+    pub addr: SocketAddr,
+}
+
+/// Asks a running daemon's `/healthz`: exit 0 when healthy, 1 with the reason when not. For
+/// container health checks where no HTTP client is installed.
+pub fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<i32> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&args.addr, timeout)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.addr))?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        args.addr
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("{body}");
+        Ok(0)
+    } else {
+        eprintln!("trailhound: unhealthy: {status}: {body}");
+        Ok(1)
+    }
+}
