@@ -129,7 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             ..Default::default()
         },
         metrics: std::sync::Arc::new(Metrics::default()),
-        sent: Default::default(),
+        since_expiry: 0,
     };
     let shutdown = async {
         #[cfg(unix)]

@@ -30,7 +30,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
 use crate::decode::{DecodeOptions, Decoder};
-use crate::detect::state::Store;
+use crate::detect::state::{Kept, Store};
 use crate::detect::stats::{object_name, Stats};
 use crate::detect::{aggregate, Engine, Match};
 use crate::finding::sink::Sink;
@@ -108,14 +108,20 @@ pub struct Daemon {
     pub sinks: Vec<Sink>,
     pub options: Options,
     pub metrics: Arc<Metrics>,
-    /// Findings sent, by id: when a later batch holds more records of one (its group and
-    /// window span both), the finding is sent again, updated, as GuardDuty updates a finding;
-    /// one with nothing new is not sent again.
-    pub sent: HashMap<String, Finding>,
+    /// Batches examined since the state was last expired.
+    pub since_expiry: usize,
 }
 
-/// Findings sent that are remembered for updates, at most (then the memory starts over).
-const MAX_REMEMBERED: usize = 50_000;
+/// Findings sent are kept in the state under this key prefix and their id: when a later batch
+/// holds more records of one (its group and window span both), it is sent again, updated, as
+/// GuardDuty updates a finding, also after a restart; one with nothing new is not sent again.
+const SENT: &str = "sent\u{1f}";
+
+/// How long a sent finding is remembered for updates.
+const SENT_MEMORY: chrono::Duration = chrono::Duration::days(2);
+
+/// Batches between expiries of the state (forgetting what is past every lookback).
+const EXPIRE_EVERY: usize = 50;
 
 /// `finding` as an update of `before`: `None` when it adds no record.
 fn update(before: &Finding, finding: &Finding) -> Option<Finding> {
@@ -442,9 +448,17 @@ impl Daemon {
 
         let findings: Vec<Finding> = findings
             .into_iter()
-            .filter_map(|f| match self.sent.get(&f.id) {
-                Some(before) => update(before, &f),
-                None => Some(f),
+            .filter_map(|f| {
+                match self
+                    .stats
+                    .state
+                    .findings
+                    .get(&format!("{SENT}{}", f.id))
+                    .and_then(|kept| kept.last())
+                {
+                    Some(before) => update(&before.finding, &f),
+                    None => Some(f),
+                }
             })
             .collect();
         // Out to every sink, within the drain deadline once stopping.
@@ -508,15 +522,27 @@ impl Daemon {
                 return Ok(());
             }
         }
-        if self.sent.len() + findings.len() > MAX_REMEMBERED {
-            self.sent.clear();
-        }
         for f in &findings {
             m.inc(
                 "trailhound_findings_total",
                 &[("severity", f.severity_label())],
             );
-            self.sent.insert(f.id.clone(), f.clone());
+            self.stats.state.findings.insert(
+                format!("{SENT}{}", f.id),
+                vec![Kept {
+                    time: f.last_seen,
+                    finding: f.clone(),
+                }],
+            );
+        }
+        self.since_expiry += 1;
+        if self.since_expiry >= EXPIRE_EVERY {
+            self.since_expiry = 0;
+            self.stats.expire();
+            let forget = chrono::Utc::now() - SENT_MEMORY;
+            self.stats.state.findings.retain(|k, kept| {
+                !k.starts_with(SENT) || kept.iter().any(|x| x.finding.created_at >= forget)
+            });
         }
         if let Some(store) = &mut self.store {
             store.confirm(&claimed)?;
