@@ -17,6 +17,19 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use moto::Moto;
 use serde_json::{json, Value};
 
+/// An AWS SDK configuration for moto's server.
+fn sdk_config(runtime: &tokio::runtime::Runtime, moto: &Moto) -> aws_config::SdkConfig {
+    runtime.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load(),
+    )
+}
+
 struct Aws {
     runtime: tokio::runtime::Runtime,
     s3: aws_sdk_s3::Client,
@@ -29,15 +42,7 @@ impl Aws {
             .enable_all()
             .build()
             .unwrap();
-        let config = runtime.block_on(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .endpoint_url(&moto.endpoint)
-                .region(aws_config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .load(),
-        );
+        let config = sdk_config(&runtime, moto);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(true)
@@ -710,15 +715,7 @@ fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
     aws.bucket("trail");
     aws.notify("trail", &queue);
     // SNS delivers to one queue; an EventBridge rule for trailhound's events to another.
-    let config = aws.runtime.block_on(
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load(),
-    );
+    let config = sdk_config(&aws.runtime, &moto);
     let sns = aws_sdk_sns::Client::new(&config);
     let events = aws_sdk_eventbridge::Client::new(&config);
     let hub = aws_sdk_securityhub::Client::new(&config);
@@ -856,12 +853,8 @@ fn replay_and_hunt_read_an_organisation_trail_in_s3() {
         }
     }
     assert!(uploaded > 100);
-    let env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let owned = moto.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let ids = |out: &std::process::Output| -> BTreeSet<String> {
         common::findings(out)
             .iter()
@@ -938,12 +931,8 @@ fn a_replay_enqueued_is_shared_through_the_queue() {
         }
         aws.put("archive", &key, std::fs::read(path).unwrap());
     }
-    let env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let owned = moto.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = common::trailhound_with(
         &[
             "replay",

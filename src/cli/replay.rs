@@ -463,39 +463,8 @@ fn enqueue(
         }
     }
     let config = runtime.block_on(source::s3::aws_config());
-    let client = aws_sdk_sqs::Client::new(&config);
-    let mut sent = 0usize;
-    for group in bodies.chunks(10) {
-        let entries = group
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b)
-                    .build()
-                    .expect("id and body are set")
-            })
-            .collect();
-        let out = runtime
-            .block_on(
-                client
-                    .send_message_batch()
-                    .queue_url(queue)
-                    .set_entries(Some(entries))
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("{queue}: {}", source::s3::describe(&e)))?;
-        if let Some(f) = out.failed.first() {
-            bail!(
-                "{queue}: {} of {} notifications refused after {sent} sent: {}",
-                out.failed.len(),
-                group.len(),
-                f.message.clone().unwrap_or_default()
-            );
-        }
-        sent += group.len();
-    }
+    let sent = bodies.len();
+    runtime.block_on(source::sqs::Queue::new(&config, queue).send_all(&bodies))?;
     eprintln!("enqueued {sent} objects ({listing}) to {queue}");
     Ok(0)
 }

@@ -111,7 +111,7 @@ pub struct Sink {
     spec: SinkSpec,
     format: FindingFormat,
     s3: Option<aws_sdk_s3::Client>,
-    sqs: Option<aws_sdk_sqs::Client>,
+    sqs: Option<crate::source::sqs::Queue>,
     sns: Option<aws_sdk_sns::Client>,
     events: Option<aws_sdk_eventbridge::Client>,
     hub: Option<aws_sdk_securityhub::Client>,
@@ -123,7 +123,10 @@ pub struct Sink {
 impl Sink {
     pub fn new(spec: SinkSpec, format: FindingFormat, config: &aws_config::SdkConfig) -> Self {
         let s3 = matches!(spec, SinkSpec::S3 { .. }).then(|| crate::source::s3::client(config));
-        let sqs = matches!(spec, SinkSpec::Sqs(_)).then(|| aws_sdk_sqs::Client::new(config));
+        let sqs = match &spec {
+            SinkSpec::Sqs(url) => Some(crate::source::sqs::Queue::new(config, url)),
+            _ => None,
+        };
         let sns = matches!(spec, SinkSpec::Sns(_)).then(|| aws_sdk_sns::Client::new(config));
         let events = matches!(spec, SinkSpec::EventBridge(_))
             .then(|| aws_sdk_eventbridge::Client::new(config));
@@ -214,37 +217,13 @@ impl Sink {
                     .map_err(|e| self.error(describe(&e)))?;
                 Ok(())
             }
-            SinkSpec::Sqs(url) => {
-                let client = self.sqs.as_ref().expect("made for SQS sinks");
-                for group in findings.chunks(10) {
-                    let entries = group
-                        .iter()
-                        .enumerate()
-                        .map(|(i, f)| {
-                            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .message_body(self.format.render(f).to_string())
-                                .build()
-                                .expect("id and body are set")
-                        })
-                        .collect();
-                    let out = client
-                        .send_message_batch()
-                        .queue_url(&url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| self.error(describe(&e)))?;
-                    if let Some(f) = out.failed.first() {
-                        return Err(self.error(format!(
-                            "{} of {} findings refused: {}",
-                            out.failed.len(),
-                            group.len(),
-                            f.message.clone().unwrap_or_default()
-                        )));
-                    }
-                }
-                Ok(())
+            SinkSpec::Sqs(_) => {
+                let queue = self.sqs.as_ref().expect("made for SQS sinks");
+                let bodies: Vec<String> = findings
+                    .iter()
+                    .map(|f| self.format.render(f).to_string())
+                    .collect();
+                queue.send_all(&bodies).await.map_err(|e| self.error(e))
             }
             SinkSpec::Sns(arn) => {
                 let client = self.sns.as_ref().expect("made for SNS sinks");

@@ -185,18 +185,20 @@ pub struct DayFilter {
     pub regions: Vec<String>,
 }
 
-/// Folders (common prefixes) directly under `prefix`.
-async fn folders(
+/// One listing of `prefix`, every page: the objects (with sizes), and with a `delimiter` the
+/// folders (common prefixes) directly under it.
+async fn list(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> Result<Vec<String>, FetchError> {
-    let mut out = Vec::new();
+    delimiter: Option<&str>,
+) -> Result<(Vec<(String, u64)>, Vec<String>), FetchError> {
+    let (mut objects, mut folders) = (Vec::new(), Vec::new());
     let mut pages = client
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
-        .delimiter("/")
+        .set_delimiter(delimiter.map(str::to_string))
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -205,13 +207,27 @@ async fn folders(
             key: prefix.to_string(),
             detail: format!("listing: {}", describe(&e)),
         })?;
-        out.extend(
+        objects.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))),
+        );
+        folders.extend(
             page.common_prefixes()
                 .iter()
                 .filter_map(|p| p.prefix().map(str::to_string)),
         );
     }
-    Ok(out)
+    Ok((objects, folders))
+}
+
+/// Folders (common prefixes) directly under `prefix`.
+async fn folders(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, FetchError> {
+    Ok(list(client, bucket, prefix, Some("/")).await?.1)
 }
 
 /// Every object under `prefix`, with its size.
@@ -220,26 +236,7 @@ pub async fn list_all(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<(String, u64)>, FetchError> {
-    let mut out = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| FetchError::Failed {
-            bucket: bucket.to_string(),
-            key: prefix.to_string(),
-            detail: format!("listing: {}", describe(&e)),
-        })?;
-        out.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))),
-        );
-    }
-    Ok(out)
+    Ok(list(client, bucket, prefix, None).await?.0)
 }
 
 /// The last path segment of a folder (`a/b/c/` → `c`).
