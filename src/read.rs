@@ -336,6 +336,43 @@ fn read_with(
     (batches.into_inner().expect("batches lock"), queue.report())
 }
 
+/// Reads Bedrock model invocation logs on `threads` threads into `bedrock_invocations`
+/// batches; their problems go into `report` as any object's do.
+pub fn read_invocations(
+    objects: &[ObjectRef],
+    max_object_bytes: usize,
+    threads: usize,
+    report: &mut ReadReport,
+) -> Vec<RecordBatch> {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new((Vec::new(), ReadReport::default()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, objects.len().max(1)) {
+            scope.spawn(|| {
+                while let Some(object) = objects.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let key = object.key();
+                    let result = object.fetch(max_object_bytes).map(|bytes| {
+                        crate::decode::bedrock::decode(&key, &bytes, max_object_bytes)
+                    });
+                    let mut out = out.lock().expect("invocations lock");
+                    match result {
+                        Ok(decoded) => {
+                            out.1.add_object(&key, &decoded);
+                            out.0.extend(decoded.batch);
+                        }
+                        Err(e) => out.1.add_fetch_error(&key, &e),
+                    }
+                }
+            });
+        }
+    });
+    let (batches, mut read) = out.into_inner().expect("invocations lock");
+    read.elapsed = started.elapsed();
+    report.merge(&read);
+    batches
+}
+
 /// Number of worker threads to use by default: every core.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

@@ -972,3 +972,215 @@ fn a_replay_enqueued_is_shared_through_the_queue() {
     assert_attacks_found(&read_findings(dir.path()), &attacks);
     assert_eq!(aws.depth(&dlq), 0);
 }
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(body).unwrap();
+    e.finish().unwrap()
+}
+
+/// A Bedrock model invocation log: `blocked` prompts a guardrail stopped, one a minute.
+fn bedrock_log(blocked: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for i in 0..blocked {
+        body.push_str(
+            &json!({
+                "schemaType": "ModelInvocationLog", "schemaVersion": "1.0",
+                "timestamp": format!("2026-10-05T10:{i:02}:00Z"), "accountId": "111122223333",
+                "identity": {"arn": "arn:aws:sts::111122223333:assumed-role/ChatApp/i-0abc"},
+                "region": "us-east-1", "requestId": format!("bedrock-req-{i}"), "operation": "Converse",
+                "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+                "input": {"inputContentType": "application/json", "inputTokenCount": 80},
+                "output": {"outputContentType": "application/json",
+                           "outputBodyJson": {"stopReason": "guardrail_intervened"}, "outputTokenCount": 6}
+            })
+            .to_string(),
+        );
+        body.push('\n');
+    }
+    gzip(body.as_bytes())
+}
+
+#[test]
+fn bedrock_logs_become_findings_and_an_unreadable_object_reaches_the_dlq() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("poison", 2);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    aws.put(
+        "trail",
+        "AWSLogs/111122223333/BedrockModelInvocationLogs/us-east-1/2026/10/05/10/20261005T1000Z_a1.json.gz",
+        bedrock_log(6),
+    );
+    // An archived log: GetObject refuses it (403, InvalidObjectState) every time it is tried,
+    // so its message is handed back until the queue's redrive moves it to the DLQ.
+    let archived = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1000Z_archived.json.gz";
+    aws.runtime
+        .block_on(
+            aws.s3
+                .put_object()
+                .bucket("trail")
+                .key(archived)
+                .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+                .body(ByteStream::from(gzip(b"{\"Records\":[]}")))
+                .send(),
+        )
+        .unwrap();
+
+    let port = free_port();
+    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &["--retry-after", "1s"]);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(120),
+        "the archived object's message in the DLQ and the queue empty",
+        || aws.depth(&dlq) == 1 && aws.depth(&queue) == 0,
+    );
+    let metrics = metrics_of(port);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    let found = read_findings(dir.path());
+    let blocked: Vec<&Value> = found
+        .iter()
+        .filter(|f| {
+            f["service"]["additionalInfo"]["detection"] == "bedrock-guardrail-interventions-burst"
+        })
+        .collect();
+    assert_eq!(blocked.len(), 1, "{found:#?}");
+    let f = blocked[0];
+    assert_eq!(f["service"]["count"], 6);
+    assert_eq!(
+        f["service"]["additionalInfo"]["principalArn"],
+        "arn:aws:sts::111122223333:assumed-role/ChatApp/i-0abc"
+    );
+    assert_eq!(
+        f["resource"]["accessKeyDetails"]["userName"], "ChatApp",
+        "{f:#}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_objects_total{kind=\"bedrock invocation log\",outcome=\"read\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    // Tried twice (maxReceiveCount 2), kept both times, then moved by SQS.
+    assert!(
+        metric(&metrics, "trailhound_errors_total{kind=\"access-denied\"}") >= 2.0,
+        "{metrics}"
+    );
+    let dead = drain_queue(&aws, &dlq);
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].contains("_archived.json.gz"), "{}", dead[0]);
+}
+
+#[test]
+fn a_large_object_is_kept_hidden_by_the_heartbeat_while_in_work() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("large", 5);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    // One log object of 450,000 records (about 260 MB of JSON): examining it takes longer
+    // than the 1 s visibility the daemon asks for, so without the heartbeat the second
+    // poller would be handed the same message while the first is still in work.
+    const RECORDS: usize = 450_000;
+    let mut body = String::with_capacity(RECORDS * 600);
+    body.push_str("{\"Records\":[");
+    for i in 0..RECORDS {
+        if i > 0 {
+            body.push(',');
+        }
+        let (minute, second) = (i / 6000 % 60, i / 100 % 60);
+        body.push_str(&format!(
+            concat!(
+                "{{\"eventVersion\":\"1.09\",\"userIdentity\":{{\"type\":\"AssumedRole\",",
+                "\"principalId\":\"AROAEXAMPLE:w{w}\",\"arn\":\"arn:aws:sts::111122223333:assumed-role/Worker/w{w}\",",
+                "\"accountId\":\"111122223333\",\"accessKeyId\":\"ASIAEXAMPLE{w:05}\",\"sessionContext\":{{\"sessionIssuer\":",
+                "{{\"type\":\"Role\",\"arn\":\"arn:aws:iam::111122223333:role/Worker\",\"userName\":\"Worker\"}}}}}},",
+                "\"eventTime\":\"2026-10-05T11:{m:02}:{s:02}Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",",
+                "\"awsRegion\":\"us-east-1\",\"sourceIPAddress\":\"10.0.{a}.{b}\",\"userAgent\":\"aws-sdk-java/2.20\",",
+                "\"requestParameters\":{{\"bucketName\":\"data\",\"key\":\"part-{i}.parquet\"}},\"responseElements\":null,",
+                "\"eventID\":\"00000000-0000-4000-8000-{i:012}\",\"readOnly\":true,\"eventType\":\"AwsApiCall\",",
+                "\"managementEvent\":false,\"recipientAccountId\":\"111122223333\"}}"
+            ),
+            w = i % 50,
+            m = minute,
+            s = second,
+            a = i % 200,
+            b = i % 250,
+            i = i
+        ));
+    }
+    body.push_str("]}");
+    aws.put(
+        "trail",
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1100Z_large.json.gz",
+        gzip(body.as_bytes()),
+    );
+    drop(body);
+
+    let port = free_port();
+    let mut daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &["--visibility", "1s", "--pollers", "2"],
+    );
+    wait_until(
+        dir.path(),
+        Duration::from_secs(180),
+        "the large object examined and its message deleted",
+        || metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 1.0,
+    );
+    // Long enough for a redelivery to show, had the message been let go.
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = metrics_of(port);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    let took = metric(&metrics, "trailhound_batch_seconds_total");
+    assert!(
+        took > 1.0,
+        "the object was examined in {took:.2}s, within the visibility: it did not need the heartbeat"
+    );
+    assert_eq!(
+        metric(&metrics, "trailhound_records_total"),
+        RECORDS as f64,
+        "{metrics}"
+    );
+    // The object's notification, and S3's test event from setting up notifications.
+    assert_eq!(
+        metric(&metrics, "trailhound_messages_received_total"),
+        2.0,
+        "the message was handed out again while in work:\n{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_messages_ignored_total{kind=\"s3 test event\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"read\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "trailhound_visibility_extended_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(aws.depth(&queue), 0);
+    assert_eq!(aws.depth(&dlq), 0);
+}

@@ -81,7 +81,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
         bail!("no source given: name files, directories or glob patterns of CloudTrail logs after the SQL");
     }
     let listing = source::list(&sources)?;
-    if listing.objects.is_empty() {
+    if listing.objects.is_empty() && listing.invocations.is_empty() {
         bail!(
             "no CloudTrail logs found in {} ({listing})",
             sources.join(" ")
@@ -115,6 +115,13 @@ async fn one_shot(
 ) -> anyhow::Result<i32> {
     let ctx = sql::new_session(threads)?;
     let mut report = ReadReport::for_listing(&listing);
+    let invocations = crate::read::read_invocations(
+        &listing.invocations,
+        args.read.max_object_size,
+        threads,
+        &mut report,
+    );
+    sql::register_invocations(&ctx, invocations)?;
     let table = Arc::new(CloudTrailTable::new(
         listing.objects,
         args.read.max_object_size,

@@ -53,6 +53,12 @@ pub fn run(
                 .expect("valid template"),
         )
     });
+    let invocations = crate::read::read_invocations(
+        &listing.invocations,
+        args.read.max_object_size,
+        threads,
+        &mut report,
+    );
     let (batches, read) = read_all(
         listing.objects,
         DecodeOptions {
@@ -66,7 +72,13 @@ pub fn run(
     eprintln!("{report}");
     let ctx = sql::new_session(threads)?;
     sql::register_batches(&ctx, batches)?;
-    eprintln!("table `cloudtrail` is ready. \\? for help, \\q to quit.");
+    let tables = if invocations.is_empty() {
+        "table `cloudtrail` is"
+    } else {
+        "tables `cloudtrail` and `bedrock_invocations` are"
+    };
+    sql::register_invocations(&ctx, invocations)?;
+    eprintln!("{tables} ready. \\? for help, \\q to quit.");
 
     let mut editor = DefaultEditor::new()?;
     let history = history_path();

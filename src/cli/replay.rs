@@ -25,7 +25,7 @@ use crate::detect::state::{self, State, Store};
 use crate::detect::stats::{Stats, StatsOptions};
 use crate::detect::{aggregate, Match, Severity};
 use crate::finding::{iso_time, Finding, FindingFormat};
-use crate::read::{read_all_by_source, ReadReport};
+use crate::read::{read_all_by_source, read_invocations, ReadReport};
 use crate::source::{self, ObjectRef};
 
 #[derive(Debug, Args)]
@@ -248,7 +248,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             keep
         });
     }
-    if listing.objects.is_empty() {
+    if listing.objects.is_empty() && listing.invocations.is_empty() {
         bail!(
             "no CloudTrail logs to replay in {} ({listing}{})",
             args.sources.join(" "),
@@ -264,6 +264,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     }
     tracing::info!("replaying {listing} through {} detections", rules.len());
     let mut report = ReadReport::for_listing(&listing);
+    let invocation_objects = std::mem::take(&mut listing.invocations);
     let total_objects = listing.objects.len();
     let progress = super::stderr_is_terminal().then(|| {
         let bar = ProgressBar::new(total_objects as u64);
@@ -366,6 +367,37 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
+    // Bedrock invocation logs: one more pass, over the `bedrock_invocations` table.
+    if !invocation_objects.is_empty() {
+        let invocations = read_invocations(
+            &invocation_objects,
+            args.read.max_object_size,
+            read_threads,
+            &mut report,
+        );
+        examined += invocations.iter().map(RecordBatch::num_rows).sum::<usize>();
+        if let Some(p) = pending.take() {
+            engine = Some(p.wait(&runtime)?);
+        }
+        let engine = engine.as_ref().expect("planned");
+        let t = Instant::now();
+        for (i, result) in runtime
+            .block_on(engine.run_with(Vec::new(), invocations))
+            .into_iter()
+            .enumerate()
+        {
+            match result {
+                Ok(found) => matches[i].extend(found.matches),
+                Err(e) => {
+                    if !failed_rules.contains_key(&e.rule) {
+                        tracing::error!("{e}");
+                        failed_rules.insert(e.rule.clone(), e.message.clone());
+                    }
+                }
+            }
+        }
+        detect_time += t.elapsed();
+    }
     let now = chrono::Utc::now();
     stat_findings.retain(|f| f.severity >= args.min_severity.0);
     // In a state shared by a fleet, each statistical finding is emitted by one process only.
@@ -451,7 +483,7 @@ fn enqueue(
     listing: &source::Listing,
 ) -> anyhow::Result<i32> {
     let mut bodies = Vec::new();
-    for o in &listing.objects {
+    for o in listing.objects.iter().chain(&listing.invocations) {
         match &o.location {
             source::Location::S3 { bucket, key } => {
                 bodies.push(source::envelope::s3_notification(bucket, key, o.size))

@@ -59,9 +59,16 @@ pub struct RunArgs {
     pub pollers: usize,
 
     /// How long a received message stays hidden from other readers; renewed every third of
-    /// it while the message is in work.
+    /// it while the message is in work (at least 1s).
     #[arg(long, default_value = "2m", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_VISIBILITY", value_name = "DURATION")]
     pub visibility: Duration,
+
+    /// How long a message waits before it is handed back when its object could not be read
+    /// (S3 errors, access denied, an archived object) or a sink failed. Each hand-back counts
+    /// toward the queue's maxReceiveCount, after which SQS moves the message to the
+    /// dead-letter queue.
+    #[arg(long, default_value = "10s", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_RETRY_AFTER", value_name = "DURATION")]
+    pub retry_after: Duration,
 
     /// Most messages examined together.
     #[arg(long, default_value_t = 100, env = "TRAILHOUND_BATCH_MESSAGES")]
@@ -117,7 +124,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         sinks,
         options: Options {
             pollers: args.pollers.max(1),
-            visibility: args.visibility.max(Duration::from_secs(3)),
+            visibility: args.visibility.max(Duration::from_secs(1)),
+            retry_after: args.retry_after,
             batch_messages: args.batch_messages.max(1),
             drain: args.drain,
             listen: args.listen,

@@ -73,6 +73,11 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Records per second of the last batch, fetch to findings out",
     ),
     (
+        "trailhound_visibility_extended_total",
+        "counter",
+        "Heartbeats: visibility timeouts renewed for messages in work",
+    ),
+    (
         "trailhound_in_flight_messages",
         "gauge",
         "Messages received and not yet deleted or released",

@@ -29,7 +29,7 @@ use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
-use crate::decode::{DecodeOptions, Decoder};
+use crate::decode::{bedrock, DecodeOptions, Decoder};
 use crate::detect::state::{Kept, Store};
 use crate::detect::stats::{object_name, Stats};
 use crate::detect::{aggregate, Engine, Match};
@@ -37,7 +37,7 @@ use crate::finding::sink::Sink;
 use crate::finding::Finding;
 use crate::source::envelope::{self, Notice, Notified};
 use crate::source::sqs::{Message, Queue};
-use crate::source::{classify, s3};
+use crate::source::{classify, s3, KeyKind};
 pub use metrics::Metrics;
 
 /// How the daemon runs.
@@ -184,6 +184,7 @@ impl Daemon {
             self.queue.clone(),
             self.options.visibility,
             in_flight.clone(),
+            self.metrics.clone(),
             stop_rx.clone(),
         ));
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -293,7 +294,7 @@ impl Daemon {
                 Ok(Notice::Objects(objects)) => {
                     for object in objects {
                         let kind = classify(&object.key);
-                        if !kind.holds_events() {
+                        if !kind.holds_events() && kind != KeyKind::BedrockInvocationLog {
                             tracing::debug!(key = object.key.as_str(), "skipped: {kind}");
                             m.inc(
                                 "trailhound_objects_total",
@@ -339,9 +340,13 @@ impl Daemon {
                         let decoded = match bytes {
                             Ok(bytes) => {
                                 let key = format!("s3://{}/{}", w.object.bucket, w.object.key);
+                                let kind = classify(&w.object.key);
                                 tokio::task::spawn_blocking(move || {
-                                    let mut decoder = Decoder::new(options);
-                                    decoder.decode(&key, &bytes)
+                                    if kind == KeyKind::BedrockInvocationLog {
+                                        bedrock::decode(&key, &bytes, options.max_object_bytes)
+                                    } else {
+                                        Decoder::new(options).decode(&key, &bytes)
+                                    }
                                 })
                                 .await
                                 .map_err(|e| {
@@ -362,6 +367,7 @@ impl Daemon {
                 .await
         });
         let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut invocations: Vec<RecordBatch> = Vec::new();
         let mut records = 0usize;
         for (i, object, result) in fetched {
             let kind = classify(&object.key);
@@ -381,7 +387,11 @@ impl Daemon {
                         "trailhound_objects_total",
                         &[("kind", kind.name()), ("outcome", "read")],
                     );
-                    batches.extend(decoded.batch);
+                    if kind == KeyKind::BedrockInvocationLog {
+                        invocations.extend(decoded.batch);
+                    } else {
+                        batches.extend(decoded.batch);
+                    }
                 }
                 Err(e) => {
                     m.inc("trailhound_errors_total", &[("kind", e.kind())]);
@@ -406,13 +416,13 @@ impl Daemon {
         let rules: Vec<_> = self.engine.rules().cloned().collect();
         let mut findings: Vec<Finding> = Vec::new();
         let newest = newest_event(&batches);
-        if !batches.is_empty() {
+        if !batches.is_empty() || !invocations.is_empty() {
             let active = self.store.is_some() && self.stats.is_active();
             self.stats.begin_chunk(&batches);
             let mut matches: Vec<Vec<Match>> = vec![Vec::new(); rules.len()];
             let mut observations = vec![Vec::new(); rules.len()];
             for (i, result) in runtime
-                .block_on(self.engine.run(batches))
+                .block_on(self.engine.run_with(batches, invocations))
                 .into_iter()
                 .enumerate()
             {
@@ -706,9 +716,10 @@ async fn heartbeat(
     queue: Queue,
     visibility: Duration,
     in_flight: InFlight,
+    metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let every = (visibility / 3).max(Duration::from_secs(1));
+    let every = visibility / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {},
@@ -724,8 +735,9 @@ async fn heartbeat(
             .cloned()
             .collect();
         for m in messages {
-            if let Err(e) = queue.set_visibility(&m, visibility).await {
-                tracing::warn!(message = m.id.as_str(), "heartbeat: {e}");
+            match queue.set_visibility(&m, visibility).await {
+                Ok(()) => metrics.inc("trailhound_visibility_extended_total", &[]),
+                Err(e) => tracing::warn!(message = m.id.as_str(), "heartbeat: {e}"),
             }
         }
     }

@@ -404,6 +404,8 @@ pub enum RecordProblem {
     BadEventTime(String),
     #[error("`eventID` is not a string")]
     BadEventId,
+    #[error("`timestamp` is not an ISO-8601 UTC time: {0:?}")]
+    BadTimestamp(String),
     #[error("the record is not valid JSON: {0}")]
     InvalidJson(String),
 }

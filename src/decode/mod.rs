@@ -8,6 +8,7 @@
 //! and reported with its index; a truncated or corrupt object yields every complete record
 //! before the fault, and the fault is reported.
 
+pub mod bedrock;
 pub mod columns;
 mod gzip;
 pub mod json_text;
@@ -69,7 +70,10 @@ impl RecordProblem {
         match self {
             RecordProblem::NotAnObject => "not-an-object",
             RecordProblem::Missing("eventTime") => "no-eventTime",
+            RecordProblem::Missing("timestamp") => "no-timestamp",
+            RecordProblem::Missing("requestId") => "no-requestId",
             RecordProblem::Missing(_) => "no-eventID",
+            RecordProblem::BadTimestamp(_) => "bad-timestamp",
             RecordProblem::BadEventTime(_) => "bad-eventTime",
             RecordProblem::BadEventId => "bad-eventID",
             RecordProblem::InvalidJson(_) => "invalid-record-json",
@@ -136,7 +140,7 @@ pub struct DecodedObject {
 }
 
 impl DecodedObject {
-    fn note(&mut self, problem: Problem) {
+    pub(crate) fn note(&mut self, problem: Problem) {
         if matches!(problem, Problem::Record { .. }) {
             self.skipped_records += 1;
         }
@@ -145,7 +149,12 @@ impl DecodedObject {
         }
     }
 
-    fn record_problem(&mut self, index: usize, line: Option<usize>, problem: RecordProblem) {
+    pub(crate) fn record_problem(
+        &mut self,
+        index: usize,
+        line: Option<usize>,
+        problem: RecordProblem,
+    ) {
         self.note(Problem::Record {
             index,
             line,

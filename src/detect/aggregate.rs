@@ -60,7 +60,20 @@ pub fn findings(
                     })
                     .collect();
                 let times: Vec<i64> = events.iter().map(|m| m.time).collect();
-                let keep = qualifying(&times, &values, span, t.count);
+                let keep = match &t.sum {
+                    Some(field) => {
+                        let weights: Vec<u64> = events
+                            .iter()
+                            .map(|m| {
+                                fields::resolve(field, m)
+                                    .and_then(|v| v.trim().parse::<f64>().ok())
+                                    .map_or(0, |v| v.max(0.0) as u64)
+                            })
+                            .collect();
+                        qualifying_sum(&times, &weights, span, t.count as u64)
+                    }
+                    None => qualifying(&times, &values, span, t.count),
+                };
                 let mut placed = Vec::new();
                 let mut burst_start = i64::MIN;
                 let mut last = i64::MIN;
@@ -112,6 +125,27 @@ fn qualifying(times: &[i64], values: &[String], span: i64, count: usize) -> Vec<
             left += 1;
         }
         if in_window.len() >= count {
+            for k in keep.iter_mut().take(right + 1).skip(left.max(marked_to)) {
+                *k = true;
+            }
+            marked_to = right + 1;
+        }
+    }
+    keep
+}
+
+/// Marks the events that lie in some window of length `span` whose `weights` add up to at
+/// least `total` (events sorted by time).
+fn qualifying_sum(times: &[i64], weights: &[u64], span: i64, total: u64) -> Vec<bool> {
+    let mut keep = vec![false; times.len()];
+    let (mut left, mut sum, mut marked_to) = (0, 0u64, 0);
+    for right in 0..times.len() {
+        sum += weights[right];
+        while times[right] - times[left] >= span {
+            sum -= weights[left];
+            left += 1;
+        }
+        if sum >= total {
             for k in keep.iter_mut().take(right + 1).skip(left.max(marked_to)) {
                 *k = true;
             }
@@ -341,5 +375,31 @@ sql = "SELECT * FROM cloudtrail"
         let out = findings(&r, events, now());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].count, 3);
+    }
+
+    #[test]
+    fn sum_thresholds_add_up_a_field_within_the_window() {
+        let r = rule("[threshold]\ncount = 1000\nwindow = \"10m\"\nsum = \"tokens\"\n");
+        let with = |id: &str, minute: i64, tokens: &str| {
+            let mut m = ev(id, minute, "ip", "u");
+            m.extra.insert("tokens".into(), tokens.into());
+            m
+        };
+        // 400 + 500 within ten minutes is short of 1,000; 400 + 500 + 300 reaches it.
+        let short = vec![
+            with("a", 0, "400"),
+            with("b", 5, "500"),
+            with("c", 20, "900"),
+        ];
+        assert!(findings(&r, short, now()).is_empty());
+        let over = vec![
+            with("a", 0, "400"),
+            with("b", 5, "500"),
+            with("c", 9, "300"),
+            with("d", 40, "999"),
+        ];
+        let out = findings(&r, over, now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event_ids, vec!["a", "b", "c"]);
     }
 }

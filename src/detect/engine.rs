@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
@@ -31,6 +32,7 @@ use futures::StreamExt;
 
 use super::fields::{self, Match};
 use super::rule::{placeholders, Rule, RuleError, Stateful, DERIVED_FIELDS};
+use crate::decode::bedrock;
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{self, cloudtrail_schema};
 
@@ -96,6 +98,8 @@ struct Planned {
     /// Table columns a match keeps: those findings are built from, and those the rule's
     /// description, grouping and threshold name.
     kept: Vec<&'static str>,
+    /// The rule reads `bedrock_invocations` (and not `cloudtrail`).
+    on_invocations: bool,
 }
 
 /// What a rate detector's description may name besides its query's columns.
@@ -123,7 +127,12 @@ fn kept_columns(rule: &Rule) -> Vec<&'static str> {
         .into_iter()
         .map(|(_, n)| n.trim())
         .chain(rule.group_by.iter().map(String::as_str))
-        .chain(rule.threshold.iter().filter_map(|t| t.distinct.as_deref()))
+        .chain(
+            rule.threshold
+                .iter()
+                .flat_map(|t| t.distinct.iter().chain(t.sum.iter()))
+                .map(String::as_str),
+        )
         .collect();
     names.retain(|n| !n.is_empty());
     let mut kept: Vec<&'static str> = FINDING_COLUMNS.to_vec();
@@ -142,6 +151,7 @@ fn kept_columns(rule: &Rule) -> Vec<&'static str> {
 pub struct Engine {
     ctx: SessionContext,
     table: Arc<ChunkTable>,
+    invocations: Arc<SwapTable>,
     planned: Vec<Planned>,
     threads: usize,
     /// One run at a time: a run fills the shared table with its chunk.
@@ -186,6 +196,9 @@ impl Engine {
         let table = Arc::new(ChunkTable::new(threads));
         ctx.register_table(schema::TABLE_NAME, table.clone())
             .expect("a fresh session takes the table");
+        let invocations = Arc::new(SwapTable::new(bedrock::bedrock_schema()));
+        ctx.register_table(bedrock::TABLE_NAME, invocations.clone())
+            .expect("a fresh session takes the table");
         // Planning is CPU work: each rule is its own task, so every core plans.
         let tasks: Vec<_> = rules
             .into_iter()
@@ -201,11 +214,12 @@ impl Engine {
         let mut errors = Vec::new();
         for task in tasks {
             match task.await.expect("planning a rule does not panic") {
-                (rule, Ok((physical, extra, kept))) => planned.push(Planned {
+                (rule, Ok((physical, extra, kept, on_invocations))) => planned.push(Planned {
                     kept,
                     rule,
                     physical,
                     extra,
+                    on_invocations,
                 }),
                 (_, Err(e)) => errors.push(e),
             }
@@ -216,6 +230,7 @@ impl Engine {
         Ok(Self {
             ctx,
             table,
+            invocations,
             planned,
             threads,
             running: tokio::sync::Mutex::new(()),
@@ -240,9 +255,20 @@ impl Engine {
     /// Runs every enabled rule over `batches`; the result holds each rule's matches (or its
     /// error), in the order of [`Engine::rules`].
     pub async fn run(&self, batches: Vec<RecordBatch>) -> Vec<Result<Output, RunError>> {
+        self.run_with(batches, Vec::new()).await
+    }
+
+    /// Runs every enabled rule over `batches` of `cloudtrail` and `invocations` of
+    /// `bedrock_invocations`, as [`Engine::run`] does.
+    pub async fn run_with(
+        &self,
+        batches: Vec<RecordBatch>,
+        invocations: Vec<RecordBatch>,
+    ) -> Vec<Result<Output, RunError>> {
         let _one_at_a_time = self.running.lock().await;
         let started = std::time::Instant::now();
         self.table.set(batches);
+        self.invocations.set(invocations);
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "grouped chunk by event source"
@@ -259,6 +285,7 @@ impl Engine {
                 .collect()
                 .await;
         self.table.set(Vec::new());
+        self.invocations.set(Vec::new());
         let mut ordered: Vec<Option<Result<Output, RunError>>> =
             (0..self.planned.len()).map(|_| None).collect();
         for (i, r) in results {
@@ -270,16 +297,19 @@ impl Engine {
             .collect()
     }
 
-    /// Runs one rule (by its position) over `batches`.
+    /// Runs one rule (by its position) over `batches` and `invocations`.
     pub async fn run_one(
         &self,
         index: usize,
         batches: Vec<RecordBatch>,
+        invocations: Vec<RecordBatch>,
     ) -> Result<Output, RunError> {
         let _one_at_a_time = self.running.lock().await;
         self.table.set(batches);
+        self.invocations.set(invocations);
         let out = self.execute(&self.planned[index]).await;
         self.table.set(Vec::new());
+        self.invocations.set(Vec::new());
         out
     }
 
@@ -314,7 +344,11 @@ impl Engine {
             .await
             .map_err(fail)?;
         let mut out = Output::default();
-        if p.rule.stateful.is_some() {
+        if p.on_invocations {
+            for batch in &batches {
+                invocation_matches_of(batch, &mut out.matches);
+            }
+        } else if p.rule.stateful.is_some() {
             out.observations = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         } else {
             for batch in &batches {
@@ -340,6 +374,7 @@ async fn plan(
         Arc<dyn ExecutionPlan>,
         Vec<(usize, String)>,
         Vec<&'static str>,
+        bool,
     ),
     RuleError,
 > {
@@ -370,6 +405,17 @@ async fn plan(
             None,
             "the SQL must be one SELECT query over cloudtrail".into(),
         ));
+    }
+    let mut tables = BTreeSet::new();
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables.insert(scan.table_name.table().to_string());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| err(None, format!("SQL: {e}")))?;
+    if tables.len() == 1 && tables.contains(bedrock::TABLE_NAME) {
+        return plan_on_invocations(&state, rule, plan, err).await;
     }
     let table = cloudtrail_schema();
     let output = plan.schema().as_arrow().clone();
@@ -430,9 +476,14 @@ async fn plan(
             return Err(unknown("group_by", name));
         }
     }
-    if let Some(distinct) = rule.threshold.as_ref().and_then(|t| t.distinct.as_ref()) {
-        if !known(distinct) {
-            return Err(unknown("threshold.distinct", distinct));
+    if let Some(t) = &rule.threshold {
+        for (what, name) in [
+            ("threshold.distinct", &t.distinct),
+            ("threshold.sum", &t.sum),
+        ] {
+            if let Some(name) = name.as_ref().filter(|n| !known(n)) {
+                return Err(unknown(what, name));
+            }
         }
     }
     let needs: &[&str] = match &rule.stateful {
@@ -493,7 +544,140 @@ async fn plan(
         .create_physical_plan(&plan)
         .await
         .map_err(|e| err(None, format!("SQL: {e}")))?;
-    Ok((physical, extra, kept))
+    Ok((physical, extra, kept, false))
+}
+
+/// Plans a rule over `bedrock_invocations`: its matches are made from the query's columns,
+/// every one of which the description and `group_by` may name.
+async fn plan_on_invocations(
+    state: &datafusion::execution::SessionState,
+    rule: &Rule,
+    plan: LogicalPlan,
+    err: impl Fn(Option<usize>, String) -> RuleError,
+) -> Result<
+    (
+        Arc<dyn ExecutionPlan>,
+        Vec<(usize, String)>,
+        Vec<&'static str>,
+        bool,
+    ),
+    RuleError,
+> {
+    if rule.stateful.is_some() {
+        return Err(err(
+            None,
+            "statistical detectors read the cloudtrail table; a detection over bedrock_invocations is a plain one (with a threshold if it needs one)".into(),
+        ));
+    }
+    let output = plan.schema().as_arrow().clone();
+    for (name, wanted) in [
+        ("requestid", "the invocation's id"),
+        ("timestamp", "its time"),
+    ] {
+        let table = bedrock::bedrock_schema();
+        let ok = output.field_with_name(name).is_ok_and(|f| {
+            f.data_type() == table.field_with_name(name).expect("own column").data_type()
+        });
+        if !ok {
+            return Err(err(
+                None,
+                format!("a query over bedrock_invocations must return the column {name} ({wanted}): start with SELECT *"),
+            ));
+        }
+    }
+    let named: Vec<String> = output.fields().iter().map(|f| f.name().clone()).collect();
+    let known = |name: &str| {
+        let name = name.trim();
+        DERIVED_FIELDS.iter().any(|(d, _)| *d == name) || named.iter().any(|n| n == name)
+    };
+    let unknown =
+        |what: &str, name: &str| {
+            err(
+                None,
+                format!(
+                "{what} names {name:?}, which is neither a column the query returns nor one of {}",
+                DERIVED_FIELDS.iter().map(|(d, _)| *d).collect::<Vec<_>>().join(", ")
+            ),
+            )
+        };
+    for (_, name) in placeholders(&rule.description) {
+        if !known(name) {
+            return Err(unknown("the description", name));
+        }
+    }
+    for name in &rule.group_by {
+        if !known(name) || matches!(name.as_str(), "count" | "first_seen" | "last_seen") {
+            return Err(unknown("group_by", name));
+        }
+    }
+    if let Some(t) = &rule.threshold {
+        for name in t.distinct.iter().chain(t.sum.iter()) {
+            if !known(name) {
+                return Err(unknown("the threshold", name));
+            }
+        }
+    }
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
+        .map_err(|e| err(None, format!("SQL: {e}")))?;
+    let extra = named.into_iter().enumerate().collect();
+    Ok((physical, extra, Vec::new(), true))
+}
+
+/// Appends the invocations in a rule's output batch as matches. Each match's record is the
+/// invocation told as CloudTrail tells an API call (so findings name its principal, account,
+/// region and operation the same way), with the invocation's own fields under
+/// `additionalEventData`; every column the query returned is a named value.
+fn invocation_matches_of(batch: &RecordBatch, out: &mut Vec<Match>) {
+    let (Some(ids), Some(times)) = (
+        batch.column_by_name("requestid"),
+        batch.column_by_name("timestamp"),
+    ) else {
+        return;
+    };
+    let ids = ids.as_string::<i32>();
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    let options = FormatOptions::default();
+    let schema = batch.schema();
+    let formatters: Vec<(String, ArrayFormatter<'_>)> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .filter_map(|(c, f)| {
+            ArrayFormatter::try_new(c.as_ref(), &options)
+                .ok()
+                .map(|fmt| (f.name().clone(), fmt))
+        })
+        .collect();
+    let arn_of = |row: usize| -> Option<String> {
+        let identity = batch.column_by_name("identity")?.as_struct_opt()?;
+        let arn = identity.column_by_name("arn")?.as_string::<i32>();
+        arn.is_valid(row).then(|| arn.value(row).to_string())
+    };
+    for row in 0..batch.num_rows() {
+        if ids.is_null(row) || times.is_null(row) {
+            continue;
+        }
+        let mut extra = std::collections::BTreeMap::new();
+        for (i, (name, formatter)) in formatters.iter().enumerate() {
+            if batch.column(i).is_valid(row) {
+                extra.insert(name.clone(), formatter.value(row).to_string());
+            }
+        }
+        let record = bedrock::as_api_call(
+            ids.value(row),
+            times.value(row),
+            arn_of(row).as_deref(),
+            &extra,
+        );
+        out.push(Match {
+            event_id: ids.value(row).to_string(),
+            time: times.value(row),
+            record,
+            extra,
+        });
+    }
 }
 
 /// The line (1-based, within the SQL) an error message points at, where it says.
@@ -794,6 +978,79 @@ fn source_values(expr: &Expr) -> Option<Vec<String>> {
             list.list.iter().map(text).collect()
         }
         _ => None,
+    }
+}
+
+/// A table whose batches are swapped for each chunk: `bedrock_invocations`.
+#[derive(Debug)]
+struct SwapTable {
+    schema: SchemaRef,
+    current: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
+}
+
+impl SwapTable {
+    fn new(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            current: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+        }
+    }
+
+    fn set(&self, batches: Vec<RecordBatch>) {
+        *self.current.write().expect("chunk lock") = Arc::new(batches);
+    }
+}
+
+#[derive(Debug)]
+struct SwapPartition {
+    schema: SchemaRef,
+    current: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
+}
+
+impl PartitionStream for SwapPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = Arc::clone(&self.current.read().expect("chunk lock"));
+        let batches: Vec<RecordBatch> = batches.iter().cloned().collect();
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ))
+    }
+}
+
+#[async_trait]
+impl TableProvider for SwapTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let partition = Arc::new(SwapPartition {
+            schema: self.schema.clone(),
+            current: Arc::clone(&self.current),
+        }) as Arc<dyn PartitionStream>;
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            vec![partition],
+            projection,
+            Vec::new(),
+            false,
+            None,
+        )?))
     }
 }
 

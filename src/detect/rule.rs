@@ -137,6 +137,9 @@ pub struct Threshold {
     pub window: Duration,
     /// Count distinct values of this field instead of events.
     pub distinct: Option<String>,
+    /// Add up this numeric field (token counts, bytes) instead of counting events: the
+    /// threshold is reached when the sum within the window is at least `count`.
+    pub sum: Option<String>,
 }
 
 /// What kind of detection a file declares. A plain detection (`kind = "match"`, the default)
@@ -312,6 +315,8 @@ struct RawThreshold {
     window: String,
     #[serde(default)]
     distinct: Option<String>,
+    #[serde(default)]
+    sum: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -524,6 +529,12 @@ impl Rule {
             Some(t) => {
                 let at = t.span().start;
                 let t = t.into_inner();
+                if t.distinct.is_some() && t.sum.is_some() {
+                    return Err(err(
+                        Some(at),
+                        "a threshold counts distinct values or adds up a field, not both".into(),
+                    ));
+                }
                 if t.count < 2 {
                     return Err(err(Some(at), "threshold.count must be 2 or more (leave the threshold out to fire on every match)".into()));
                 }
@@ -532,6 +543,7 @@ impl Rule {
                     window: parse_duration(&t.window)
                         .map_err(|m| err(Some(at), format!("threshold.window: {m}")))?,
                     distinct: t.distinct,
+                    sum: t.sum,
                 })
             }
         };

@@ -7,6 +7,7 @@
 //! (203.0.113.10), `userAgent`, `eventType` (AwsApiCall) and `userIdentity` (the IAM user
 //! `alice` of that account, with access key AKIAIOSFODNN7EXAMPLE).
 
+use crate::decode::bedrock;
 use serde_json::{json, Value};
 
 use super::state::State;
@@ -149,16 +150,27 @@ async fn run_test(
 ) -> Result<usize, String> {
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"Records\":[");
+    let mut invocations = Vec::new();
+    let mut n = 0;
     for (i, text) in records.iter().enumerate() {
         let mut record: Value =
             serde_json::from_str(text).map_err(|e| format!("record {} is not JSON: {e}", i + 1))?;
         if !record.is_object() {
             return Err(format!("record {} is not a JSON object", i + 1));
         }
+        if bedrock::is_invocation_record(&record) {
+            complete_invocation(&mut record, i);
+            invocations.push(
+                bedrock::invocation(&record)
+                    .map_err(|e| format!("record {} is not an invocation: {e}", i + 1))?,
+            );
+            continue;
+        }
         complete(&mut record, i);
-        if i > 0 {
+        if n > 0 {
             body.push(b',');
         }
+        n += 1;
         serde_json::to_writer(&mut body, &record).expect("JSON serializes");
     }
     body.extend_from_slice(b"]}");
@@ -168,12 +180,50 @@ async fn run_test(
         return Err(format!("the test records do not decode: {problem}"));
     }
     let batches: Vec<_> = decoded.batch.into_iter().collect();
+    let invocations = if invocations.is_empty() {
+        Vec::new()
+    } else {
+        vec![bedrock::batch_of(
+            &invocations,
+            &format!("test of {}", rule.id),
+        )]
+    };
     let matches = engine
-        .run_one(index, batches)
+        .run_one(index, batches, invocations)
         .await
         .map_err(|e| e.to_string())?
         .matches;
     Ok(aggregate::findings(rule, matches, chrono::Utc::now()).len())
+}
+
+/// A Bedrock invocation test record with the fields it leaves out filled in (a minute apart,
+/// in the test account, by the application's role).
+pub fn complete_invocation(record: &mut Value, index: usize) {
+    let Value::Object(map) = record else { return };
+    let time =
+        chrono::DateTime::from_timestamp(1_767_268_800 + index as i64 * 60, 0).expect("valid time");
+    let defaults = [
+        ("schemaVersion", json!("1.0")),
+        (
+            "timestamp",
+            json!(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ),
+        (
+            "requestId",
+            json!(format!("00000000-0000-4000-9000-{index:012}")),
+        ),
+        ("accountId", json!(TEST_ACCOUNT)),
+        ("region", json!("us-east-1")),
+        ("operation", json!("InvokeModel")),
+        ("modelId", json!("anthropic.claude-3-haiku-20240307-v1:0")),
+        (
+            "identity",
+            json!({"arn": format!("arn:aws:sts::{TEST_ACCOUNT}:assumed-role/AppRole/i-0abc")}),
+        ),
+    ];
+    for (key, value) in defaults {
+        map.entry(key).or_insert(value);
+    }
 }
 
 /// The records of a test as one log object's body, each completed.

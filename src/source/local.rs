@@ -70,12 +70,15 @@ fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), Sourc
         KeyKind::Other => named,
         _ => false,
     };
+    let object = ObjectRef {
+        location: Location::File(path.to_path_buf()),
+        size: meta.len(),
+        kind,
+    };
     if readable {
-        listing.objects.push(ObjectRef {
-            location: Location::File(path.to_path_buf()),
-            size: meta.len(),
-            kind,
-        });
+        listing.objects.push(object);
+    } else if kind == KeyKind::BedrockInvocationLog {
+        listing.invocations.push(object);
     } else {
         *listing.skipped.entry(kind).or_default() += 1;
     }

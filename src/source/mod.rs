@@ -104,6 +104,8 @@ impl SourceError {
 #[derive(Debug, Default)]
 pub struct Listing {
     pub objects: Vec<ObjectRef>,
+    /// Bedrock model invocation logs, for the `bedrock_invocations` table.
+    pub invocations: Vec<ObjectRef>,
     /// Keys passed over because they hold no events, counted by kind.
     pub skipped: BTreeMap<KeyKind, usize>,
 }
@@ -123,6 +125,9 @@ impl fmt::Display for Listing {
             self.objects.len(),
             self.total_bytes()
         )?;
+        if !self.invocations.is_empty() {
+            write!(f, ", {} Bedrock invocation logs", self.invocations.len())?;
+        }
         for (kind, n) in &self.skipped {
             write!(f, ", {n} skipped ({kind})")?;
         }
@@ -152,15 +157,18 @@ pub fn list_with(sources: &[String], days: Option<&s3::DayFilter>) -> Result<Lis
             };
             for (key, size) in objects {
                 let kind = classify(&key);
+                let object = |key| ObjectRef {
+                    location: Location::S3 {
+                        bucket: url.bucket.clone(),
+                        key,
+                    },
+                    size,
+                    kind,
+                };
                 if kind.holds_events() {
-                    listing.objects.push(ObjectRef {
-                        location: Location::S3 {
-                            bucket: url.bucket.clone(),
-                            key,
-                        },
-                        size,
-                        kind,
-                    });
+                    listing.objects.push(object(key));
+                } else if kind == KeyKind::BedrockInvocationLog {
+                    listing.invocations.push(object(key));
                 } else {
                     *listing.skipped.entry(kind).or_default() += 1;
                 }

@@ -90,6 +90,14 @@ pub fn register_batches(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Resu
     Ok(())
 }
 
+/// Registers Bedrock invocation batches as `bedrock_invocations` (empty when there are none,
+/// so a query naming it still plans).
+pub fn register_invocations(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Result<()> {
+    let table = MemTable::try_new(crate::decode::bedrock::bedrock_schema(), vec![batches])?;
+    ctx.register_table(crate::decode::bedrock::TABLE_NAME, Arc::new(table))?;
+    Ok(())
+}
+
 /// A signature taking `arity` string arguments, each any of DataFusion's string types.
 pub(crate) fn string_signature(arity: usize) -> Signature {
     let strings = [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View];
