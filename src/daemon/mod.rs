@@ -437,6 +437,18 @@ impl Daemon {
                     }
                 }
             }
+            // A threshold's window may span batches: its matches are judged with those
+            // carried from earlier batches, and what a later batch could still join is kept.
+            for (rule, found) in rules.iter().zip(matches.iter_mut()) {
+                if rule.threshold.is_none() || found.is_empty() {
+                    continue;
+                }
+                if let Some(before) = self.stats.state.pending.get(&rule.id) {
+                    found.extend(before.iter().cloned());
+                }
+                let keep = aggregate::carried(rule, found);
+                self.stats.state.pending.insert(rule.id.clone(), keep);
+            }
             let now = chrono::Utc::now();
             let stat_findings = self.stats.end_chunk(observations, now);
             findings = rules

@@ -23,16 +23,9 @@ pub fn findings(
     matches: Vec<Match>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Finding> {
-    // Group: account plus the rule's group_by values.
     let mut groups: BTreeMap<Vec<String>, Vec<Match>> = BTreeMap::new();
     for m in matches {
-        let mut key = vec![fields::account(&m.record)];
-        key.extend(
-            rule.group_by
-                .iter()
-                .map(|name| fields::resolve(name, &m).unwrap_or_default()),
-        );
-        groups.entry(key).or_default().push(m);
+        groups.entry(group_of(rule, &m)).or_default().push(m);
     }
     let window = rule.aggregate_window.as_micros() as i64;
     let mut out = Vec::new();
@@ -103,6 +96,53 @@ pub fn findings(
             .cmp(&b.first_seen)
             .then_with(|| a.id.cmp(&b.id))
     });
+    out
+}
+
+/// A match's group: its account, then the values of the rule's `group_by`.
+fn group_of(rule: &Rule, m: &Match) -> Vec<String> {
+    let mut key = vec![fields::account(&m.record)];
+    key.extend(
+        rule.group_by
+            .iter()
+            .map(|name| fields::resolve(name, m).unwrap_or_default()),
+    );
+    key
+}
+
+/// Most matches carried for one group of a threshold detection.
+const MAX_CARRIED: usize = 10_000;
+
+/// The matches of a threshold detection that a later batch's could still join in a window:
+/// per group, those within the threshold's window of the group's newest match (at most
+/// [`MAX_CARRIED`], the newest), each event once. Empty for a detection without a threshold.
+pub fn carried(rule: &Rule, matches: &[Match]) -> Vec<Match> {
+    let Some(t) = &rule.threshold else {
+        return Vec::new();
+    };
+    let span = t.window.as_micros() as i64;
+    let mut groups: HashMap<Vec<String>, Vec<&Match>> = HashMap::new();
+    for m in matches {
+        groups.entry(group_of(rule, m)).or_default().push(m);
+    }
+    let mut out = Vec::new();
+    for (_, mut events) in groups {
+        events.sort_by(|a, b| {
+            b.time
+                .cmp(&a.time)
+                .then_with(|| a.event_id.cmp(&b.event_id))
+        });
+        let newest = events[0].time;
+        let mut seen = std::collections::HashSet::new();
+        out.extend(
+            events
+                .into_iter()
+                .take_while(|m| newest - m.time < span)
+                .filter(|m| seen.insert(m.event_id.as_str()))
+                .take(MAX_CARRIED)
+                .cloned(),
+        );
+    }
     out
 }
 
@@ -401,5 +441,35 @@ sql = "SELECT * FROM cloudtrail"
         let out = findings(&r, over, now());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].event_ids, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_burst_split_between_batches_is_found_with_the_carried_matches() {
+        let r = rule("[threshold]\ncount = 3\nwindow = \"10m\"\n");
+        let first = vec![ev("a", 0, "ip", "u"), ev("b", 2, "ip", "u")];
+        assert!(findings(&r, first.clone(), now()).is_empty());
+        let kept = carried(&r, &first);
+        assert_eq!(kept.len(), 2);
+        let second = vec![ev("c", 4, "ip", "u")];
+        assert!(findings(&r, second.clone(), now()).is_empty());
+        let together: Vec<Match> = second.into_iter().chain(kept).collect();
+        let out = findings(&r, together, now());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event_ids, vec!["a", "b", "c"]);
+        // Only what a later match could still join is carried, per group, each event once.
+        let kept = carried(
+            &r,
+            &[
+                ev("a", 0, "ip", "u"),
+                ev("z", 30, "ip", "u"),
+                ev("z", 30, "ip", "u"),
+                ev("y", 0, "ip", "v"),
+            ],
+        );
+        let mut ids: Vec<&str> = kept.iter().map(|m| m.event_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["y", "z"]);
+        // A detection without a threshold carries nothing.
+        assert!(carried(&rule(""), &[ev("a", 0, "ip", "u")]).is_empty());
     }
 }

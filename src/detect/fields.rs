@@ -11,7 +11,7 @@ use crate::decode::schema::{FieldDef, Kind, RECORD_FIELDS};
 use crate::finding::{ApiCall, Principal};
 
 /// One record a detection's query returned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Match {
     pub event_id: String,
     /// Event time, microseconds since the epoch.

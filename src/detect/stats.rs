@@ -1029,6 +1029,12 @@ impl Stats {
         });
         let gone: HashSet<String> = gone.into_iter().collect();
         self.state.findings.retain(|k, _| !gone.contains(k));
+        // Matches carried for threshold detections: a day of event time is longer than any
+        // threshold window.
+        self.state.pending.retain(|_, matches| {
+            matches.retain(|m| m.time >= horizon - 86_400_000_000);
+            !matches.is_empty()
+        });
     }
 
     /// The rules in the engine's order.

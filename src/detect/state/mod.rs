@@ -225,6 +225,9 @@ pub struct State {
     pub learned: Table<Vec<(i64, i64)>>,
     /// Object key → statistical findings it triggered.
     pub findings: Table<Vec<Kept>>,
+    /// Threshold detection → its recent matches (within its window), judged again with the
+    /// next batch's, so a burst split between batches of the daemon is still seen whole.
+    pub pending: Table<Vec<crate::detect::Match>>,
     /// Latest event time learned.
     pub horizon: i64,
 }
@@ -240,6 +243,7 @@ impl Default for State {
             sequences: Table::new("sequences"),
             learned: Table::new("learned"),
             findings: Table::new("findings"),
+            pending: Table::new("pending"),
             horizon: i64::MIN,
         }
     }
@@ -269,7 +273,7 @@ impl State {
     }
 
     /// The names of the tables, in the order they are stored.
-    pub const TABLES: [&'static str; 8] = [
+    pub const TABLES: [&'static str; 9] = [
         "accounts",
         "entities",
         "values",
@@ -278,6 +282,7 @@ impl State {
         "sequences",
         "learned",
         "findings",
+        "pending",
     ];
 
     /// Takes every entry changed since the last call, serialized, for a store to write.
@@ -291,6 +296,7 @@ impl State {
         self.sequences.drain_changes(&mut out);
         self.learned.drain_changes(&mut out);
         self.findings.drain_changes(&mut out);
+        self.pending.drain_changes(&mut out);
         out
     }
 
@@ -304,6 +310,7 @@ impl State {
         self.sequences.changed.clear();
         self.learned.changed.clear();
         self.findings.changed.clear();
+        self.pending.changed.clear();
     }
 
     /// Puts an entry a store read back into `table`.
@@ -322,6 +329,7 @@ impl State {
             "sequences" => self.sequences.restore(key, bytes),
             "learned" => self.learned.restore(key, bytes),
             "findings" => self.findings.restore(key, bytes),
+            "pending" => self.pending.restore(key, bytes),
             // A table a newer layout added: the format version check refuses such stores.
             _ => Ok(()),
         }
@@ -338,6 +346,7 @@ impl State {
             (self.sequences.name, self.sequences.len()),
             (self.learned.name, self.learned.len()),
             (self.findings.name, self.findings.len()),
+            (self.pending.name, self.pending.len()),
         ]
     }
 
@@ -351,6 +360,7 @@ impl State {
         self.sequences.clear();
         self.learned.clear();
         self.findings.clear();
+        self.pending.clear();
         self.horizon = i64::MIN;
     }
 
@@ -375,6 +385,7 @@ impl State {
             "sequences": table(&self.sequences, only),
             "learned": table(&self.learned, only),
             "findings": table(&self.findings, only),
+            "pending": table(&self.pending, only),
         })
     }
 }
