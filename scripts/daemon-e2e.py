@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""End-to-end check of `trailhound run`: an organisation's logs uploaded to a local S3 whose
+notifications go to an SQS queue (with a dead-letter queue, maxReceiveCount 5) while the daemon
+runs; the daemon is killed (SIGKILL) half-way through the uploads and started again.
+
+    python3 scripts/daemon-e2e.py BINARY SOURCE_DIR [--kill-at 0.5] [--backlog]
+
+With --backlog every object is uploaded before the daemon starts, and it is killed once it has
+read that fraction of them: in the middle of a full batch of messages rather than between
+uploads.
+
+SOURCE_DIR is what `trailhound simulate --out DIR` writes: log files under AWSLogs/ and
+labels.json naming each attack's eventIDs. Reports, and exits 1 unless all hold:
+
+* every labelled attack has its records in a finding;
+* no finding id was written with records that are not a superset of its earlier versions
+  (a reader keeping the last version of each id has each finding once);
+* the queue and the dead-letter queue end empty;
+* the findings' ids are those `trailhound replay` gives for the same files (rules and
+  statistics judged per batch against the whole run), listed where they differ.
+
+Needs moto[server] and boto3 (pip install 'moto[server]').
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(port):
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def depth(sqs, queue):
+    a = sqs.get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def main():
+    binary, source = sys.argv[1], sys.argv[2]
+    kill_at = 0.5
+    if "--kill-at" in sys.argv:
+        kill_at = float(sys.argv[sys.argv.index("--kill-at") + 1])
+    backlog = "--backlog" in sys.argv
+    labels = json.load(open(os.path.join(source, "labels.json")))
+    port = free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    sqs = boto3.client("sqs", endpoint_url=endpoint)
+    files = sorted(
+        os.path.join(root, n)
+        for root, _, names in os.walk(source)
+        for n in names
+        if n.endswith(".json.gz")
+    )
+
+    dlq = sqs.create_queue(QueueName="notices-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName="notices",
+        Attributes={
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket="trail")
+    s3.put_bucket_notification_configuration(
+        Bucket="trail",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    work = tempfile.mkdtemp()
+    listen = free_port()
+    log = open(f"{work}/daemon.log", "w")
+
+    def start_daemon():
+        # A short visibility so the messages the killed process held come back soon.
+        d = subprocess.Popen(
+            [binary, "run", "--queue-url", queue, "--sink", f"file:{work}/findings.jsonl",
+             "--state", f"{work}/state.redb", "--listen", f"127.0.0.1:{listen}",
+             "--visibility", "10s", "--log", "info"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        while not metrics(listen):
+            if d.poll() is not None:
+                sys.exit(f"the daemon exited at start; see {work}/daemon.log")
+            time.sleep(0.1)
+        return d
+
+    def read_objects():
+        return sum(v for k, v in metrics(listen).items()
+                   if k.startswith("trailhound_objects_total") and 'outcome="read"' in k)
+
+    started = time.time()
+    killed_after = None
+    if backlog:
+        for path in files:
+            with open(path, "rb") as f:
+                s3.put_object(Bucket="trail", Key=path[path.index("AWSLogs/"):], Body=f.read())
+        started = time.time()
+        daemon = start_daemon()
+        while read_objects() < len(files) * kill_at:
+            time.sleep(0.05)
+        n, before = read_objects(), metrics(listen)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+        killed_after = (int(n),
+                        before.get("trailhound_messages_deleted_total", 0),
+                        before.get("trailhound_in_flight_messages", 0))
+        daemon = start_daemon()
+        files_to_upload = []
+    else:
+        daemon = start_daemon()
+        files_to_upload = files
+    for i, path in enumerate(files_to_upload):
+        if killed_after is None and i >= len(files) * kill_at:
+            # Killed while it works: wait until it has taken something in hand.
+            while metrics(listen).get("trailhound_in_flight_messages", 0) == 0 and depth(sqs, queue) > 0:
+                time.sleep(0.01)
+            before = metrics(listen)
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait()
+            killed_after = (i, before.get("trailhound_messages_deleted_total", 0),
+                            before.get("trailhound_in_flight_messages", 0))
+            daemon = start_daemon()
+        key = path[path.index("AWSLogs/"):]
+        with open(path, "rb") as f:
+            s3.put_object(Bucket="trail", Key=key, Body=f.read())
+    uploaded = time.time() - started
+    quiet_since = None
+    while True:
+        if depth(sqs, queue) == 0:
+            quiet_since = quiet_since or time.time()
+            if time.time() - quiet_since > 3:
+                break
+        else:
+            quiet_since = None
+        if time.time() - started > 3600:
+            print("gave up after an hour", file=sys.stderr)
+            break
+        time.sleep(0.5)
+    elapsed = time.time() - started
+    last = metrics(listen)
+    daemon.send_signal(signal.SIGTERM)
+    code = daemon.wait(timeout=60)
+    dlq_depth, queue_depth = depth(sqs, dlq), depth(sqs, queue)
+    moto.terminate()
+
+    lines = [json.loads(l) for l in open(f"{work}/findings.jsonl")]
+    versions = {}
+    for f in lines:
+        versions.setdefault(f["id"], []).append(set(f["service"]["additionalInfo"]["eventIds"]))
+    rewritten = [i for i, vs in versions.items() if any(not a <= b for a, b in zip(vs, vs[1:]))]
+    resent = sum(1 for vs in versions.values() for a, b in zip(vs, vs[1:]) if a == b)
+    final = {i: vs[-1] for i, vs in versions.items()}
+    found_events = set().union(*final.values()) if final else set()
+    missed = []
+    for attack in labels["attacks"]:
+        events = set(attack["eventIds"])
+        hit = events & found_events
+        if not hit:
+            missed.append(attack["id"])
+        ids = [i for i, ev in final.items() if ev & events]
+        print(f"  {'found ' if hit else 'MISSED'} {attack['id']}: {len(hit)}/{len(events)} events, in {len(ids)} findings")
+
+    # The same files through replay, for comparison.
+    replayed = subprocess.run(
+        [binary, "replay", source, "--state", f"{work}/replay.redb"],
+        capture_output=True, text=True, env=env,
+    )
+    replay_ids = {json.loads(l)["id"] for l in replayed.stdout.splitlines() if l.startswith("{")}
+    only_daemon = sorted(set(final) - replay_ids)
+    only_replay = sorted(replay_ids - set(final))
+
+    print(f"objects            {len(files)}, uploads took {uploaded:.1f} s, all examined after {elapsed:.1f} s")
+    if killed_after:
+        i, deleted, held = killed_after
+        what = "objects read" if backlog else "uploads"
+        print(f"killed (SIGKILL)   after {i} {what} ({deleted:.0f} messages deleted), holding {held:.0f} messages in work; restarted at once")
+    print(f"after the restart  {last.get('trailhound_records_total', 0):.0f} records, "
+          f"{last.get('trailhound_messages_deleted_total', 0):.0f} messages deleted, "
+          f"duplicates skipped {sum(v for k, v in last.items() if 'duplicate' in k):.0f}")
+    print(f"findings           {len(final)} distinct ids in {len(lines)} lines "
+          f"({len(lines) - len(final) - resent} updates with more records, {resent} identical re-sends)")
+    print(f"rewritten          {len(rewritten)} ids with records not a superset of an earlier version")
+    print(f"attacks            {len(labels['attacks']) - len(missed)} of {len(labels['attacks'])} found")
+    print(f"queue / DLQ        {queue_depth} / {dlq_depth} messages left; SIGTERM exit {code}")
+    print(f"against replay     {len(replay_ids)} ids from replay; {len(only_daemon)} only from the daemon, "
+          f"{len(only_replay)} only from replay")
+    by_id = {f["id"]: f for f in lines}
+    for i in only_daemon[:10]:
+        f = by_id[i]
+        print(f"    daemon only: {f['service']['additionalInfo']['detection']} {f['severity']} {f['title'][:70]}")
+    replay_by_id = {json.loads(l)["id"]: json.loads(l) for l in replayed.stdout.splitlines() if l.startswith("{")}
+    for i in only_replay[:10]:
+        f = replay_by_id[i]
+        print(f"    replay only: {f['service']['additionalInfo']['detection']} {f['severity']} {f['title'][:70]}")
+    ok = not missed and not rewritten and queue_depth == 0 and dlq_depth == 0 and code == 0
+    print("OK" if ok else f"FAILED; the daemon's log is {work}/daemon.log")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
