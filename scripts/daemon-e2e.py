@@ -176,6 +176,8 @@ def main():
         with open(path, "rb") as f:
             s3.put_object(Bucket="trail", Key=key, Body=f.read())
     uploaded = time.time() - started
+    if backlog:
+        uploaded = 0.0
     quiet_since = None
     while True:
         if depth(sqs, queue) == 0:
@@ -221,7 +223,8 @@ def main():
     only_daemon = sorted(set(final) - replay_ids)
     only_replay = sorted(replay_ids - set(final))
 
-    print(f"objects            {len(files)}, uploads took {uploaded:.1f} s, all examined after {elapsed:.1f} s")
+    when = "uploaded before the daemon started" if backlog else f"uploads took {uploaded:.1f} s"
+    print(f"objects            {len(files)}, {when}, all examined {elapsed:.1f} s after the first start")
     if killed_after:
         i, deleted, held = killed_after
         what = "objects read" if backlog else "uploads"

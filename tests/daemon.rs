@@ -347,6 +347,13 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
     second.kill().unwrap();
     second.wait().unwrap();
 
+    // Nothing given up on: a message that lapsed back onto the queue too often would be here.
+    assert_eq!(
+        aws.depth(&dlq),
+        0,
+        "messages reached the DLQ:\n{}",
+        std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+    );
     let found = read_findings(dir.path());
     assert_attacks_found(&found, &attacks);
     // A finding written again carries the same records or more, never a different story: a

@@ -180,13 +180,29 @@ impl Daemon {
             ));
         }
         drop(tx);
-        runtime.spawn(heartbeat(
-            self.queue.clone(),
-            self.options.visibility,
-            in_flight.clone(),
-            self.metrics.clone(),
-            stop_rx.clone(),
-        ));
+        // The heartbeat has a thread, a runtime and an HTTP client of its own: detection work
+        // keeps the main runtime's threads busy for as long as a batch takes, and a renewal
+        // that waited for it would let the messages in work lapse back onto the queue.
+        {
+            let url = self.queue.url.clone();
+            let visibility = self.options.visibility;
+            let in_flight = in_flight.clone();
+            let metrics = self.metrics.clone();
+            let stop = stop_rx.clone();
+            std::thread::Builder::new()
+                .name("trailhound-heartbeat".into())
+                .spawn(move || {
+                    let beat = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the heartbeat");
+                    beat.block_on(async move {
+                        let config = crate::source::s3::aws_config().await;
+                        let queue = Queue::new(&config, &url);
+                        heartbeat(queue, visibility, in_flight, metrics, stop).await
+                    })
+                })?;
+        }
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let stopping = stopping.clone();
@@ -570,12 +586,7 @@ impl Daemon {
             store.confirm(&claimed)?;
             store.save(&mut self.stats.state)?;
         }
-        let failed = runtime.block_on(self.queue.delete(&done))?;
-        m.add(
-            "trailhound_messages_deleted_total",
-            &[],
-            (done.len() - failed.len()) as f64,
-        );
+        // Out of the heartbeat's hands first: a message being deleted needs no renewal.
         {
             let mut flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
             for d in &done {
@@ -583,6 +594,12 @@ impl Daemon {
             }
             m.set("trailhound_in_flight_messages", &[], flight.len() as f64);
         }
+        let failed = runtime.block_on(self.queue.delete(&done))?;
+        m.add(
+            "trailhound_messages_deleted_total",
+            &[],
+            (done.len() - failed.len()) as f64,
+        );
         let kept: Vec<Message> = kept.iter().map(|&i| batch[i].clone()).collect();
         if !kept.is_empty() {
             m.add(
@@ -749,6 +766,12 @@ async fn heartbeat(
         for m in messages {
             match queue.set_visibility(&m, visibility).await {
                 Ok(()) => metrics.inc("trailhound_visibility_extended_total", &[]),
+                // Deleted or released since it was looked up: nothing to keep hidden.
+                Err(_)
+                    if !in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&m.id) => {}
                 Err(e) => tracing::warn!(message = m.id.as_str(), "heartbeat: {e}"),
             }
         }
