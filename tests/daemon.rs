@@ -285,18 +285,31 @@ fn metrics_of(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// The eventIDs of the records behind a finding.
+fn event_ids(finding: &Value) -> BTreeSet<String> {
+    finding["service"]["additionalInfo"]["eventIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Each finding id's versions, in the order they were written, as their eventIDs.
+fn versions_by_id(found: &[Value]) -> BTreeMap<String, Vec<BTreeSet<String>>> {
+    let mut by_id: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
+    for f in found {
+        by_id
+            .entry(f["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(event_ids(f));
+    }
+    by_id
+}
+
 /// Every labelled attack has at least one of its records in a finding.
 fn assert_attacks_found(found: &[Value], attacks: &BTreeMap<String, BTreeSet<String>>) {
-    let seen: BTreeSet<String> = found
-        .iter()
-        .flat_map(|f| {
-            f["service"]["additionalInfo"]["eventIds"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let seen: BTreeSet<String> = found.iter().flat_map(event_ids).collect();
     for (attack, events) in attacks {
         assert!(
             events.iter().any(|e| seen.contains(e)),
@@ -358,20 +371,7 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
     assert_attacks_found(&found, &attacks);
     // A finding written again carries the same records or more, never a different story: a
     // reader that keeps the last version of each id has each finding once.
-    let mut by_id: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
-    for f in &found {
-        let events: BTreeSet<String> = f["service"]["additionalInfo"]["eventIds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap().to_string())
-            .collect();
-        by_id
-            .entry(f["id"].as_str().unwrap().to_string())
-            .or_default()
-            .push(events);
-    }
-    for (id, versions) in &by_id {
+    for (id, versions) in &versions_by_id(&found) {
         for w in versions.windows(2) {
             assert!(w[0].is_subset(&w[1]), "finding {id} changed its records");
         }
@@ -554,11 +554,8 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
         if let Ok(Some(status)) = daemon.try_wait() {
             panic!("the daemon exited ({status}):\n{}", log());
         }
-        let text = std::net::TcpStream::connect(("127.0.0.1", port))
-            .map(|_| get(port, "/metrics"))
-            .unwrap_or_default();
         let read = metric(
-            &text,
+            &metrics_of(port),
             "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"read\"}",
         );
         if read as usize >= files.len() && aws.depth(&queue) == 0 {
@@ -609,40 +606,14 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
     // Every attack in the files was found. A finding is written again only as an update
     // that adds records (its group and window spanned two batches), never as a duplicate.
     let found = read_findings(dir.path());
-    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for f in &found {
-        let events = f["service"]["additionalInfo"]["eventIds"]
-            .as_array()
-            .map_or(0, Vec::len);
-        by_id
-            .entry(f["id"].as_str().unwrap())
-            .or_default()
-            .push(events);
-    }
-    for (id, versions) in &by_id {
+    for (id, versions) in &versions_by_id(&found) {
+        let sizes: Vec<usize> = versions.iter().map(BTreeSet::len).collect();
         assert!(
-            versions.windows(2).all(|w| w[1] > w[0]),
-            "finding {id} written again without new records: {versions:?}"
+            sizes.windows(2).all(|w| w[1] > w[0]),
+            "finding {id} written again without new records: {sizes:?}"
         );
     }
-    let seen: BTreeSet<String> = found
-        .iter()
-        .flat_map(|f| {
-            f["service"]["additionalInfo"]["eventIds"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    for (attack, events) in &attacks {
-        assert!(
-            events.iter().any(|e| seen.contains(e)),
-            "attack {attack} not found; {} findings:\n{}",
-            found.len(),
-            log()
-        );
-    }
+    assert_attacks_found(&found, &attacks);
     // What could never be processed was said, counted and deleted; nothing reached the DLQ.
     assert_eq!(
         metric(

@@ -329,25 +329,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         if store.is_some() {
             stats.begin_chunk(&batches);
         }
-        let mut observations = vec![Vec::new(); rules.len()];
-        for (i, result) in runtime
-            .block_on(engine.run(batches))
-            .into_iter()
-            .enumerate()
-        {
-            match result {
-                Ok(found) => {
-                    matches[i].extend(found.matches);
-                    observations[i] = found.observations;
-                }
-                Err(e) => {
-                    if !failed_rules.contains_key(&e.rule) {
-                        tracing::error!("{e}");
-                        failed_rules.insert(e.rule.clone(), e.message.clone());
-                    }
-                }
-            }
-        }
+        let observations = take_outputs(
+            runtime.block_on(engine.run(batches)),
+            &mut matches,
+            &mut failed_rules,
+        );
         if store.is_some() {
             stat_findings.extend(stats.end_chunk(observations, chrono::Utc::now()));
         }
@@ -381,21 +367,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         }
         let engine = engine.as_ref().expect("planned");
         let t = Instant::now();
-        for (i, result) in runtime
-            .block_on(engine.run_with(Vec::new(), invocations))
-            .into_iter()
-            .enumerate()
-        {
-            match result {
-                Ok(found) => matches[i].extend(found.matches),
-                Err(e) => {
-                    if !failed_rules.contains_key(&e.rule) {
-                        tracing::error!("{e}");
-                        failed_rules.insert(e.rule.clone(), e.message.clone());
-                    }
-                }
-            }
-        }
+        take_outputs(
+            runtime.block_on(engine.run_with(Vec::new(), invocations)),
+            &mut matches,
+            &mut failed_rules,
+        );
         detect_time += t.elapsed();
     }
     let now = chrono::Utc::now();
@@ -474,6 +450,31 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         return Ok(1);
     }
     Ok(super::hunt::finish_code(&report, args.strict))
+}
+
+/// Adds each rule's matches from one run of the engine to `matches`, and its first error to
+/// `failed` (logged once); returns each rule's observations, for the statistics.
+fn take_outputs(
+    outputs: Vec<Result<crate::detect::Output, crate::detect::RunError>>,
+    matches: &mut [Vec<Match>],
+    failed: &mut BTreeMap<String, String>,
+) -> Vec<Vec<RecordBatch>> {
+    let mut observations = vec![Vec::new(); matches.len()];
+    for (i, result) in outputs.into_iter().enumerate() {
+        match result {
+            Ok(found) => {
+                matches[i].extend(found.matches);
+                observations[i] = found.observations;
+            }
+            Err(e) => {
+                if !failed.contains_key(&e.rule) {
+                    tracing::error!("{e}");
+                    failed.insert(e.rule.clone(), e.message.clone());
+                }
+            }
+        }
+    }
+    observations
 }
 
 /// Sends each listed S3 object as a notification to `queue`, ten to a call.

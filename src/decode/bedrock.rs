@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int64Builder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    ArrayRef, Int64Array, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -122,12 +122,23 @@ fn guardrail_action(bodies: &[&Value], stop_reason: Option<&str>) -> Option<Stri
         }
         if body
             .pointer("/amazon-bedrock-trace/guardrail")
-            .is_some_and(|g| g.to_string().contains("\"action\":\"INTERVENED\""))
+            .is_some_and(intervened)
         {
             return Some("INTERVENED".into());
         }
     }
     found
+}
+
+/// True when a guardrail trace holds `"action": "INTERVENED"` at any depth.
+fn intervened(trace: &Value) -> bool {
+    match trace {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| (k == "action" && v == "INTERVENED") || intervened(v)),
+        Value::Array(items) => items.iter().any(intervened),
+        _ => false,
+    }
 }
 
 fn stop_reason(bodies: &[&Value]) -> Option<String> {
@@ -236,55 +247,34 @@ pub fn as_api_call(
 
 /// Builds a `bedrock_invocations` batch.
 pub fn batch_of(rows: &[Invocation], source_key: &str) -> RecordBatch {
-    let mut time = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-    let mut texts: Vec<StringBuilder> = (0..10).map(|_| StringBuilder::new()).collect();
-    let mut input = Int64Builder::with_capacity(rows.len());
-    let mut output = Int64Builder::with_capacity(rows.len());
-    for r in rows {
-        time.append_value(r.timestamp);
-        for (builder, value) in texts.iter_mut().zip([
-            &r.account_id,
-            &r.region,
-            &Some(r.request_id.clone()),
-            &r.identity_arn,
-            &r.operation,
-            &r.model_id,
-            &r.guardrail_action,
-            &r.stop_reason,
-            &r.error_code,
-            &r.schema_version,
-        ]) {
-            builder.append_option(value.as_deref());
-        }
-        input.append_option(r.input_tokens);
-        output.append_option(r.output_tokens);
-    }
-    let mut t: Vec<ArrayRef> = texts
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    let identity =
-        Arc::new(StructArray::new(identity_fields(), vec![t.remove(3)], None)) as ArrayRef;
-    // t: account, region, request, operation, model, guardrail, stop, error, version
-    let key: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec![
-        source_key;
-        rows.len()
-    ]));
+    let text = |f: fn(&Invocation) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let count = |f: fn(&Invocation) -> Option<i64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.timestamp))
+        .with_timezone("UTC");
+    let identity = StructArray::new(
+        identity_fields(),
+        vec![text(|r| r.identity_arn.as_deref())],
+        None,
+    );
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish()),
-        t[0].clone(),
-        t[1].clone(),
-        t[2].clone(),
-        identity,
-        t[3].clone(),
-        t[4].clone(),
-        Arc::new(input.finish()),
-        Arc::new(output.finish()),
-        t[5].clone(),
-        t[6].clone(),
-        t[7].clone(),
-        t[8].clone(),
-        key,
+        Arc::new(times),
+        text(|r| r.account_id.as_deref()),
+        text(|r| r.region.as_deref()),
+        text(|r| Some(r.request_id.as_str())),
+        Arc::new(identity),
+        text(|r| r.operation.as_deref()),
+        text(|r| r.model_id.as_deref()),
+        count(|r| r.input_tokens),
+        count(|r| r.output_tokens),
+        text(|r| r.guardrail_action.as_deref()),
+        text(|r| r.stop_reason.as_deref()),
+        text(|r| r.error_code.as_deref()),
+        text(|r| r.schema_version.as_deref()),
+        Arc::new(StringArray::from(vec![source_key; rows.len()])),
     ];
     RecordBatch::try_new(bedrock_schema(), columns).expect("columns follow the schema")
 }

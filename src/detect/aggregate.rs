@@ -30,13 +30,7 @@ pub fn findings(
     let window = rule.aggregate_window.as_micros() as i64;
     let mut out = Vec::new();
     for (key, mut events) in groups {
-        events.sort_by(|a, b| {
-            a.time
-                .cmp(&b.time)
-                .then_with(|| a.event_id.cmp(&b.event_id))
-        });
-        let mut seen = std::collections::HashSet::new();
-        events.retain(|m| seen.insert(m.event_id.clone()));
+        in_order_once(&mut events);
         // Each qualifying event with the start of the aggregation window it belongs to.
         let placed: Vec<(i64, Match)> = match &rule.threshold {
             None => events
@@ -121,29 +115,30 @@ pub fn carried(rule: &Rule, matches: &[Match]) -> Vec<Match> {
         return Vec::new();
     };
     let span = t.window.as_micros() as i64;
-    let mut groups: HashMap<Vec<String>, Vec<&Match>> = HashMap::new();
+    let mut groups: HashMap<Vec<String>, Vec<Match>> = HashMap::new();
     for m in matches {
-        groups.entry(group_of(rule, m)).or_default().push(m);
+        groups.entry(group_of(rule, m)).or_default().push(m.clone());
     }
     let mut out = Vec::new();
     for (_, mut events) in groups {
-        events.sort_by(|a, b| {
-            b.time
-                .cmp(&a.time)
-                .then_with(|| a.event_id.cmp(&b.event_id))
-        });
-        let newest = events[0].time;
-        let mut seen = std::collections::HashSet::new();
-        out.extend(
-            events
-                .into_iter()
-                .take_while(|m| newest - m.time < span)
-                .filter(|m| seen.insert(m.event_id.as_str()))
-                .take(MAX_CARRIED)
-                .cloned(),
-        );
+        in_order_once(&mut events);
+        let newest = events.last().map_or(i64::MIN, |m| m.time);
+        let recent = events.partition_point(|m| newest - m.time >= span);
+        let from = recent.max(events.len().saturating_sub(MAX_CARRIED));
+        out.extend(events.drain(from..));
     }
     out
+}
+
+/// Sorts events by time (then id) and keeps each event once.
+fn in_order_once(events: &mut Vec<Match>) {
+    events.sort_by(|a, b| {
+        a.time
+            .cmp(&b.time)
+            .then_with(|| a.event_id.cmp(&b.event_id))
+    });
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|m| seen.insert(m.event_id.clone()));
 }
 
 /// Marks the events that lie in some window of length `span` holding at least `count`

@@ -91,15 +91,7 @@ pub struct RunError {
 
 struct Planned {
     rule: Rule,
-    /// Made once; [`reset_plan_states`] readies it for each chunk.
-    physical: Arc<dyn ExecutionPlan>,
-    /// Output columns that are not the table's own.
-    extra: Vec<(usize, String)>,
-    /// Table columns a match keeps: those findings are built from, and those the rule's
-    /// description, grouping and threshold name.
-    kept: Vec<&'static str>,
-    /// The rule reads `bedrock_invocations` (and not `cloudtrail`).
-    on_invocations: bool,
+    query: Query,
 }
 
 /// What a rate detector's description may name besides its query's columns.
@@ -151,7 +143,7 @@ fn kept_columns(rule: &Rule) -> Vec<&'static str> {
 pub struct Engine {
     ctx: SessionContext,
     table: Arc<ChunkTable>,
-    invocations: Arc<SwapTable>,
+    invocations: Arc<ChunkTable>,
     planned: Vec<Planned>,
     threads: usize,
     /// One run at a time: a run fills the shared table with its chunk.
@@ -193,10 +185,10 @@ impl Engine {
             // one side whole.
             optimizer.repartition_joins = false;
         }
-        let table = Arc::new(ChunkTable::new(threads));
+        let table = Arc::new(ChunkTable::new(cloudtrail_schema(), threads));
         ctx.register_table(schema::TABLE_NAME, table.clone())
             .expect("a fresh session takes the table");
-        let invocations = Arc::new(SwapTable::new(bedrock::bedrock_schema()));
+        let invocations = Arc::new(ChunkTable::new(bedrock::bedrock_schema(), threads));
         ctx.register_table(bedrock::TABLE_NAME, invocations.clone())
             .expect("a fresh session takes the table");
         // Planning is CPU work: each rule is its own task, so every core plans.
@@ -214,13 +206,7 @@ impl Engine {
         let mut errors = Vec::new();
         for task in tasks {
             match task.await.expect("planning a rule does not panic") {
-                (rule, Ok((physical, extra, kept, on_invocations))) => planned.push(Planned {
-                    kept,
-                    rule,
-                    physical,
-                    extra,
-                    on_invocations,
-                }),
+                (rule, Ok(query)) => planned.push(Planned { rule, query }),
                 (_, Err(e)) => errors.push(e),
             }
         }
@@ -268,7 +254,7 @@ impl Engine {
         let _one_at_a_time = self.running.lock().await;
         let started = std::time::Instant::now();
         self.table.set(batches);
-        self.invocations.set(invocations);
+        self.invocations.set_whole(invocations);
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "grouped chunk by event source"
@@ -285,7 +271,7 @@ impl Engine {
                 .collect()
                 .await;
         self.table.set(Vec::new());
-        self.invocations.set(Vec::new());
+        self.invocations.set_whole(Vec::new());
         let mut ordered: Vec<Option<Result<Output, RunError>>> =
             (0..self.planned.len()).map(|_| None).collect();
         for (i, r) in results {
@@ -306,10 +292,10 @@ impl Engine {
     ) -> Result<Output, RunError> {
         let _one_at_a_time = self.running.lock().await;
         self.table.set(batches);
-        self.invocations.set(invocations);
+        self.invocations.set_whole(invocations);
         let out = self.execute(&self.planned[index]).await;
         self.table.set(Vec::new());
-        self.invocations.set(Vec::new());
+        self.invocations.set_whole(Vec::new());
         out
     }
 
@@ -339,20 +325,16 @@ impl Engine {
             message: e.to_string(),
         };
         let started = std::time::Instant::now();
-        let physical = reset_plan_states(Arc::clone(&p.physical)).map_err(fail)?;
+        let physical = reset_plan_states(Arc::clone(&p.query.physical)).map_err(fail)?;
         let batches = datafusion::physical_plan::collect(physical, self.ctx.task_ctx())
             .await
             .map_err(fail)?;
         let mut out = Output::default();
-        if p.on_invocations {
-            for batch in &batches {
-                invocation_matches_of(batch, &mut out.matches);
-            }
-        } else if p.rule.stateful.is_some() {
+        if p.rule.stateful.is_some() {
             out.observations = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         } else {
             for batch in &batches {
-                matches_of(batch, &p.extra, &p.kept, &mut out.matches);
+                matches_of(batch, &p.query, &mut out.matches);
             }
         }
         tracing::debug!(
@@ -365,19 +347,21 @@ impl Engine {
     }
 }
 
+/// A rule's query, planned.
+struct Query {
+    /// Made once; [`reset_plan_states`] readies it for each chunk.
+    physical: Arc<dyn ExecutionPlan>,
+    /// Output columns that are not the table's own, by position.
+    extra: Vec<(usize, String)>,
+    /// Table columns a match keeps: those findings are built from, and those the rule's
+    /// description, grouping and threshold name.
+    kept: Vec<&'static str>,
+    /// The query reads `bedrock_invocations` (and not `cloudtrail`).
+    on_invocations: bool,
+}
+
 /// Plans one rule's SQL (to a physical plan) and checks its output and the names it uses.
-async fn plan(
-    ctx: &SessionContext,
-    rule: &Rule,
-) -> Result<
-    (
-        Arc<dyn ExecutionPlan>,
-        Vec<(usize, String)>,
-        Vec<&'static str>,
-        bool,
-    ),
-    RuleError,
-> {
+async fn plan(ctx: &SessionContext, rule: &Rule) -> Result<Query, RuleError> {
     let err = |line: Option<usize>, message: String| RuleError {
         path: rule.origin.to_string(),
         line: Some(rule.sql_line + line.unwrap_or(1) - 1),
@@ -454,38 +438,7 @@ async fn plan(
                     .field_with_name(name.split('.').next().unwrap_or_default())
                     .is_ok())
     };
-    let unknown = |what: &str, name: &str| RuleError {
-        path: rule.origin.to_string(),
-        line: None,
-        message: format!(
-            "{what} names {name:?}, which is neither a column the query returns nor one of {}",
-            DERIVED_FIELDS
-                .iter()
-                .map(|(d, _)| *d)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    for (_, name) in placeholders(&rule.description) {
-        if !known(name) {
-            return Err(unknown("the description", name));
-        }
-    }
-    for name in &rule.group_by {
-        if !known(name) || matches!(name.as_str(), "count" | "first_seen" | "last_seen") {
-            return Err(unknown("group_by", name));
-        }
-    }
-    if let Some(t) = &rule.threshold {
-        for (what, name) in [
-            ("threshold.distinct", &t.distinct),
-            ("threshold.sum", &t.sum),
-        ] {
-            if let Some(name) = name.as_ref().filter(|n| !known(n)) {
-                return Err(unknown(what, name));
-            }
-        }
-    }
+    check_names(rule, &known)?;
     let needs: &[&str] = match &rule.stateful {
         Some(Stateful::FirstSeen(_)) => &["entity", "value"],
         Some(Stateful::Rate(r)) if r.distinct => &["entity", "value"],
@@ -544,7 +497,49 @@ async fn plan(
         .create_physical_plan(&plan)
         .await
         .map_err(|e| err(None, format!("SQL: {e}")))?;
-    Ok((physical, extra, kept, false))
+    Ok(Query {
+        physical,
+        extra,
+        kept,
+        on_invocations: false,
+    })
+}
+
+/// Checks that every name the rule's description, `group_by` and threshold use is `known`.
+fn check_names(rule: &Rule, known: &dyn Fn(&str) -> bool) -> Result<(), RuleError> {
+    let unknown = |what: &str, name: &str| RuleError {
+        path: rule.origin.to_string(),
+        line: None,
+        message: format!(
+            "{what} names {name:?}, which is neither a column the query returns nor one of {}",
+            DERIVED_FIELDS
+                .iter()
+                .map(|(d, _)| *d)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    for (_, name) in placeholders(&rule.description) {
+        if !known(name) {
+            return Err(unknown("the description", name));
+        }
+    }
+    for name in &rule.group_by {
+        if !known(name) || matches!(name.as_str(), "count" | "first_seen" | "last_seen") {
+            return Err(unknown("group_by", name));
+        }
+    }
+    if let Some(t) = &rule.threshold {
+        for (what, name) in [
+            ("threshold.distinct", &t.distinct),
+            ("threshold.sum", &t.sum),
+        ] {
+            if let Some(name) = name.as_ref().filter(|n| !known(n)) {
+                return Err(unknown(what, name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plans a rule over `bedrock_invocations`: its matches are made from the query's columns,
@@ -554,15 +549,7 @@ async fn plan_on_invocations(
     rule: &Rule,
     plan: LogicalPlan,
     err: impl Fn(Option<usize>, String) -> RuleError,
-) -> Result<
-    (
-        Arc<dyn ExecutionPlan>,
-        Vec<(usize, String)>,
-        Vec<&'static str>,
-        bool,
-    ),
-    RuleError,
-> {
+) -> Result<Query, RuleError> {
     if rule.stateful.is_some() {
         return Err(err(
             None,
@@ -590,94 +577,17 @@ async fn plan_on_invocations(
         let name = name.trim();
         DERIVED_FIELDS.iter().any(|(d, _)| *d == name) || named.iter().any(|n| n == name)
     };
-    let unknown =
-        |what: &str, name: &str| {
-            err(
-                None,
-                format!(
-                "{what} names {name:?}, which is neither a column the query returns nor one of {}",
-                DERIVED_FIELDS.iter().map(|(d, _)| *d).collect::<Vec<_>>().join(", ")
-            ),
-            )
-        };
-    for (_, name) in placeholders(&rule.description) {
-        if !known(name) {
-            return Err(unknown("the description", name));
-        }
-    }
-    for name in &rule.group_by {
-        if !known(name) || matches!(name.as_str(), "count" | "first_seen" | "last_seen") {
-            return Err(unknown("group_by", name));
-        }
-    }
-    if let Some(t) = &rule.threshold {
-        for name in t.distinct.iter().chain(t.sum.iter()) {
-            if !known(name) {
-                return Err(unknown("the threshold", name));
-            }
-        }
-    }
+    check_names(rule, &known)?;
     let physical = state
         .create_physical_plan(&plan)
         .await
         .map_err(|e| err(None, format!("SQL: {e}")))?;
-    let extra = named.into_iter().enumerate().collect();
-    Ok((physical, extra, Vec::new(), true))
-}
-
-/// Appends the invocations in a rule's output batch as matches. Each match's record is the
-/// invocation told as CloudTrail tells an API call (so findings name its principal, account,
-/// region and operation the same way), with the invocation's own fields under
-/// `additionalEventData`; every column the query returned is a named value.
-fn invocation_matches_of(batch: &RecordBatch, out: &mut Vec<Match>) {
-    let (Some(ids), Some(times)) = (
-        batch.column_by_name("requestid"),
-        batch.column_by_name("timestamp"),
-    ) else {
-        return;
-    };
-    let ids = ids.as_string::<i32>();
-    let times = times.as_primitive::<TimestampMicrosecondType>();
-    let options = FormatOptions::default();
-    let schema = batch.schema();
-    let formatters: Vec<(String, ArrayFormatter<'_>)> = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .filter_map(|(c, f)| {
-            ArrayFormatter::try_new(c.as_ref(), &options)
-                .ok()
-                .map(|fmt| (f.name().clone(), fmt))
-        })
-        .collect();
-    let arn_of = |row: usize| -> Option<String> {
-        let identity = batch.column_by_name("identity")?.as_struct_opt()?;
-        let arn = identity.column_by_name("arn")?.as_string::<i32>();
-        arn.is_valid(row).then(|| arn.value(row).to_string())
-    };
-    for row in 0..batch.num_rows() {
-        if ids.is_null(row) || times.is_null(row) {
-            continue;
-        }
-        let mut extra = std::collections::BTreeMap::new();
-        for (i, (name, formatter)) in formatters.iter().enumerate() {
-            if batch.column(i).is_valid(row) {
-                extra.insert(name.clone(), formatter.value(row).to_string());
-            }
-        }
-        let record = bedrock::as_api_call(
-            ids.value(row),
-            times.value(row),
-            arn_of(row).as_deref(),
-            &extra,
-        );
-        out.push(Match {
-            event_id: ids.value(row).to_string(),
-            time: times.value(row),
-            record,
-            extra,
-        });
-    }
+    Ok(Query {
+        physical,
+        extra: named.into_iter().enumerate().collect(),
+        kept: Vec::new(),
+        on_invocations: true,
+    })
 }
 
 /// The line (1-based, within the SQL) an error message points at, where it says.
@@ -707,42 +617,58 @@ fn sql_error_line(sql: &str, message: &str) -> Option<usize> {
     lower.find(&last).map(|at| super::rule::line_of(sql, at))
 }
 
-/// Appends the records in a rule's output batch as matches.
-fn matches_of(batch: &RecordBatch, extra: &[(usize, String)], kept: &[&str], out: &mut Vec<Match>) {
-    let (Some(ids), Some(times)) = (
-        batch.column_by_name("eventid"),
-        batch.column_by_name("eventtime"),
-    ) else {
+/// Appends the rows of a rule's output batch as matches: each row's id and time from
+/// `eventid` and `eventtime` (from `requestid` and `timestamp` over `bedrock_invocations`),
+/// the `extra` columns as named values, and its record: the kept columns of a CloudTrail row;
+/// for an invocation, the invocation told as CloudTrail tells an API call (so findings name
+/// its principal, account, region and operation the same way).
+fn matches_of(batch: &RecordBatch, query: &Query, out: &mut Vec<Match>) {
+    let (id, time) = if query.on_invocations {
+        ("requestid", "timestamp")
+    } else {
+        ("eventid", "eventtime")
+    };
+    let (Some(ids), Some(times)) = (batch.column_by_name(id), batch.column_by_name(time)) else {
         return;
     };
     let ids = ids.as_string::<i32>();
     let times = times.as_primitive::<TimestampMicrosecondType>();
     let options = FormatOptions::default();
-    let formatters: Vec<(String, ArrayFormatter<'_>)> = extra
+    let formatters: Vec<(usize, &String, ArrayFormatter<'_>)> = query
+        .extra
         .iter()
         .filter_map(|(i, name)| {
             ArrayFormatter::try_new(batch.column(*i).as_ref(), &options)
                 .ok()
-                .map(|f| (name.clone(), f))
+                .map(|f| (*i, name, f))
         })
         .collect();
+    let arns = batch
+        .column_by_name("identity")
+        .and_then(|c| c.as_struct_opt())
+        .and_then(|c| c.column_by_name("arn"))
+        .map(|c| c.as_string::<i32>());
     for row in 0..batch.num_rows() {
         if ids.is_null(row) || times.is_null(row) {
             continue;
         }
-        let mut m = Match {
+        let extra = formatters
+            .iter()
+            .filter(|(i, _, _)| batch.column(*i).is_valid(row))
+            .map(|(_, name, f)| ((*name).clone(), f.value(row).to_string()))
+            .collect();
+        let record = if query.on_invocations {
+            let arn = arns.filter(|a| a.is_valid(row)).map(|a| a.value(row));
+            bedrock::as_api_call(ids.value(row), times.value(row), arn, &extra)
+        } else {
+            record_json_with(batch, row, |c| query.kept.contains(&c), false)
+        };
+        out.push(Match {
             event_id: ids.value(row).to_string(),
             time: times.value(row),
-            record: record_json_with(batch, row, |c| kept.contains(&c), false),
-            extra: Default::default(),
-        };
-        for ((i, _), (name, formatter)) in extra.iter().zip(&formatters) {
-            if batch.column(*i).is_valid(row) {
-                m.extra
-                    .insert(name.clone(), formatter.value(row).to_string());
-            }
-        }
-        out.push(m);
+            record,
+            extra,
+        });
     }
 }
 
@@ -766,14 +692,19 @@ type BySource = HashMap<String, Vec<RecordBatch>>;
 /// The scan reads the chunk when it runs, not when it is planned, so a rule's physical plan
 /// is made once and runs again over every chunk.
 #[derive(Debug)]
+///
+/// `bedrock_invocations` is a chunk table too, its batches kept as they come (under one
+/// empty source).
 struct ChunkTable {
+    schema: SchemaRef,
     current: Arc<RwLock<Arc<BySource>>>,
     partitions: usize,
 }
 
 impl ChunkTable {
-    fn new(partitions: usize) -> Self {
+    fn new(schema: SchemaRef, partitions: usize) -> Self {
         Self {
+            schema,
             current: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
             partitions: partitions.max(1),
         }
@@ -785,6 +716,12 @@ impl ChunkTable {
     fn set(&self, batches: Vec<RecordBatch>) {
         let by_source = group_by_source(&batches, self.partitions);
         *self.current.write().expect("chunk lock") = Arc::new(by_source);
+    }
+
+    /// Puts `batches` in the table as they are.
+    fn set_whole(&self, batches: Vec<RecordBatch>) {
+        let whole = HashMap::from([(String::new(), batches)]);
+        *self.current.write().expect("chunk lock") = Arc::new(whole);
     }
 }
 
@@ -981,83 +918,10 @@ fn source_values(expr: &Expr) -> Option<Vec<String>> {
     }
 }
 
-/// A table whose batches are swapped for each chunk: `bedrock_invocations`.
-#[derive(Debug)]
-struct SwapTable {
-    schema: SchemaRef,
-    current: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
-}
-
-impl SwapTable {
-    fn new(schema: SchemaRef) -> Self {
-        Self {
-            schema,
-            current: Arc::new(RwLock::new(Arc::new(Vec::new()))),
-        }
-    }
-
-    fn set(&self, batches: Vec<RecordBatch>) {
-        *self.current.write().expect("chunk lock") = Arc::new(batches);
-    }
-}
-
-#[derive(Debug)]
-struct SwapPartition {
-    schema: SchemaRef,
-    current: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
-}
-
-impl PartitionStream for SwapPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = Arc::clone(&self.current.read().expect("chunk lock"));
-        let batches: Vec<RecordBatch> = batches.iter().cloned().collect();
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(batches.into_iter().map(Ok)),
-        ))
-    }
-}
-
-#[async_trait]
-impl TableProvider for SwapTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let partition = Arc::new(SwapPartition {
-            schema: self.schema.clone(),
-            current: Arc::clone(&self.current),
-        }) as Arc<dyn PartitionStream>;
-        Ok(Arc::new(StreamingTableExec::try_new(
-            self.schema.clone(),
-            vec![partition],
-            projection,
-            Vec::new(),
-            false,
-            None,
-        )?))
-    }
-}
-
 #[async_trait]
 impl TableProvider for ChunkTable {
     fn schema(&self) -> SchemaRef {
-        cloudtrail_schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -1098,7 +962,7 @@ impl TableProvider for ChunkTable {
                     .collect(),
             });
         }
-        let schema = cloudtrail_schema();
+        let schema = self.schema.clone();
         let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions)
             .map(|index| {
                 Arc::new(ChunkPartition {

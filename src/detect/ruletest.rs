@@ -46,15 +46,9 @@ pub fn complete(record: &mut Value, index: usize) {
 /// A test record with the fields it leaves out filled in, its default time `offset_secs`
 /// after the first test record's.
 pub fn complete_at(record: &mut Value, index: usize, offset_secs: i64) {
-    let Value::Object(map) = record else { return };
-    let base = 1_767_268_800i64 + offset_secs;
-    let time = chrono::DateTime::from_timestamp(base, 0).expect("valid time");
     let defaults = [
         ("eventVersion", json!("1.11")),
-        (
-            "eventTime",
-            json!(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        ),
+        ("eventTime", json!(test_time(offset_secs))),
         (
             "eventID",
             json!(format!("00000000-0000-4000-8000-{index:012}")),
@@ -79,8 +73,23 @@ pub fn complete_at(record: &mut Value, index: usize, offset_secs: i64) {
             }),
         ),
     ];
-    for (key, value) in defaults {
-        map.entry(key).or_insert(value);
+    fill(record, defaults);
+}
+
+/// The time of a test record `offset_secs` after the first one's (2026-01-01T12:00:00Z).
+fn test_time(offset_secs: i64) -> String {
+    chrono::DateTime::from_timestamp(1_767_268_800 + offset_secs, 0)
+        .expect("valid time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Puts each default into `record` where the record has no value for its key.
+fn fill<const N: usize>(record: &mut Value, defaults: [(&str, Value); N]) {
+    if let Value::Object(map) = record {
+        for (key, value) in defaults {
+            map.entry(key).or_insert(value);
+        }
     }
 }
 
@@ -148,16 +157,10 @@ async fn run_test(
     rule: &super::Rule,
     records: &[String],
 ) -> Result<usize, String> {
-    let mut body = Vec::new();
-    body.extend_from_slice(b"{\"Records\":[");
+    let mut cloudtrail = Vec::new();
     let mut invocations = Vec::new();
-    let mut n = 0;
     for (i, text) in records.iter().enumerate() {
-        let mut record: Value =
-            serde_json::from_str(text).map_err(|e| format!("record {} is not JSON: {e}", i + 1))?;
-        if !record.is_object() {
-            return Err(format!("record {} is not a JSON object", i + 1));
-        }
+        let mut record = parse_record(text, "record", i)?;
         if bedrock::is_invocation_record(&record) {
             complete_invocation(&mut record, i);
             invocations.push(
@@ -167,13 +170,9 @@ async fn run_test(
             continue;
         }
         complete(&mut record, i);
-        if n > 0 {
-            body.push(b',');
-        }
-        n += 1;
-        serde_json::to_writer(&mut body, &record).expect("JSON serializes");
+        cloudtrail.push(record);
     }
-    body.extend_from_slice(b"]}");
+    let body = body_of(cloudtrail);
     let mut decoder = Decoder::new(DecodeOptions::default());
     let decoded = decoder.decode(&format!("test of {}", rule.id), &body);
     if let Some(problem) = decoded.problems.first() {
@@ -199,15 +198,9 @@ async fn run_test(
 /// A Bedrock invocation test record with the fields it leaves out filled in (a minute apart,
 /// in the test account, by the application's role).
 pub fn complete_invocation(record: &mut Value, index: usize) {
-    let Value::Object(map) = record else { return };
-    let time =
-        chrono::DateTime::from_timestamp(1_767_268_800 + index as i64 * 60, 0).expect("valid time");
     let defaults = [
         ("schemaVersion", json!("1.0")),
-        (
-            "timestamp",
-            json!(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        ),
+        ("timestamp", json!(test_time(index as i64 * 60))),
         (
             "requestId",
             json!(format!("00000000-0000-4000-9000-{index:012}")),
@@ -221,9 +214,7 @@ pub fn complete_invocation(record: &mut Value, index: usize) {
             json!({"arn": format!("arn:aws:sts::{TEST_ACCOUNT}:assumed-role/AppRole/i-0abc")}),
         ),
     ];
-    for (key, value) in defaults {
-        map.entry(key).or_insert(value);
-    }
+    fill(record, defaults);
 }
 
 /// The records of a test as one log object's body, each completed.
