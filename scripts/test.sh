@@ -23,9 +23,19 @@ fi
 "$PYTHON" -c "import sys; from cfnlint.runner import main; sys.argv = [\"cfn-lint\", \"deploy/cloudformation.yaml\"]; sys.exit(main())"
 "$PYTHON" -m json.tool deploy/iam-policy.json >/dev/null
 
-# One build profile for tests, benchmarks and the binary: dependencies are compiled once.
 cargo fmt --all -- --check
-cargo clippy --release --all-targets -- -D warnings
+# One build for lints, tests, benchmarks and the binary, so the dependencies are compiled once:
+# clippy's lints run while trailhound's own targets are compiled for the tests, with
+# clippy-driver as the workspace's compiler wrapper (which is how `cargo clippy` works), instead
+# of in a check-only pass that would compile every dependency a second time. The lints and the
+# failure on any warning are those of `cargo clippy --release --all-targets -- -D warnings`.
+CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
+if [ -n "$CLIPPY_DRIVER" ]; then
+    export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+else
+    cargo clippy --release --all-targets -- -D warnings
+fi
 cargo test --release --all-targets
 # The detection pack's own tests, as a user runs them, with the binary the tests just built.
 "${CARGO_TARGET_DIR:-target}/release/trailhound" rules test

@@ -377,3 +377,221 @@ pub fn read_invocations(
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// The default size of a replay chunk: stored bytes of log objects read and examined
+/// together.
+pub const DEFAULT_CHUNK: &str = "8MiB";
+
+/// Objects in order of delivery (the time in their key, then the key), cut into chunks of at
+/// most `chunk_bytes` stored bytes (an object larger than that is a chunk of its own). Records
+/// come roughly in event-time order this way, which keeps what statistics hold in work small.
+pub fn delivery_chunks(mut objects: Vec<ObjectRef>, chunk_bytes: usize) -> Vec<Vec<ObjectRef>> {
+    objects.sort_by_cached_key(|o| {
+        let key = o.key();
+        (
+            crate::source::key::delivery_time(&key).unwrap_or(i64::MIN),
+            key,
+        )
+    });
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0u64;
+    for o in objects {
+        if !current.is_empty() && size + o.size > chunk_bytes as u64 {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += o.size;
+        current.push(o);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Event times a run keeps: from `since` (inclusive) to `until` (exclusive), in microseconds
+/// since the epoch; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl TimeWindow {
+    /// True when neither end is set.
+    pub fn is_open(&self) -> bool {
+        self.since.is_none() && self.until.is_none()
+    }
+
+    /// True when an object delivered at the time its key names may hold records in the
+    /// window: one delivered before `since` holds only earlier events. Keys without a
+    /// delivery time may hold anything.
+    pub fn may_hold(&self, key: &str) -> bool {
+        match (self.since, crate::source::key::delivery_time(key)) {
+            (Some(since), Some(delivered)) => delivered >= since,
+            _ => true,
+        }
+    }
+
+    /// The rows of `batch` whose event time is in the window; `None` when none is.
+    pub fn keep(&self, batch: RecordBatch) -> Option<RecordBatch> {
+        use datafusion::arrow::array::{AsArray, BooleanArray};
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        if self.is_open() {
+            return Some(batch);
+        }
+        let times = batch
+            .column_by_name("eventtime")?
+            .as_primitive_opt::<TimestampMicrosecondType>()?;
+        let keep: BooleanArray = times
+            .iter()
+            .map(|t| {
+                Some(t.is_some_and(|t| {
+                    self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+                }))
+            })
+            .collect();
+        let out = datafusion::arrow::compute::filter_record_batch(&batch, &keep).ok()?;
+        (out.num_rows() > 0).then_some(out)
+    }
+}
+
+/// One chunk read by a [`ReadAhead`].
+#[derive(Debug)]
+pub struct ReadChunk {
+    /// Objects in the chunk.
+    pub objects: usize,
+    /// Its records, each batch of one `eventSource`.
+    pub batches: Vec<RecordBatch>,
+    pub report: ReadReport,
+}
+
+/// Why reading ahead failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadAheadError {
+    #[error("cannot start the thread that reads the logs: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the thread reading the logs failed: {0}")]
+    Panicked(String),
+}
+
+/// Reads chunks of objects in their order on a thread of its own, one chunk ahead of the
+/// caller, who examines the chunk before meanwhile. An iterator of [`ReadChunk`]s; call
+/// [`ReadAhead::finish`] at the end to learn whether the reader failed.
+pub struct ReadAhead {
+    received: std::sync::mpsc::Receiver<ReadChunk>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    /// Starts reading `chunks` with `threads` readers each.
+    pub fn spawn(
+        chunks: Vec<Vec<ObjectRef>>,
+        options: DecodeOptions,
+        threads: usize,
+    ) -> Result<Self, ReadAheadError> {
+        let (sender, received) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("trailhound-read".into())
+            .spawn(move || {
+                for chunk in chunks {
+                    let objects = chunk.len();
+                    let started = Instant::now();
+                    let (batches, report) =
+                        read_all_by_source(chunk, options.clone(), threads, None);
+                    tracing::debug!(
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        objects,
+                        "read chunk"
+                    );
+                    let read = ReadChunk {
+                        objects,
+                        batches,
+                        report,
+                    };
+                    if sender.send(read).is_err() {
+                        break; // the caller stopped
+                    }
+                }
+            })
+            .map_err(ReadAheadError::Spawn)?;
+        Ok(Self { received, thread })
+    }
+
+    /// Waits for the reader to end; an error when it failed (its chunks stopped coming).
+    pub fn finish(self) -> Result<(), ReadAheadError> {
+        drop(self.received);
+        self.thread.join().map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "it panicked".into());
+            ReadAheadError::Panicked(message)
+        })
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = ReadChunk;
+
+    fn next(&mut self) -> Option<ReadChunk> {
+        self.received.recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{KeyKind, Location};
+
+    fn object(key: &str, size: u64) -> ObjectRef {
+        ObjectRef {
+            location: Location::File(key.into()),
+            size,
+            kind: KeyKind::CloudTrailLog,
+        }
+    }
+
+    #[test]
+    fn chunks_follow_delivery_time_and_respect_the_size() {
+        let late = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T1200Z_b.json.gz";
+        let early = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T0800Z_a.json.gz";
+        let middle = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T1000Z_c.json.gz";
+        let chunks = delivery_chunks(
+            vec![object(late, 6), object(early, 6), object(middle, 6)],
+            12,
+        );
+        let keys: Vec<Vec<String>> = chunks
+            .iter()
+            .map(|c| c.iter().map(ObjectRef::key).collect())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                vec![early.to_string(), middle.to_string()],
+                vec![late.to_string()]
+            ]
+        );
+        // An object larger than a chunk is a chunk of its own.
+        assert_eq!(delivery_chunks(vec![object(early, 100)], 12).len(), 1);
+    }
+
+    #[test]
+    fn a_window_keeps_objects_that_may_hold_its_events() {
+        let since = crate::decode::time::parse_event_time("2026-10-05T09:00:00Z").unwrap();
+        let window = TimeWindow {
+            since: Some(since),
+            until: None,
+        };
+        assert!(!window.may_hold(
+            "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T0800Z_a.json.gz"
+        ));
+        assert!(window.may_hold(
+            "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T1000Z_a.json.gz"
+        ));
+        assert!(window.may_hold("export.jsonl"));
+        assert!(TimeWindow::default().is_open());
+    }
+}

@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::ReadArgs;
 use crate::decode::{inflate, is_gzip, schema, DecodeOptions, Decoder, Projection};
-use crate::detect::state::State;
-use crate::detect::stats::{Stats, StatsOptions};
+use crate::detect::state::Store;
+use crate::detect::{Chunk, Delivery, ExamineOptions, Examiner};
 use crate::source;
 use crate::sql::{self, CloudTrailTable};
 
@@ -187,40 +187,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             threads,
             None,
         );
-        let rules: Vec<_> = engine.rules().cloned().collect();
-        // One chunk through every detection, statistical ones included (their state in
-        // memory): what it found.
-        let examine = |stats: &mut Stats, batches: Vec<_>| {
-            stats.begin_chunk(&batches);
-            let mut found = 0;
-            let mut observations = Vec::new();
-            for output in runtime.block_on(engine.run(batches)) {
-                let output = output.unwrap_or_default();
-                found += output.matches.len();
-                observations.push(output.observations);
-            }
-            found + stats.end_chunk(observations, chrono::Utc::now()).len()
+        let engine = std::sync::Arc::new(engine);
+        // Through the examination pipeline, as replay works: every detection, statistical
+        // ones included (their state in memory), findings aggregated at the end.
+        let fresh = || {
+            Examiner::new(
+                engine.clone(),
+                Store::Memory,
+                ExamineOptions {
+                    delivery: Delivery::AtEnd,
+                    ..Default::default()
+                },
+            )
         };
-        let fresh = || Stats::new(&rules, State::default(), &StatsOptions::default());
         // All the batches as one chunk, with a fresh state.
         let (detect_time, _) = best(&|| {
             let batches = batches.clone();
             let started = Instant::now();
-            let found = examine(&mut fresh(), batches);
-            (started.elapsed(), found)
+            let found = fresh().and_then(|mut examiner| {
+                runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
+                examiner.finish()
+            });
+            (started.elapsed(), found.map_or(0, |f| f.len()))
         });
         // As replay works: a chunk of objects at a time, read then examined, one state.
-        let chunk_bytes = super::parse_size(super::replay::DEFAULT_CHUNK).expect("a size");
+        let chunk_bytes = super::parse_size(crate::read::DEFAULT_CHUNK).unwrap_or(8 << 20);
         let (replay_time, _) = best(&|| {
             let started = Instant::now();
-            let mut stats = fresh();
-            let mut found = 0;
-            for chunk in super::replay::chunks(listing.objects.clone(), chunk_bytes) {
-                let (batches, _) =
-                    crate::read::read_all_by_source(chunk, options.clone(), threads, None);
-                found += examine(&mut stats, batches);
-            }
-            (started.elapsed(), found)
+            let found = fresh().and_then(|mut examiner| {
+                for chunk in crate::read::delivery_chunks(listing.objects.clone(), chunk_bytes) {
+                    let (batches, _) =
+                        crate::read::read_all_by_source(chunk, options.clone(), threads, None);
+                    runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
+                }
+                examiner.finish()
+            });
+            (started.elapsed(), found.map_or(0, |f| f.len()))
         });
         eprintln!("{} detections", engine.len());
         if args.slowest > 0 {

@@ -144,6 +144,18 @@ impl ReadArgs {
     }
 }
 
+/// A learning period: a duration, or 0.
+pub fn parse_learning(text: &str) -> Result<std::time::Duration, String> {
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::detect::rule::parse_duration(text)
+}
+
 /// Parses `1024`, `64KiB`, `512MiB`, `1GiB`, `2GB`, `10MB` into bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();

@@ -1,32 +1,33 @@
 //! `trailhound replay SOURCE...`: every detection over historical logs, findings out.
 //!
-//! Objects are read in order of delivery time (from the key), a chunk at a time so memory
-//! stays bounded whatever the size of the history; each chunk's records are put through every
-//! planned detection, and the matches of all chunks are aggregated into findings at the end,
-//! in event-time order, so a finding does not depend on where chunk boundaries fall.
+//! Argument handling and output. The work is the library's: objects are read in order of
+//! delivery time a chunk at a time ([`crate::read::delivery_chunks`], [`ReadAhead`]), so
+//! memory stays bounded whatever the size of the history, and each chunk goes through the
+//! [`Examiner`], which gives every finding at the end, built from all of its records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use datafusion::arrow::array::{AsArray, BooleanArray};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::rules::PackArgs;
+use super::rules::{PackArgs, PendingEngine};
 use super::ReadArgs;
 use crate::decode::DecodeOptions;
-use crate::detect::state::{self, State, Store};
-use crate::detect::stats::{Stats, StatsOptions};
-use crate::detect::{aggregate, Match, Severity};
-use crate::finding::{iso_time, Finding, FindingFormat};
-use crate::read::{read_all_by_source, read_invocations, ReadReport};
-use crate::source::{self, ObjectRef};
+use crate::detect::state::{self, Store};
+use crate::detect::stats::StatsOptions;
+use crate::detect::{Chunk, Delivery, ExamineOptions, Examiner, RunError, Severity};
+use crate::finding::{iso_time, short_arn, Finding, FindingFormat};
+use crate::read::{
+    delivery_chunks, read_invocations, ReadAhead, ReadReport, TimeWindow, DEFAULT_CHUNK,
+};
+use crate::simulate::score::score;
+use crate::source;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -69,7 +70,7 @@ pub struct ReplayArgs {
 
     /// History an account needs before statistical detections report on it (until then they
     /// only learn), such as 7d or 0s.
-    #[arg(long, default_value = "7d", value_parser = parse_learning, value_name = "DURATION")]
+    #[arg(long, default_value = "7d", value_parser = super::parse_learning, value_name = "DURATION")]
     pub learning: std::time::Duration,
 
     /// Score the findings against a labels file (as `simulate` writes): which labelled attacks
@@ -128,65 +129,13 @@ pub fn parse_time_arg(text: &str) -> Result<i64, String> {
     ))
 }
 
-/// A learning period: a duration, or 0.
-fn parse_learning(text: &str) -> Result<std::time::Duration, String> {
-    if text
-        .trim()
-        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-        == "0"
-    {
-        return Ok(std::time::Duration::ZERO);
-    }
-    crate::detect::rule::parse_duration(text)
-}
-
-/// Keeps the rows of `batch` whose event time is in [since, until).
-fn in_range(batch: RecordBatch, since: Option<i64>, until: Option<i64>) -> Option<RecordBatch> {
-    if since.is_none() && until.is_none() {
-        return Some(batch);
-    }
-    let times = batch
-        .column_by_name("eventtime")?
-        .as_primitive::<TimestampMicrosecondType>();
-    let keep: BooleanArray = times
-        .iter()
-        .map(|t| {
-            Some(t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)))
-        })
-        .collect();
-    let out = filter_record_batch(&batch, &keep).ok()?;
-    (out.num_rows() > 0).then_some(out)
-}
-
-/// The default `--chunk-size`.
-pub const DEFAULT_CHUNK: &str = "8MiB";
-
-/// Objects in delivery order, split into chunks of at most `chunk_bytes` stored bytes.
-pub fn chunks(mut objects: Vec<ObjectRef>, chunk_bytes: usize) -> Vec<Vec<ObjectRef>> {
-    objects.sort_by_cached_key(|o| {
-        let key = o.key();
-        (source::key::delivery_time(&key).unwrap_or(i64::MIN), key)
-    });
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0u64;
-    for o in objects {
-        if !current.is_empty() && size + o.size > chunk_bytes as u64 {
-            out.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        size += o.size;
-        current.push(o);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
 pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let threads = args.read.threads();
+    let window = TimeWindow {
+        since: args.since,
+        until: args.until,
+    };
     if let (Some(s), Some(u)) = (args.since, args.until) {
         if s >= u {
             bail!(
@@ -201,28 +150,23 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     // The detections are planned while the first chunk is read.
-    let mut pending = Some(args.pack.start_engine(&runtime, threads)?);
-    let mut engine = None;
-    let rules: Vec<_> = pending.as_ref().map_or(Vec::new(), |p| p.rules.clone());
-    let mut stats = Stats::new(
-        &rules,
-        State::default(),
-        &StatsOptions {
+    let pending = args.pack.start_engine(&runtime, threads)?;
+    let rules = pending.rules.clone();
+    // The state is opened now, so that one in use elsewhere is reported before any reading.
+    let store = if rules.iter().any(|r| r.stateful.is_some() && r.enabled) {
+        Store::open(&args.state.clone().unwrap_or_else(state::default_path))?
+    } else {
+        Store::Memory
+    };
+    let mut planning = Some((pending, store));
+    let mut examiner: Option<Examiner> = None;
+    let options = ExamineOptions {
+        delivery: Delivery::AtEnd,
+        min_severity: args.min_severity.0,
+        stats: StatsOptions {
             learning: args.learning,
         },
-    );
-    let mut store = if stats.is_active() {
-        let path = args.state.clone().unwrap_or_else(state::default_path);
-        let store = Store::open(&path)?;
-        stats.state = store.load()?;
-        tracing::info!(
-            "statistical detections learn in {} ({} entries)",
-            store.describe(),
-            stats.state.sizes().iter().map(|(_, n)| n).sum::<usize>()
-        );
-        Some(store)
-    } else {
-        None
+        only: None,
     };
     let days = args.since.map(|since| source::s3::DayFilter {
         since,
@@ -239,15 +183,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     } else {
         threads
     };
-    // A file delivered before --since holds only earlier events.
-    let mut early = 0usize;
-    if let Some(since) = args.since {
-        listing.objects.retain(|o| {
-            let keep = source::key::delivery_time(&o.key()).is_none_or(|d| d >= since);
-            early += usize::from(!keep);
-            keep
-        });
-    }
+    let before = listing.objects.len();
+    listing.objects.retain(|o| window.may_hold(&o.key()));
+    let early = before - listing.objects.len();
     if listing.objects.is_empty() && listing.invocations.is_empty() {
         bail!(
             "no CloudTrail logs to replay in {} ({listing}{})",
@@ -265,95 +203,53 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     tracing::info!("replaying {listing} through {} detections", rules.len());
     let mut report = ReadReport::for_listing(&listing);
     let invocation_objects = std::mem::take(&mut listing.invocations);
-    let total_objects = listing.objects.len();
     let progress = super::stderr_is_terminal().then(|| {
-        let bar = ProgressBar::new(total_objects as u64);
+        let bar = ProgressBar::new(listing.objects.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} {pos}/{len} objects {wide_bar} {elapsed_precise} (eta {eta}) {msg}",
             )
-            .expect("valid template"),
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     });
-    let options = DecodeOptions {
+    let decode = DecodeOptions {
         max_object_bytes: args.read.max_object_size,
         ..Default::default()
     };
-    let mut matches: Vec<Vec<Match>> = vec![Vec::new(); rules.len()];
-    let mut stat_findings: Vec<Finding> = Vec::new();
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
-    // The next chunk is read while this one is examined (statistics run on one thread).
-    let (sender, received) = std::sync::mpsc::sync_channel(1);
-    let reader = {
-        let chunks = chunks(listing.objects, args.chunk_size);
-        let options = options.clone();
-        std::thread::Builder::new()
-            .name("trailhound-read".into())
-            .spawn(move || {
-                for chunk in chunks {
-                    let n = chunk.len();
-                    let t = Instant::now();
-                    let (batches, report) =
-                        read_all_by_source(chunk, options.clone(), read_threads, None);
-                    tracing::debug!(
-                        ms = t.elapsed().as_secs_f64() * 1e3,
-                        objects = n,
-                        "read chunk"
-                    );
-                    if sender.send((n, batches, report)).is_err() {
-                        break; // the run stopped
-                    }
-                }
-            })?
-    };
-    for (n, batches, chunk_report) in received {
-        report.merge(&chunk_report);
-        let batches: Vec<RecordBatch> = batches
+    // The next chunk is read while this one is examined.
+    let mut reader = ReadAhead::spawn(
+        delivery_chunks(listing.objects, args.chunk_size),
+        decode,
+        read_threads,
+    )?;
+    for read in reader.by_ref() {
+        report.merge(&read.report);
+        let batches: Vec<RecordBatch> = read
+            .batches
             .into_iter()
-            .filter_map(|b| in_range(b, args.since, args.until))
+            .filter_map(|b| window.keep(b))
             .collect();
-        examined += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        if let Some(p) = pending.take() {
-            engine = Some(p.wait(&runtime)?);
-            tracing::debug!(
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "planned {} detections",
-                rules.len()
-            );
-        }
-        let engine = engine.as_ref().expect("planned before the first chunk");
+        let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
         let t = Instant::now();
-        if store.is_some() {
-            stats.begin_chunk(&batches);
-        }
-        let observations = take_outputs(
-            runtime.block_on(engine.run(batches)),
-            &mut matches,
-            &mut failed_rules,
-        );
-        if store.is_some() {
-            stat_findings.extend(stats.end_chunk(observations, chrono::Utc::now()));
-        }
+        let done = runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
         detect_time += t.elapsed();
+        examined += done.records;
+        note_failures(&mut failed_rules, done.failures);
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "examined chunk");
         if let Some(bar) = &progress {
-            bar.inc(n as u64);
-            bar.set_message(format!(
-                "{} matching events",
-                matches.iter().map(Vec::len).sum::<usize>()
-            ));
+            bar.inc(read.objects as u64);
+            bar.set_message(format!("{examined} events examined"));
         }
     }
-    if reader.join().is_err() {
-        anyhow::bail!("the thread reading the logs failed");
-    }
+    reader.finish()?;
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
-    // Bedrock invocation logs: one more pass, over the `bedrock_invocations` table.
+    // Bedrock invocation logs: one more chunk, of the `bedrock_invocations` table.
     if !invocation_objects.is_empty() {
         let invocations = read_invocations(
             &invocation_objects,
@@ -361,50 +257,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             read_threads,
             &mut report,
         );
-        examined += invocations.iter().map(RecordBatch::num_rows).sum::<usize>();
-        if let Some(p) = pending.take() {
-            engine = Some(p.wait(&runtime)?);
-        }
-        let engine = engine.as_ref().expect("planned");
+        let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
         let t = Instant::now();
-        take_outputs(
-            runtime.block_on(engine.run_with(Vec::new(), invocations)),
-            &mut matches,
-            &mut failed_rules,
-        );
+        let done = runtime.block_on(examiner.examine(Chunk {
+            cloudtrail: Vec::new(),
+            invocations,
+        }))?;
         detect_time += t.elapsed();
+        examined += done.records;
+        note_failures(&mut failed_rules, done.failures);
     }
-    let now = chrono::Utc::now();
-    stat_findings.retain(|f| f.severity >= args.min_severity.0);
-    // In a state shared by a fleet, each statistical finding is emitted by one process only.
-    let mut claimed = Vec::new();
-    if let Some(store) = store.as_ref().filter(|s| s.is_shared()) {
-        let ids: Vec<String> = stat_findings.iter().map(|f| f.id.clone()).collect();
-        let won = store.claim(&ids)?;
-        let before = stat_findings.len();
-        stat_findings.retain(|f| won.contains(&f.id));
-        if stat_findings.len() < before {
-            tracing::info!(
-                "{} statistical findings were already emitted by another process sharing {}",
-                before - stat_findings.len(),
-                store.describe()
-            );
-        }
-        claimed = won.into_iter().collect();
-    }
-    let mut findings: Vec<Finding> = rules
-        .iter()
-        .zip(matches)
-        .flat_map(|(rule, m)| aggregate::findings(rule, m, now))
-        .filter(|f| f.severity >= args.min_severity.0)
-        .chain(stat_findings)
-        .collect();
-    findings.sort_by(|a, b| {
-        a.first_seen
-            .cmp(&b.first_seen)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-
+    let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
+    let findings = examiner.finish()?;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "aggregated {} findings",
@@ -413,16 +277,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     write_findings(&args, &findings)?;
     // What was learned is kept only once the findings are out: a crash before this point
     // leaves the state as it was, and the next run finds the same things again.
-    if let Some(store) = &mut store {
-        store.confirm(&claimed)?;
-        stats.expire();
-        store.save(&mut stats.state)?;
-        store.compact()?;
+    examiner.commit(&findings)?;
+    if examiner.learns() {
         tracing::info!(
             "state {}: {} entries, {} bytes",
-            store.describe(),
-            stats.state.sizes().iter().map(|(_, n)| n).sum::<usize>(),
-            store.file_size()
+            examiner.store().describe(),
+            examiner.state_entries(),
+            examiner.store().file_size()
         );
     }
     report.elapsed = started.elapsed();
@@ -452,29 +313,39 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     Ok(super::hunt::finish_code(&report, args.strict))
 }
 
-/// Adds each rule's matches from one run of the engine to `matches`, and its first error to
-/// `failed` (logged once); returns each rule's observations, for the statistics.
-fn take_outputs(
-    outputs: Vec<Result<crate::detect::Output, crate::detect::RunError>>,
-    matches: &mut [Vec<Match>],
-    failed: &mut BTreeMap<String, String>,
-) -> Vec<Vec<RecordBatch>> {
-    let mut observations = vec![Vec::new(); matches.len()];
-    for (i, result) in outputs.into_iter().enumerate() {
-        match result {
-            Ok(found) => {
-                matches[i].extend(found.matches);
-                observations[i] = found.observations;
-            }
-            Err(e) => {
-                if !failed.contains_key(&e.rule) {
-                    tracing::error!("{e}");
-                    failed.insert(e.rule.clone(), e.message.clone());
-                }
-            }
+/// The examiner, once the detections are planned (they are planned while the first chunk is
+/// read) and the state is loaded.
+fn ready<'a>(
+    examiner: &'a mut Option<Examiner>,
+    planning: &mut Option<(PendingEngine, Store)>,
+    runtime: &tokio::runtime::Runtime,
+    options: &ExamineOptions,
+) -> anyhow::Result<&'a mut Examiner> {
+    if let Some((pending, store)) = planning.take() {
+        let engine = pending.wait(runtime)?;
+        let made = Examiner::new(Arc::new(engine), store, options.clone())?;
+        if made.learns() {
+            tracing::info!(
+                "statistical detections learn in {} ({} entries)",
+                made.store().describe(),
+                made.state_entries()
+            );
+        }
+        *examiner = Some(made);
+    }
+    examiner
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("the detections could not be planned"))
+}
+
+/// Notes each detection's first failure (logged once).
+fn note_failures(failed: &mut BTreeMap<String, String>, failures: Vec<RunError>) {
+    for e in failures {
+        if !failed.contains_key(&e.rule) {
+            tracing::error!("{e}");
+            failed.insert(e.rule.clone(), e.message.clone());
         }
     }
-    observations
 }
 
 /// Sends each listed S3 object as a notification to `queue`, ten to a call.
@@ -483,18 +354,9 @@ fn enqueue(
     queue: &str,
     listing: &source::Listing,
 ) -> anyhow::Result<i32> {
-    let mut bodies = Vec::new();
-    for o in listing.objects.iter().chain(&listing.invocations) {
-        match &o.location {
-            source::Location::S3 { bucket, key } => {
-                bodies.push(source::envelope::s3_notification(bucket, key, o.size))
-            }
-            _ => bail!(
-                "--enqueue sends S3 objects to a queue; {} is not in S3",
-                o.key()
-            ),
-        }
-    }
+    let bodies =
+        source::envelope::notifications(listing.objects.iter().chain(&listing.invocations))
+            .context("--enqueue")?;
     let config = runtime.block_on(source::s3::aws_config());
     let sent = bodies.len();
     runtime.block_on(source::sqs::Queue::new(&config, queue).send_all(&bodies))?;
@@ -603,7 +465,7 @@ fn findings_table(findings: &[Finding], max: usize) -> String {
             f.count,
             f.title,
             "",
-            short_actor(&f.principal.arn),
+            short_arn(&f.principal.arn),
         ));
     }
     if sorted.len() > max {
@@ -613,131 +475,6 @@ fn findings_table(findings: &[Finding], max: usize) -> String {
         ));
     }
     out
-}
-
-fn short_actor(arn: &str) -> &str {
-    arn.strip_prefix("arn:aws:").unwrap_or(arn)
-}
-
-/// How findings compare with a labels file.
-struct Scored {
-    attacks: Vec<(String, usize, usize, Vec<String>)>,
-    benign_events: usize,
-    benign_medium: Vec<String>,
-    benign_low: usize,
-}
-
-fn score(path: &PathBuf, findings: &[Finding], examined: usize) -> anyhow::Result<Scored> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let labels: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let Some(attacks) = labels.get("attacks").and_then(|a| a.as_array()) else {
-        bail!(
-            "{}: expected an object with an \"attacks\" list, as simulate writes",
-            path.display()
-        );
-    };
-    let mut labelled: HashMap<String, String> = HashMap::new();
-    let mut out = Scored {
-        attacks: Vec::new(),
-        benign_events: 0,
-        benign_medium: Vec::new(),
-        benign_low: 0,
-    };
-    for a in attacks {
-        let id = a["id"].as_str().unwrap_or("?").to_string();
-        for e in a["eventIds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.as_str())
-        {
-            labelled.insert(e.to_string(), id.clone());
-        }
-    }
-    let serious: Vec<&Finding> = findings.iter().filter(|f| f.severity >= 4.0).collect();
-    for a in attacks {
-        let id = a["id"].as_str().unwrap_or("?").to_string();
-        let events: HashSet<&str> = a["eventIds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.as_str())
-            .collect();
-        let mut covered = HashSet::new();
-        let mut by = Vec::new();
-        for f in &serious {
-            let hits: Vec<&String> = f
-                .event_ids
-                .iter()
-                .filter(|e| events.contains(e.as_str()))
-                .collect();
-            if !hits.is_empty() {
-                covered.extend(hits);
-                if !by.contains(&f.detection) {
-                    by.push(f.detection.clone());
-                }
-            }
-        }
-        out.attacks.push((id, covered.len(), events.len(), by));
-    }
-    let attack_events = labelled.len();
-    out.benign_events = examined.saturating_sub(attack_events);
-    for f in findings {
-        if f.event_ids.iter().any(|e| labelled.contains_key(e)) {
-            continue;
-        }
-        if f.severity >= 4.0 {
-            out.benign_medium.push(format!(
-                "{} ({}, {})",
-                f.detection,
-                f.severity_label(),
-                short_actor(&f.principal.arn)
-            ));
-        } else {
-            out.benign_low += 1;
-        }
-    }
-    Ok(out)
-}
-
-impl std::fmt::Display for Scored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let found = self.attacks.iter().filter(|a| a.1 > 0).count();
-        let covered: usize = self.attacks.iter().map(|a| a.1).sum();
-        let total: usize = self.attacks.iter().map(|a| a.2).sum();
-        writeln!(
-            f,
-            "\nlabels: {found} of {} attacks found at Medium or above; {covered} of {total} attack events are in a finding",
-            self.attacks.len()
-        )?;
-        for (id, c, t, by) in &self.attacks {
-            let status = if *c > 0 { "found" } else { "MISSED" };
-            writeln!(
-                f,
-                "  {status:<6} {id}: {c}/{t} events, by {}",
-                if by.is_empty() {
-                    "-".to_string()
-                } else {
-                    by.join(", ")
-                }
-            )?;
-        }
-        let per_100k =
-            self.benign_medium.len() as f64 * 100_000.0 / (self.benign_events.max(1)) as f64;
-        writeln!(
-            f,
-            "benign: {} findings at Medium or above on {} unlabelled events ({per_100k:.2} per 100k); {} Low",
-            self.benign_medium.len(),
-            self.benign_events,
-            self.benign_low
-        )?;
-        for b in self.benign_medium.iter().take(20) {
-            writeln!(f, "  {b}")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ fn test(args: TestArgs) -> anyhow::Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let engine = args.pack.engine(&runtime, 1)?;
+    let engine = std::sync::Arc::new(args.pack.engine(&runtime, 1)?);
     for id in &args.ids {
         if !engine.rules().any(|r| &r.id == id) {
             bail!("no detection has the id {id:?} (see `trailhound rules list`)");

@@ -10,9 +10,9 @@ use super::rules::PackArgs;
 use super::ReadArgs;
 use crate::daemon::{Daemon, Metrics, Options};
 use crate::decode::DecodeOptions;
-use crate::detect::state::{self, State, Store};
-use crate::detect::stats::{Stats, StatsOptions};
-use crate::detect::Severity;
+use crate::detect::state::{self, Store};
+use crate::detect::stats::StatsOptions;
+use crate::detect::{Delivery, ExamineOptions, Examiner, Severity};
 use crate::finding::sink::{Sink, SinkSpec};
 use crate::finding::FindingFormat;
 use crate::source::sqs::Queue;
@@ -50,8 +50,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "TRAILHOUND_STATE")]
     pub state: Option<PathBuf>,
 
-    /// History an account needs before statistical detections report on it.
-    #[arg(long, default_value = "7d", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_LEARNING", value_name = "DURATION")]
+    /// History an account needs before statistical detections report on it (until then they
+    /// only learn), such as 7d, or 0s to report from the first record.
+    #[arg(long, default_value = "7d", value_parser = super::parse_learning, env = "TRAILHOUND_LEARNING", value_name = "DURATION")]
     pub learning: Duration,
 
     /// Concurrent long polls of the queue.
@@ -97,32 +98,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let engine = args.pack.engine(&runtime, threads)?;
-    let rules: Vec<_> = engine.rules().cloned().collect();
-    let mut stats = Stats::new(
-        &rules,
-        State::default(),
-        &StatsOptions {
-            learning: args.learning,
-        },
-    );
     let path = args.state.clone().unwrap_or_else(state::default_path);
     let store = Store::open(&path)?;
-    stats.state = store.load()?;
     tracing::info!("state in {}", store.describe());
+    let examiner = Examiner::new(
+        std::sync::Arc::new(engine),
+        store,
+        ExamineOptions {
+            delivery: Delivery::EachChunk,
+            min_severity: args.min_severity.0,
+            stats: StatsOptions {
+                learning: args.learning,
+            },
+            only: None,
+        },
+    )?;
     let config = runtime.block_on(crate::source::s3::aws_config());
     let sinks = args
         .sinks
         .iter()
         .map(|s| Sink::new(s.clone(), args.format, &config))
         .collect();
-    let daemon = Daemon {
-        queue: Queue::new(&config, &args.queue_url),
-        s3: crate::source::s3::client(&config),
-        engine,
-        stats,
-        store: Some(store),
+    let daemon = Daemon::new(
+        Queue::new(&config, &args.queue_url),
+        crate::source::s3::client(&config),
+        examiner,
         sinks,
-        options: Options {
+        Options {
             pollers: args.pollers.max(1),
             visibility: args.visibility.max(Duration::from_secs(1)),
             retry_after: args.retry_after,
@@ -133,12 +135,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 max_object_bytes: args.read.max_object_size,
                 ..Default::default()
             },
-            min_severity: args.min_severity.0,
             ..Default::default()
         },
-        metrics: std::sync::Arc::new(Metrics::default()),
-        since_expiry: 0,
-    };
+        std::sync::Arc::new(Metrics::default()),
+    );
     let shutdown = async {
         #[cfg(unix)]
         {

@@ -29,12 +29,10 @@ use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
-use crate::decode::{bedrock, DecodeOptions, Decoder};
-use crate::detect::state::{Kept, Store};
-use crate::detect::stats::{object_name, Stats};
-use crate::detect::{aggregate, Engine, Match};
+use crate::decode::DecodeOptions;
+use crate::detect::stats::object_name;
+use crate::detect::{Chunk, Examiner};
 use crate::finding::sink::Sink;
-use crate::finding::Finding;
 use crate::source::envelope::{self, Notice, Notified};
 use crate::source::sqs::{Message, Queue};
 use crate::source::{classify, s3, KeyKind};
@@ -56,8 +54,6 @@ pub struct Options {
     /// Where `/healthz` and `/metrics` are served, if anywhere.
     pub listen: Option<SocketAddr>,
     pub decode: DecodeOptions,
-    /// Findings below this severity are not sent.
-    pub min_severity: f64,
     /// Wait before a kept message (failed fetch or sink) is handed out again.
     pub retry_after: Duration,
 }
@@ -72,7 +68,6 @@ impl Default for Options {
             drain: Duration::from_secs(25),
             listen: None,
             decode: DecodeOptions::default(),
-            min_severity: 0.0,
             retry_after: Duration::from_secs(10),
         }
     }
@@ -98,50 +93,29 @@ impl Health {
 /// Messages received and not yet deleted or handed back, by message id.
 type InFlight = Arc<Mutex<HashMap<String, Message>>>;
 
-/// The parts the daemon runs with.
+/// The long-running service: see the [module](self).
 pub struct Daemon {
-    pub queue: Queue,
-    pub s3: aws_sdk_s3::Client,
-    pub engine: Engine,
-    pub stats: Stats,
-    pub store: Option<Store>,
-    pub sinks: Vec<Sink>,
-    pub options: Options,
-    pub metrics: Arc<Metrics>,
-    /// Batches examined since the state was last expired.
-    pub since_expiry: usize,
+    queue: Queue,
+    s3: aws_sdk_s3::Client,
+    examiner: Examiner,
+    sinks: Vec<Sink>,
+    options: Options,
+    metrics: Arc<Metrics>,
 }
 
-/// Findings sent are kept in the state under this key prefix and their id: when a later batch
-/// holds more records of one (its group and window span both), it is sent again, updated, as
-/// GuardDuty updates a finding, also after a restart; one with nothing new is not sent again.
-const SENT: &str = "sent\u{1f}";
-
-/// How long a sent finding is remembered for updates.
-const SENT_MEMORY: chrono::Duration = chrono::Duration::days(2);
-
-/// Batches between expiries of the state (forgetting what is past every lookback).
-const EXPIRE_EVERY: usize = 50;
-
-/// `finding` as an update of `before`: `None` when it adds no record.
-fn update(before: &Finding, finding: &Finding) -> Option<Finding> {
-    let known: std::collections::HashSet<&String> = before.event_ids.iter().collect();
-    let new: Vec<String> = finding
-        .event_ids
-        .iter()
-        .filter(|e| !known.contains(e))
-        .cloned()
-        .collect();
-    if new.is_empty() {
-        return None;
-    }
-    let mut merged = before.clone();
-    merged.count += new.len();
-    merged.event_ids.extend(new);
-    merged.first_seen = merged.first_seen.min(finding.first_seen);
-    merged.last_seen = merged.last_seen.max(finding.last_seen);
-    merged.created_at = finding.created_at;
-    Some(merged)
+/// What becomes of a message once its batch has been examined: its acknowledgement. Every
+/// message of a batch gets one, and [`Daemon::acknowledge`] applies them together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    /// Done with: its findings are out (or it named nothing to read, or can never be read).
+    /// Deleted from the queue.
+    Delete,
+    /// Something may work later (an object could not be fetched; a sink or the state
+    /// failed): handed back after `--retry-after`. The queue's redrive policy counts the
+    /// attempts and moves it to the dead-letter queue in the end. The reason is counted.
+    Retry(&'static str),
+    /// Not examined (the daemon is stopping): handed back at once.
+    Release,
 }
 
 /// One object of a batch, and the message that named it.
@@ -151,6 +125,27 @@ struct Work {
 }
 
 impl Daemon {
+    /// A daemon that reads `queue`, fetches objects with `s3`, examines them with `examiner`
+    /// (whose delivery should be [`crate::detect::Delivery::EachChunk`]) and sends findings
+    /// to every one of `sinks`.
+    pub fn new(
+        queue: Queue,
+        s3: aws_sdk_s3::Client,
+        examiner: Examiner,
+        sinks: Vec<Sink>,
+        options: Options,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            queue,
+            s3,
+            examiner,
+            sinks,
+            options,
+            metrics,
+        }
+    }
+
     /// Runs until `shutdown` resolves (then drains and returns).
     pub fn run(
         mut self,
@@ -192,10 +187,16 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("trailhound-heartbeat".into())
                 .spawn(move || {
-                    let beat = tokio::runtime::Builder::new_current_thread()
+                    let beat = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .expect("a runtime for the heartbeat");
+                    {
+                        Ok(beat) => beat,
+                        Err(e) => {
+                            tracing::error!("no runtime for the heartbeat: {e}");
+                            return;
+                        }
+                    };
                     beat.block_on(async move {
                         let config = crate::source::s3::aws_config().await;
                         let queue = Queue::new(&config, &url);
@@ -231,43 +232,32 @@ impl Daemon {
                     Err(_) => break,
                 }
             }
-            let drain_deadline = self.options.drain;
-            let outcome = if stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                // Received while stopping: hand back at once.
-                Err(batch)
+            let acks = if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                // Received while stopping: not examined.
+                vec![Ack::Release; batch.len()]
             } else {
-                Ok(batch)
+                let started = Instant::now();
+                let mut watch = stop_rx.clone();
+                let acks = self.examine(runtime, &batch, &mut watch);
+                self.metrics.add(
+                    "trailhound_batch_seconds_total",
+                    &[],
+                    started.elapsed().as_secs_f64(),
+                );
+                acks
             };
-            match outcome {
-                Ok(batch) => {
-                    let started = Instant::now();
-                    let mut watch = stop_rx.clone();
-                    let kept =
-                        self.examine(runtime, &batch, &in_flight, &mut watch, drain_deadline);
-                    self.metrics.add(
-                        "trailhound_batch_seconds_total",
-                        &[],
-                        started.elapsed().as_secs_f64(),
-                    );
-                    if let Err(e) = kept {
-                        tracing::error!("{e:#}");
-                    }
-                }
-                Err(batch) => release(runtime, &self.queue, &batch, &in_flight, Duration::ZERO),
-            }
+            self.acknowledge(runtime, &batch, &acks, &in_flight);
             if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
         }
         // Hand back whatever was received and not started.
-        let left: Vec<Message> = {
-            let mut pending = Vec::new();
-            while let Ok(m) = rx.try_recv() {
-                pending.push(m);
-            }
-            pending
-        };
-        release(runtime, &self.queue, &left, &in_flight, Duration::ZERO);
+        let mut left = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            left.push(m);
+        }
+        let acks = vec![Ack::Release; left.len()];
+        self.acknowledge(runtime, &left, &acks, &in_flight);
         for sink in &self.sinks {
             tracing::debug!(sink = sink.name().as_str(), "flushed");
         }
@@ -275,231 +265,44 @@ impl Daemon {
         Ok(())
     }
 
-    /// Examines one batch of messages; deletes those that are done.
+    /// Examines one batch of messages: fetches and decodes what they name, runs every
+    /// detection, sends the findings to every sink and keeps what the batch taught. Returns
+    /// each message's acknowledgement, in the batch's order; nothing is deleted here.
     fn examine(
         &mut self,
         runtime: &tokio::runtime::Runtime,
         batch: &[Message],
-        in_flight: &InFlight,
         stop: &mut tokio::sync::watch::Receiver<bool>,
-        drain: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> Vec<Ack> {
         let started = Instant::now();
         let m = self.metrics.clone();
         m.add("trailhound_batches_total", &[], 1.0);
-        // Messages that must stay on the queue (something may work later).
-        let mut kept: BTreeSet<usize> = BTreeSet::new();
-        let mut work = Vec::new();
-        let mut in_batch: std::collections::HashSet<String> = Default::default();
-        for (i, message) in batch.iter().enumerate() {
-            match envelope::parse(&message.body) {
-                Err(e) => {
-                    tracing::warn!(
-                        message = message.id.as_str(),
-                        "deleting a message that cannot be processed: {e}"
-                    );
-                    m.inc(
-                        "trailhound_errors_total",
-                        &[("kind", "unparseable-message")],
-                    );
-                }
-                Ok(Notice::Nothing { kind }) => {
-                    tracing::info!(message = message.id.as_str(), "acknowledged: {kind}");
-                    m.inc("trailhound_messages_ignored_total", &[("kind", kind)]);
-                }
-                Ok(Notice::Objects(objects)) => {
-                    for object in objects {
-                        let kind = classify(&object.key);
-                        if !kind.holds_events() && kind != KeyKind::BedrockInvocationLog {
-                            tracing::debug!(key = object.key.as_str(), "skipped: {kind}");
-                            m.inc(
-                                "trailhound_objects_total",
-                                &[("kind", kind.name()), ("outcome", "skipped")],
-                            );
-                            continue;
-                        }
-                        let name = object_name(&object.key);
-                        if self.stats.state.learned.get(name).is_some()
-                            || !in_batch.insert(format!("{}/{name}", object.bucket))
-                        {
-                            tracing::info!(
-                                key = object.key.as_str(),
-                                "already examined (a duplicate notification): skipped"
-                            );
-                            m.inc(
-                                "trailhound_objects_total",
-                                &[("kind", kind.name()), ("outcome", "duplicate")],
-                            );
-                            continue;
-                        }
-                        work.push(Work { message: i, object });
-                    }
-                }
-            }
+        let mut acks = vec![Ack::Delete; batch.len()];
+        let work = self.objects_to_read(batch);
+        let (chunk, fetch_failed) = self.fetch(runtime, batch, work);
+        for i in fetch_failed {
+            acks[i] = Ack::Retry("fetch-failed");
         }
-        // Fetch and decode, several objects at once.
-        let limit = self.options.decode.max_object_bytes;
-        let options = self.options.decode.clone();
-        let client = self.s3.clone();
-        let fetched: Vec<(
-            usize,
-            Notified,
-            Result<crate::decode::DecodedObject, s3::FetchError>,
-        )> = runtime.block_on(async {
-            futures::stream::iter(work)
-                .map(|w| {
-                    let client = client.clone();
-                    let options = options.clone();
-                    async move {
-                        let bytes =
-                            s3::fetch(&client, &w.object.bucket, &w.object.key, limit).await;
-                        let decoded = match bytes {
-                            Ok(bytes) => {
-                                let key = format!("s3://{}/{}", w.object.bucket, w.object.key);
-                                let kind = classify(&w.object.key);
-                                tokio::task::spawn_blocking(move || {
-                                    if kind == KeyKind::BedrockInvocationLog {
-                                        bedrock::decode(&key, &bytes, options.max_object_bytes)
-                                    } else {
-                                        Decoder::new(options).decode(&key, &bytes)
-                                    }
-                                })
-                                .await
-                                .map_err(|e| {
-                                    s3::FetchError::Failed {
-                                        bucket: w.object.bucket.clone(),
-                                        key: w.object.key.clone(),
-                                        detail: format!("decoding panicked: {e}"),
-                                    }
-                                })
-                            }
-                            Err(e) => Err(e),
-                        };
-                        (w.message, w.object, decoded)
-                    }
-                })
-                .buffer_unordered(self.options.fetch_concurrency.max(1))
-                .collect()
-                .await
-        });
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut invocations: Vec<RecordBatch> = Vec::new();
-        let mut records = 0usize;
-        for (i, object, result) in fetched {
-            let kind = classify(&object.key);
-            match result {
-                Ok(decoded) => {
-                    m.add("trailhound_bytes_total", &[], decoded.stored_bytes as f64);
-                    m.add("trailhound_records_total", &[], decoded.records as f64);
-                    records += decoded.records;
-                    for p in &decoded.problems {
-                        tracing::warn!(
-                            object = format!("s3://{}/{}", object.bucket, object.key).as_str(),
-                            "{p}"
-                        );
-                        m.inc("trailhound_errors_total", &[("kind", p.kind())]);
-                    }
-                    m.inc(
-                        "trailhound_objects_total",
-                        &[("kind", kind.name()), ("outcome", "read")],
-                    );
-                    if kind == KeyKind::BedrockInvocationLog {
-                        invocations.extend(decoded.batch);
-                    } else {
-                        batches.extend(decoded.batch);
-                    }
-                }
-                Err(e) => {
-                    m.inc("trailhound_errors_total", &[("kind", e.kind())]);
-                    if e.is_transient() {
-                        tracing::warn!(
-                            message = batch[i].id.as_str(),
-                            "keeping the message for redelivery: {e}"
-                        );
-                        kept.insert(i);
-                    } else {
-                        tracing::warn!(message = batch[i].id.as_str(), "{e}; nothing to read");
-                        m.inc(
-                            "trailhound_objects_total",
-                            &[("kind", kind.name()), ("outcome", e.kind())],
-                        );
-                    }
-                }
-            }
-        }
+        let newest = newest_event(&chunk.cloudtrail);
+        let records = chunk.records();
 
         // Every detection.
-        let rules: Vec<_> = self.engine.rules().cloned().collect();
-        let mut findings: Vec<Finding> = Vec::new();
-        let newest = newest_event(&batches);
-        if !batches.is_empty() || !invocations.is_empty() {
-            let active = self.store.is_some() && self.stats.is_active();
-            self.stats.begin_chunk(&batches);
-            let mut matches: Vec<Vec<Match>> = vec![Vec::new(); rules.len()];
-            let mut observations = vec![Vec::new(); rules.len()];
-            for (i, result) in runtime
-                .block_on(self.engine.run_with(batches, invocations))
-                .into_iter()
-                .enumerate()
-            {
-                match result {
-                    Ok(out) => {
-                        matches[i] = out.matches;
-                        observations[i] = out.observations;
-                    }
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        m.inc("trailhound_errors_total", &[("kind", "detection-failed")]);
-                    }
-                }
+        let examined = match runtime.block_on(self.examiner.examine(chunk)) {
+            Ok(examined) => examined,
+            Err(e) => {
+                tracing::error!("{e}; the batch's messages stay on the queue");
+                m.inc("trailhound_errors_total", &[("kind", "state-failed")]);
+                return self.undo(Ack::Retry("state-failed"), batch.len());
             }
-            // A threshold's window may span batches: its matches are judged with those
-            // carried from earlier batches, and what a later batch could still join is kept.
-            for (rule, found) in rules.iter().zip(matches.iter_mut()) {
-                if rule.threshold.is_none() || found.is_empty() {
-                    continue;
-                }
-                if let Some(before) = self.stats.state.pending.get(&rule.id) {
-                    found.extend(before.iter().cloned());
-                }
-                let keep = aggregate::carried(rule, found);
-                self.stats.state.pending.insert(rule.id.clone(), keep);
-            }
-            let now = chrono::Utc::now();
-            let stat_findings = self.stats.end_chunk(observations, now);
-            findings = rules
-                .iter()
-                .zip(matches)
-                .flat_map(|(rule, found)| aggregate::findings(rule, found, now))
-                .chain(if active { stat_findings } else { Vec::new() })
-                .filter(|f| f.severity >= self.options.min_severity)
-                .collect();
+        };
+        for e in &examined.failures {
+            tracing::error!("{e}");
+            m.inc("trailhound_errors_total", &[("kind", "detection-failed")]);
         }
-        // In a state shared by a fleet, each statistical finding is emitted by one process.
-        let mut claimed = Vec::new();
-        if let Some(store) = self.store.as_ref().filter(|s| s.is_shared()) {
-            let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
-            let won = store.claim(&ids)?;
-            findings.retain(|f| !is_statistical(&rules, &f.detection) || won.contains(&f.id));
-            claimed = won.into_iter().collect();
-        }
+        let findings = examined.findings;
 
-        let findings: Vec<Finding> = findings
-            .into_iter()
-            .filter_map(|f| {
-                match self
-                    .stats
-                    .state
-                    .findings
-                    .get(&format!("{SENT}{}", f.id))
-                    .and_then(|kept| kept.last())
-                {
-                    Some(before) => update(&before.finding, &f),
-                    None => Some(f),
-                }
-            })
-            .collect();
         // Out to every sink, within the drain deadline once stopping.
+        let drain = self.options.drain;
         let sent = {
             let sinks = &mut self.sinks;
             let findings = &findings;
@@ -520,99 +323,32 @@ impl Daemon {
                 }
             })
         };
-        let done: Vec<&Message> = batch
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !kept.contains(i))
-            .map(|(_, m)| m)
-            .collect();
         match sent {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 tracing::error!("{e}; the batch's messages stay on the queue");
                 m.inc("trailhound_errors_total", &[("kind", "sink-failed")]);
-                m.add(
-                    "trailhound_messages_kept_total",
-                    &[("reason", "sink-failed")],
-                    batch.len() as f64,
-                );
-                // Forget what this batch taught: it is examined again when redelivered.
-                if let Some(store) = &self.store {
-                    self.stats.state = store.load()?;
-                }
-                release(
-                    runtime,
-                    &self.queue,
-                    batch,
-                    in_flight,
-                    self.options.retry_after,
-                );
-                return Ok(());
+                return self.undo(Ack::Retry("sink-failed"), batch.len());
             }
             None => {
                 tracing::warn!(
                     "the drain deadline passed with the batch in work; handing its messages back"
                 );
-                if let Some(store) = &self.store {
-                    self.stats.state = store.load()?;
-                }
-                release(runtime, &self.queue, batch, in_flight, Duration::ZERO);
-                return Ok(());
+                return self.undo(Ack::Release, batch.len());
             }
+        }
+        // The findings are out: what the batch taught is kept. If that fails, the objects
+        // stay unlearned and their messages come back (their findings are sent again, with
+        // the same ids).
+        if let Err(e) = self.examiner.commit(&findings) {
+            tracing::error!("{e}; the batch's messages stay on the queue");
+            m.inc("trailhound_errors_total", &[("kind", "state-failed")]);
+            return self.undo(Ack::Retry("state-failed"), batch.len());
         }
         for f in &findings {
             m.inc(
                 "trailhound_findings_total",
                 &[("severity", f.severity_label())],
-            );
-            self.stats.state.findings.insert(
-                format!("{SENT}{}", f.id),
-                vec![Kept {
-                    time: f.last_seen,
-                    finding: f.clone(),
-                }],
-            );
-        }
-        self.since_expiry += 1;
-        if self.since_expiry >= EXPIRE_EVERY {
-            self.since_expiry = 0;
-            self.stats.expire();
-            let forget = chrono::Utc::now() - SENT_MEMORY;
-            self.stats.state.findings.retain(|k, kept| {
-                !k.starts_with(SENT) || kept.iter().any(|x| x.finding.created_at >= forget)
-            });
-        }
-        if let Some(store) = &mut self.store {
-            store.confirm(&claimed)?;
-            store.save(&mut self.stats.state)?;
-        }
-        // Out of the heartbeat's hands first: a message being deleted needs no renewal.
-        {
-            let mut flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            for d in &done {
-                flight.remove(&d.id);
-            }
-            m.set("trailhound_in_flight_messages", &[], flight.len() as f64);
-        }
-        let failed = runtime.block_on(self.queue.delete(&done))?;
-        m.add(
-            "trailhound_messages_deleted_total",
-            &[],
-            (done.len() - failed.len()) as f64,
-        );
-        let kept: Vec<Message> = kept.iter().map(|&i| batch[i].clone()).collect();
-        if !kept.is_empty() {
-            m.add(
-                "trailhound_messages_kept_total",
-                &[("reason", "fetch-failed")],
-                kept.len() as f64,
-            );
-            release(
-                runtime,
-                &self.queue,
-                &kept,
-                in_flight,
-                self.options.retry_after,
             );
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -640,12 +376,223 @@ impl Daemon {
             findings = findings.len(),
             "batch done"
         );
-        Ok(())
+        acks
     }
-}
 
-fn is_statistical(rules: &[crate::detect::Rule], id: &str) -> bool {
-    rules.iter().any(|r| r.id == id && r.stateful.is_some())
+    /// Forgets what the batch in work taught (it will be examined again) and gives every one
+    /// of its `n` messages `ack`.
+    fn undo(&mut self, ack: Ack, n: usize) -> Vec<Ack> {
+        if let Err(e) = self.examiner.rollback() {
+            tracing::error!("{e}");
+            self.metrics
+                .inc("trailhound_errors_total", &[("kind", "state-failed")]);
+        }
+        vec![ack; n]
+    }
+
+    /// The objects a batch's messages name that hold records to read: notices that name
+    /// nothing, keys that hold no events and objects already examined are acknowledged here.
+    fn objects_to_read(&self, batch: &[Message]) -> Vec<Work> {
+        let m = &self.metrics;
+        let mut work = Vec::new();
+        let mut in_batch: std::collections::HashSet<String> = Default::default();
+        for (i, message) in batch.iter().enumerate() {
+            let objects = match envelope::parse(&message.body) {
+                Err(e) => {
+                    tracing::warn!(
+                        message = message.id.as_str(),
+                        "deleting a message that cannot be processed: {e}"
+                    );
+                    m.inc(
+                        "trailhound_errors_total",
+                        &[("kind", "unparseable-message")],
+                    );
+                    continue;
+                }
+                Ok(Notice::Nothing { kind }) => {
+                    tracing::info!(message = message.id.as_str(), "acknowledged: {kind}");
+                    m.inc("trailhound_messages_ignored_total", &[("kind", kind)]);
+                    continue;
+                }
+                Ok(Notice::Objects(objects)) => objects,
+            };
+            for object in objects {
+                let kind = classify(&object.key);
+                if !kind.is_examined() {
+                    tracing::debug!(key = object.key.as_str(), "skipped: {kind}");
+                    m.inc(
+                        "trailhound_objects_total",
+                        &[("kind", kind.name()), ("outcome", "skipped")],
+                    );
+                    continue;
+                }
+                let name = object_name(&object.key);
+                if self.examiner.has_learned(name)
+                    || !in_batch.insert(format!("{}/{name}", object.bucket))
+                {
+                    tracing::info!(
+                        key = object.key.as_str(),
+                        "already examined (a duplicate notification): skipped"
+                    );
+                    m.inc(
+                        "trailhound_objects_total",
+                        &[("kind", kind.name()), ("outcome", "duplicate")],
+                    );
+                    continue;
+                }
+                work.push(Work { message: i, object });
+            }
+        }
+        work
+    }
+
+    /// Fetches and decodes `work`, several objects at once: the decoded chunk, and the
+    /// messages whose objects could not be fetched for now (worth trying again).
+    fn fetch(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        batch: &[Message],
+        work: Vec<Work>,
+    ) -> (Chunk, BTreeSet<usize>) {
+        let m = &self.metrics;
+        let limit = self.options.decode.max_object_bytes;
+        let options = self.options.decode.clone();
+        let client = self.s3.clone();
+        let fetched: Vec<(
+            usize,
+            Notified,
+            Result<crate::decode::DecodedObject, s3::FetchError>,
+        )> = runtime.block_on(async {
+            futures::stream::iter(work)
+                .map(|w| {
+                    let client = client.clone();
+                    let options = options.clone();
+                    async move {
+                        let bytes =
+                            s3::fetch(&client, &w.object.bucket, &w.object.key, limit).await;
+                        let decoded = match bytes {
+                            Ok(bytes) => {
+                                let key = format!("s3://{}/{}", w.object.bucket, w.object.key);
+                                let kind = classify(&w.object.key);
+                                tokio::task::spawn_blocking(move || {
+                                    crate::decode::decode_object(kind, &key, &bytes, &options)
+                                })
+                                .await
+                                .map_err(|e| {
+                                    s3::FetchError::Failed {
+                                        bucket: w.object.bucket.clone(),
+                                        key: w.object.key.clone(),
+                                        detail: format!("decoding panicked: {e}"),
+                                    }
+                                })
+                            }
+                            Err(e) => Err(e),
+                        };
+                        (w.message, w.object, decoded)
+                    }
+                })
+                .buffer_unordered(self.options.fetch_concurrency.max(1))
+                .collect()
+                .await
+        });
+        let mut chunk = Chunk::default();
+        let mut failed = BTreeSet::new();
+        for (i, object, result) in fetched {
+            let kind = classify(&object.key);
+            match result {
+                Ok(decoded) => {
+                    m.add("trailhound_bytes_total", &[], decoded.stored_bytes as f64);
+                    m.add("trailhound_records_total", &[], decoded.records as f64);
+                    for p in &decoded.problems {
+                        tracing::warn!(
+                            object = format!("s3://{}/{}", object.bucket, object.key).as_str(),
+                            "{p}"
+                        );
+                        m.inc("trailhound_errors_total", &[("kind", p.kind())]);
+                    }
+                    m.inc(
+                        "trailhound_objects_total",
+                        &[("kind", kind.name()), ("outcome", "read")],
+                    );
+                    if kind == KeyKind::BedrockInvocationLog {
+                        chunk.invocations.extend(decoded.batch);
+                    } else {
+                        chunk.cloudtrail.extend(decoded.batch);
+                    }
+                }
+                Err(e) => {
+                    m.inc("trailhound_errors_total", &[("kind", e.kind())]);
+                    if e.is_transient() {
+                        tracing::warn!(
+                            message = batch[i].id.as_str(),
+                            "keeping the message for redelivery: {e}"
+                        );
+                        failed.insert(i);
+                    } else {
+                        tracing::warn!(message = batch[i].id.as_str(), "{e}; nothing to read");
+                        m.inc(
+                            "trailhound_objects_total",
+                            &[("kind", kind.name()), ("outcome", e.kind())],
+                        );
+                    }
+                }
+            }
+        }
+        (chunk, failed)
+    }
+
+    /// Applies a batch's acknowledgements (`acks[i]` is `batch[i]`'s): deletes the messages
+    /// that are done, hands the others back, now or after `--retry-after`.
+    fn acknowledge(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        batch: &[Message],
+        acks: &[Ack],
+        in_flight: &InFlight,
+    ) {
+        let m = &self.metrics;
+        // Out of the heartbeat's hands first: a message being deleted needs no renewal.
+        {
+            let mut flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for message in batch {
+                flight.remove(&message.id);
+            }
+            m.set("trailhound_in_flight_messages", &[], flight.len() as f64);
+        }
+        let done: Vec<&Message> = batch
+            .iter()
+            .zip(acks)
+            .filter(|(_, a)| **a == Ack::Delete)
+            .map(|(message, _)| message)
+            .collect();
+        if !done.is_empty() {
+            match runtime.block_on(self.queue.delete(&done)) {
+                Ok(failed) => m.add(
+                    "trailhound_messages_deleted_total",
+                    &[],
+                    (done.len() - failed.len()) as f64,
+                ),
+                // They come back when their visibility lapses, and are then found examined.
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        runtime.block_on(async {
+            for (message, ack) in batch.iter().zip(acks) {
+                let after = match ack {
+                    Ack::Delete => continue,
+                    Ack::Retry(reason) => {
+                        m.inc("trailhound_messages_kept_total", &[("reason", reason)]);
+                        self.options.retry_after
+                    }
+                    Ack::Release => Duration::ZERO,
+                };
+                if let Err(e) = self.queue.set_visibility(message, after).await {
+                    // It comes back when its visibility lapses anyway.
+                    tracing::warn!(message = message.id.as_str(), "{e}");
+                }
+            }
+        });
+    }
 }
 
 /// The newest event time in `batches`, in microseconds.
@@ -660,30 +607,6 @@ fn newest_event(batches: &[RecordBatch]) -> Option<i64> {
                 .max()
         })
         .max()
-}
-
-/// Hands messages back to the queue after `after` (zero: at once).
-fn release(
-    runtime: &tokio::runtime::Runtime,
-    queue: &Queue,
-    messages: &[Message],
-    in_flight: &InFlight,
-    after: Duration,
-) {
-    {
-        let mut flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for m in messages {
-            flight.remove(&m.id);
-        }
-    }
-    runtime.block_on(async {
-        for m in messages {
-            if let Err(e) = queue.set_visibility(m, after).await {
-                // It comes back when its visibility lapses anyway.
-                tracing::warn!(message = m.id.as_str(), "{e}");
-            }
-        }
-    });
 }
 
 /// One poller: long polls until told to stop.

@@ -665,6 +665,23 @@ fn json_error(body: &[u8]) -> String {
     }
 }
 
+/// Decodes one stored object of `kind` into the table its kind is read into (see
+/// [`crate::source::KeyKind::table`]): Bedrock invocation logs into `bedrock_invocations`,
+/// everything else into `cloudtrail`.
+pub fn decode_object(
+    kind: crate::source::KeyKind,
+    source_key: &str,
+    stored: &[u8],
+    options: &DecodeOptions,
+) -> DecodedObject {
+    match kind.table() {
+        Some(crate::source::LogTable::BedrockInvocations) => {
+            bedrock::decode(source_key, stored, options.max_object_bytes)
+        }
+        _ => Decoder::new(options.clone()).decode(source_key, stored),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,10 +44,12 @@ pub fn record_json_with(
     }
     if let Some(column) = batch.column_by_name(UNMAPPED_COLUMN) {
         let column = column.as_string::<i32>();
+        // The decoder writes JSON here; text that does not parse back (nesting deeper than
+        // serde_json reads, say) is left out rather than trusted.
         if column.is_valid(row) {
-            let unmapped: Value =
-                serde_json::from_str(column.value(row)).expect("unmapped holds JSON");
-            merge(&mut record, unmapped);
+            if let Ok(unmapped) = serde_json::from_str::<Value>(column.value(row)) {
+                merge(&mut record, unmapped);
+            }
         }
     }
     record
@@ -59,8 +61,12 @@ fn value_at(column: &ArrayRef, row: usize, kind: &Kind) -> Option<Value> {
     }
     Some(match kind {
         Kind::Text => Value::String(column.as_string::<i32>().value(row).to_string()),
-        Kind::Json => serde_json::from_str(column.as_string::<i32>().value(row))
-            .expect("JSON columns hold JSON"),
+        // JSON text that does not parse back (nested deeper than serde_json reads, say) is
+        // given as the text itself.
+        Kind::Json => {
+            let text = column.as_string::<i32>().value(row);
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        }
         Kind::Bool => Value::Bool(column.as_string::<i32>().value(row) == "true"),
         Kind::Time => Value::String(format_event_time(
             column.as_primitive::<TimestampMicrosecondType>().value(row),
@@ -104,7 +110,9 @@ fn merge(target: &mut Value, unmapped: Value) {
     for (key, value) in fields {
         match target {
             Value::Array(items) => {
-                let index: usize = key.parse().expect("list positions are numbers");
+                let Ok(index) = key.parse::<usize>() else {
+                    continue; // not a list position: nothing it could address
+                };
                 if index < items.len() && items[index].is_object() && value.is_object() {
                     merge(&mut items[index], value);
                 } else if index < items.len() {
@@ -156,5 +164,35 @@ fn strip_nulls(value: &mut Value, defs: &[FieldDef]) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn text_that_is_not_json_does_not_stop_a_record_being_rebuilt() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("requestparameters", DataType::Utf8, true),
+            Field::new(UNMAPPED_COLUMN, DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![deep.as_str()])),
+                Arc::new(StringArray::from(vec!["{not json"])),
+            ],
+        )
+        .unwrap();
+        let record = record_json(&batch, 0);
+        assert_eq!(record["requestParameters"], Value::String(deep.clone()));
+        let mut list = serde_json::json!([1, 2]);
+        merge(&mut list, serde_json::json!({"x": 3, "1": 4}));
+        assert_eq!(list, serde_json::json!([1, 4]));
     }
 }

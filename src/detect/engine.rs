@@ -251,6 +251,17 @@ impl Engine {
         batches: Vec<RecordBatch>,
         invocations: Vec<RecordBatch>,
     ) -> Vec<Result<Output, RunError>> {
+        self.run_selected(batches, invocations, None).await
+    }
+
+    /// As [`Engine::run_with`], but with `only`, only the rule at that position runs, enabled
+    /// or not (the others give nothing).
+    pub async fn run_selected(
+        &self,
+        batches: Vec<RecordBatch>,
+        invocations: Vec<RecordBatch>,
+        only: Option<usize>,
+    ) -> Vec<Result<Output, RunError>> {
         let _one_at_a_time = self.running.lock().await;
         let started = std::time::Instant::now();
         self.table.set(batches);
@@ -262,7 +273,12 @@ impl Engine {
         let results: Vec<(usize, Result<Output, RunError>)> =
             futures::stream::iter(self.planned.iter().enumerate())
                 .map(|(i, p)| async move {
-                    if !p.rule.enabled {
+                    // A rule chosen alone runs even when disabled (its own tests).
+                    let skip = match only {
+                        Some(o) => o != i,
+                        None => !p.rule.enabled,
+                    };
+                    if skip {
                         return (i, Ok(Output::default()));
                     }
                     (i, self.execute(p).await)
@@ -281,22 +297,6 @@ impl Engine {
             .into_iter()
             .map(|r| r.expect("every rule ran"))
             .collect()
-    }
-
-    /// Runs one rule (by its position) over `batches` and `invocations`.
-    pub async fn run_one(
-        &self,
-        index: usize,
-        batches: Vec<RecordBatch>,
-        invocations: Vec<RecordBatch>,
-    ) -> Result<Output, RunError> {
-        let _one_at_a_time = self.running.lock().await;
-        self.table.set(batches);
-        self.invocations.set_whole(invocations);
-        let out = self.execute(&self.planned[index]).await;
-        self.table.set(Vec::new());
-        self.invocations.set_whole(Vec::new());
-        out
     }
 
     /// Runs each enabled rule alone, one after another, over `batches`: how long each took

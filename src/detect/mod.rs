@@ -5,6 +5,9 @@
 //! * [`engine`]: plans every rule once and runs them over chunks of batches.
 //! * [`fields`]: the names a rule's description and grouping may use.
 //! * [`aggregate`]: matches → findings (groups, thresholds, windows, deterministic ids).
+//! * [`examine`]: the one pipeline from a chunk of decoded batches to findings (every
+//!   detection, the statistics, aggregation, claiming), shared by replay, the daemon, `bench`
+//!   and `rules test`.
 //! * [`ruletest`]: the tests each detection file carries.
 //! * [`stats`]: statistical detections (first-seen, rates, sequences) and [`state`], what
 //!   they learn and keep between runs.
@@ -13,6 +16,7 @@
 
 pub mod aggregate;
 pub mod engine;
+pub mod examine;
 pub mod fields;
 pub mod rule;
 pub mod ruletest;
@@ -23,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use engine::{Engine, EngineOptions, Output, RunError};
+pub use examine::{Chunk, Delivery, ExamineOptions, Examined, Examiner};
 pub use fields::Match;
 pub use rule::{Origin, Rule, RuleError, Severity};
 

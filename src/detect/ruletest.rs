@@ -7,12 +7,14 @@
 //! (203.0.113.10), `userAgent`, `eventType` (AwsApiCall) and `userIdentity` (the IAM user
 //! `alice` of that account, with access key AKIAIOSFODNN7EXAMPLE).
 
-use crate::decode::bedrock;
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
-use super::state::State;
-use super::stats::{Stats, StatsOptions};
-use super::{aggregate, Engine};
+use super::examine::{Chunk, Delivery, ExamineOptions, Examiner};
+use super::state::Store;
+use super::Engine;
+use crate::decode::bedrock;
 use crate::decode::{DecodeOptions, Decoder};
 use crate::finding::Finding;
 
@@ -95,7 +97,7 @@ fn fill<const N: usize>(record: &mut Value, defaults: [(&str, Value); N]) {
 
 /// Runs every test of every rule the engine holds. A rule without both a test that expects
 /// findings and one that expects none fails too.
-pub async fn run(engine: &Engine, only: &[String]) -> Vec<Outcome> {
+pub async fn run(engine: &Arc<Engine>, only: &[String]) -> Vec<Outcome> {
     let rules: Vec<_> = engine.rules().cloned().collect();
     let mut outcomes = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
@@ -152,7 +154,7 @@ pub async fn run(engine: &Engine, only: &[String]) -> Vec<Outcome> {
 }
 
 async fn run_test(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     index: usize,
     rule: &super::Rule,
     records: &[String],
@@ -172,27 +174,56 @@ async fn run_test(
         complete(&mut record, i);
         cloudtrail.push(record);
     }
-    let body = body_of(cloudtrail);
+    let mut chunk = Chunk::cloudtrail(decode_test_records(
+        &format!("test of {}", rule.id),
+        cloudtrail,
+    )?);
+    if !invocations.is_empty() {
+        chunk.invocations = vec![bedrock::batch_of(
+            &invocations,
+            &format!("test of {}", rule.id),
+        )];
+    }
+    let mut examiner = examiner_for(engine, Some(index))?;
+    let findings = examine(&mut examiner, chunk).await?;
+    Ok(findings.iter().filter(|f| f.detection == rule.id).count())
+}
+
+/// An examiner for one test: a fresh state in memory, every finding as each chunk is
+/// examined, whatever its severity.
+fn examiner_for(engine: &Arc<Engine>, only: Option<usize>) -> Result<Examiner, String> {
+    Examiner::new(
+        engine.clone(),
+        Store::Memory,
+        ExamineOptions {
+            delivery: Delivery::EachChunk,
+            only,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The findings of one chunk; any detection failing on it fails the test.
+async fn examine(examiner: &mut Examiner, chunk: Chunk) -> Result<Vec<Finding>, String> {
+    let examined = examiner.examine(chunk).await.map_err(|e| e.to_string())?;
+    match examined.failures.first() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(examined.findings),
+    }
+}
+
+/// Test records decoded as one log object named `object`, exactly as logs are.
+fn decode_test_records(
+    object: &str,
+    records: Vec<Value>,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, String> {
     let mut decoder = Decoder::new(DecodeOptions::default());
-    let decoded = decoder.decode(&format!("test of {}", rule.id), &body);
+    let decoded = decoder.decode(object, &body_of(records));
     if let Some(problem) = decoded.problems.first() {
         return Err(format!("the test records do not decode: {problem}"));
     }
-    let batches: Vec<_> = decoded.batch.into_iter().collect();
-    let invocations = if invocations.is_empty() {
-        Vec::new()
-    } else {
-        vec![bedrock::batch_of(
-            &invocations,
-            &format!("test of {}", rule.id),
-        )]
-    };
-    let matches = engine
-        .run_one(index, batches, invocations)
-        .await
-        .map_err(|e| e.to_string())?
-        .matches;
-    Ok(aggregate::findings(rule, matches, chrono::Utc::now()).len())
+    Ok(decoded.batch.into_iter().collect())
 }
 
 /// A Bedrock invocation test record with the fields it leaves out filled in (a minute apart,
@@ -240,40 +271,18 @@ fn parse_record(text: &str, what: &str, i: usize) -> Result<Value, String> {
     Ok(record)
 }
 
-/// Runs the pack's statistical detections over one chunk of test records.
-async fn stateful_chunk(
-    engine: &Engine,
-    stats: &mut Stats,
-    object: &str,
-    records: Vec<Value>,
-) -> Result<Vec<Finding>, String> {
-    let mut decoder = Decoder::new(DecodeOptions::default());
-    let decoded = decoder.decode(object, &body_of(records));
-    if let Some(problem) = decoded.problems.first() {
-        return Err(format!("the test records do not decode: {problem}"));
-    }
-    let batches: Vec<_> = decoded.batch.into_iter().collect();
-    stats.begin_chunk(&batches);
-    let mut observations = Vec::new();
-    for output in engine.run(batches).await {
-        observations.push(output.map_err(|e| e.to_string())?.observations);
-    }
-    Ok(stats.end_chunk(observations, chrono::Utc::now()))
-}
-
 /// A stateful detection's test: its `history` once a day on each of the `history_days` days
 /// before, then its `records` (`repeat` times over, each a few seconds apart unless they give
 /// their own time), through every statistical detection of the pack with a fresh state; the
 /// findings of the records by this detection are counted (its signals, for a detection that
 /// only signals sequences).
 async fn run_stateful_test(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     rule: &super::Rule,
     test: &super::rule::RuleTest,
 ) -> Result<usize, String> {
     const DAY: i64 = 86_400_000_000;
-    let rules: Vec<_> = engine.rules().cloned().collect();
-    let mut stats = Stats::new(&rules, State::default(), &StatsOptions::default());
+    let mut examiner = examiner_for(engine, None)?;
     let mut history = Vec::new();
     for day in (1..=i64::from(test.history_days)).rev() {
         for (i, text) in test.history.iter().enumerate() {
@@ -291,7 +300,8 @@ async fn run_stateful_test(
         }
     }
     if !history.is_empty() {
-        stateful_chunk(engine, &mut stats, "test/history.json", history).await?;
+        let batches = decode_test_records("test/history.json", history)?;
+        examine(&mut examiner, Chunk::cloudtrail(batches)).await?;
     }
     let mut records = Vec::new();
     for copy in 0..test.repeat as usize {
@@ -302,12 +312,13 @@ async fn run_stateful_test(
             records.push(record);
         }
     }
-    let before = stats.signals(&rule.id);
-    let findings = stateful_chunk(engine, &mut stats, "test/records.json", records).await?;
-    if stats.reports(&rule.id) {
+    let before = examiner.stats().signals(&rule.id);
+    let batches = decode_test_records("test/records.json", records)?;
+    let findings = examine(&mut examiner, Chunk::cloudtrail(batches)).await?;
+    if examiner.stats().reports(&rule.id) {
         Ok(findings.iter().filter(|f| f.detection == rule.id).count())
     } else {
         // A detection that only signals sequences is judged by its signals.
-        Ok(stats.signals(&rule.id) - before)
+        Ok(examiner.stats().signals(&rule.id) - before)
     }
 }

@@ -33,7 +33,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::aggregate;
 use super::fields::Match;
 use super::rule::{Join, Rate, Rule, Stateful};
-use super::state::{key, parts, Kept, RateHistory, Seen, State, Step};
+use super::state::{key, parts, Kept, RateHistory, Reported, Seen, State, Step};
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{cloudtrail_schema, SOURCE_KEY_COLUMN};
 use crate::finding::Finding;
@@ -352,6 +352,50 @@ fn join_key(join: Join, record: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Notes a record of a rate bucket in `recent`, which holds the newest bucket's records (at
+/// most [`MAX_EVENTS`]), so a finding the bucket makes in a later chunk lists these too.
+fn remember(recent: &mut Vec<(i64, String)>, time: i64, width: i64, event_id: &str) {
+    let bucket = time - time.rem_euclid(width);
+    match recent.first().map(|(t, _)| t - t.rem_euclid(width)) {
+        Some(newest) if newest > bucket => return,
+        Some(newest) if newest < bucket => recent.clear(),
+        _ => {}
+    }
+    if recent.len() < MAX_EVENTS {
+        recent.push((time, event_id.to_string()));
+    }
+}
+
+/// Puts records (event time, event id) in the order a finding lists them, the order
+/// observations are taken in (time, then a fixed hash of the id), each once, at most
+/// [`MAX_EVENTS`].
+fn in_finding_order(events: &mut Vec<(i64, String)>) {
+    events.sort_by_cached_key(|(t, e)| (*t, id_hash(e), e.clone()));
+    events.dedup_by(|a, b| a.1 == b.1);
+    events.truncate(MAX_EVENTS);
+}
+
+/// Gives `finding` the records `events` (in [`in_finding_order`]): its event ids, count,
+/// first and last seen, and its description rendered again from `first`.
+fn refit(rule: &Rule, finding: &mut Finding, events: &[(i64, String)], first: &Match) {
+    finding.event_ids = events.iter().map(|(_, e)| e.clone()).collect();
+    finding.count = events.len();
+    if let (Some(earliest), Some(latest)) = (
+        events.iter().map(|e| e.0).min(),
+        events.iter().map(|e| e.0).max(),
+    ) {
+        finding.first_seen = earliest;
+        finding.last_seen = latest;
+    }
+    finding.description = aggregate::render(
+        &rule.description,
+        first,
+        finding.count,
+        finding.first_seen,
+        finding.last_seen,
+    );
+}
+
 impl Stats {
     /// The statistical part of `rules` (the engine's rules, in its order).
     pub fn new(rules: &[Rule], state: State, options: &StatsOptions) -> Self {
@@ -580,7 +624,6 @@ impl Stats {
             });
             groups[g].1.push(i as u32);
         }
-        drop(group_of);
         let at = |i: &u32| &obs[*i as usize];
         for (_, members) in &mut groups {
             members.sort_unstable_by(|a, b| order(at(a), at(b)));
@@ -700,6 +743,7 @@ impl Stats {
                             history.buckets.get(&bucket).copied().unwrap_or(0) + 1
                         };
                         history.buckets.insert(bucket, count);
+                        remember(&mut history.recent, o.time, width, id(o));
                         if count < p.floor || history.fired.contains(&bucket) {
                             continue;
                         }
@@ -769,8 +813,67 @@ impl Stats {
             }
         }
 
+        // Records that join findings of earlier chunks (a first-seen value's day, a rate
+        // bucket): a finding holds the same records however the logs were chunked.
+        // (key of the finding in `reported`, its detection's position, its records now)
+        type Joined = (String, usize, Vec<(i64, String)>);
+        let mut joined: Vec<Joined> = Vec::new();
+        if !self.state.reported.is_empty() {
+            let index_of: HashMap<&str, usize> = self
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.as_str(), i))
+                .collect();
+            for (k, r) in self.state.reported.iter() {
+                let Some(&rule) = index_of.get(r.detection.as_str()) else {
+                    continue;
+                };
+                let group = (
+                    rule,
+                    r.account.as_str(),
+                    r.entity.as_str(),
+                    r.value.as_str(),
+                );
+                let Some(&g) = group_of.get(&group) else {
+                    continue;
+                };
+                let joining: Vec<(i64, String)> = groups[g]
+                    .1
+                    .iter()
+                    .map(at)
+                    .filter(|o| o.time >= r.from && o.time < r.until)
+                    .map(|o| (o.time, id(o).to_string()))
+                    .collect();
+                if joining.is_empty() {
+                    continue;
+                }
+                let mut events = r.events.clone();
+                events.extend(joining);
+                in_finding_order(&mut events);
+                if events != r.events {
+                    joined.push((k.clone(), rule, events));
+                }
+            }
+        }
+        for (k, rule, events) in joined {
+            let Some(r) = self.state.reported.get_mut(&k) else {
+                continue;
+            };
+            refit(&self.rules[rule], &mut r.finding, &events, &r.first);
+            r.events = events;
+            let (finding, object) = (r.finding.clone(), r.object.clone());
+            if let Some(kept) = object.and_then(|o| self.state.findings.get_mut(&o)) {
+                for k in kept.iter_mut().filter(|k| k.finding.id == finding.id) {
+                    k.finding = finding.clone();
+                }
+            }
+            out.push(finding);
+        }
+
         // Findings of first-seen values and rate buckets, with the chunk's records of each:
-        // the group's observations from the first new one, or in the bucket.
+        // the group's observations from the first new one, or in the bucket (and for a
+        // bucket, its records that came in earlier chunks).
         fires.sort_by(|a, b| order(at(&groups[a.1].1[a.2]), at(&groups[b.1].1[b.2])));
         for (fire, g, pos) in fires {
             let members = &groups[g].1;
@@ -834,8 +937,64 @@ impl Stats {
                 e.insert("threshold".into(), format!("{threshold:.0}"));
                 e.insert("bucket".into(), crate::finding::iso_time(*bucket));
             }
+            let mut listed: Vec<(i64, String)> =
+                same.iter().map(|o| (o.time, id(o).to_string())).collect();
+            let (value, from, until) = match &fire {
+                Fire::FirstSeen { value, time, .. } => (value.clone(), *time, time + DAY),
+                Fire::Rate { bucket, .. } => {
+                    let width = match &self.rules[rule_index].stateful {
+                        Some(Stateful::Rate(p)) => micros(p.bucket).max(1),
+                        _ => DAY,
+                    };
+                    let history = self.state.rates.get(&key(&[
+                        &self.rules[rule_index].id,
+                        &key_parts[0],
+                        &key_parts[1],
+                    ]));
+                    listed.extend(
+                        history
+                            .into_iter()
+                            .flat_map(|h| &h.recent)
+                            .filter(|(t, _)| *t >= *bucket && *t < bucket + width)
+                            .cloned(),
+                    );
+                    (String::new(), *bucket, bucket + width)
+                }
+            };
+            in_finding_order(&mut listed);
+            let first_match = events[0].clone();
             let rule = &self.rules[rule_index];
-            let finding = aggregate::build(rule, &key_parts, start, events, now);
+            let mut finding = aggregate::build(rule, &key_parts, start, events, now);
+            let same_records = listed.len() == finding.event_ids.len()
+                && listed
+                    .iter()
+                    .zip(&finding.event_ids)
+                    .all(|((_, a), b)| a == b);
+            if !same_records {
+                refit(rule, &mut finding, &listed, &first_match);
+            }
+            let reported = Reported {
+                detection: rule.id.clone(),
+                account: key_parts[0].clone(),
+                entity: key_parts[1].clone(),
+                value,
+                from,
+                until,
+                events: listed,
+                first: first_match,
+                object: object.clone(),
+                finding: finding.clone(),
+            };
+            self.state.reported.insert(
+                key(&[
+                    &reported.detection,
+                    &reported.account,
+                    &reported.entity,
+                    &reported.value,
+                    &from.to_string(),
+                ]),
+                reported,
+            );
             self.keep(object, &finding, first.time);
             out.push(finding);
         }
@@ -850,12 +1009,23 @@ impl Stats {
             self.state.mark_learned(&name, a, b);
             self.state.horizon = self.state.horizon.max(b);
         }
+        // One version of each finding: the one with the most records (a finding made when an
+        // object was first learned from, and updated since, may come back with a replay of it).
+        let mut newest: HashMap<String, Finding> = HashMap::default();
+        for f in out {
+            match newest.get(&f.id) {
+                Some(have) if have.count >= f.count => {}
+                _ => {
+                    newest.insert(f.id.clone(), f);
+                }
+            }
+        }
+        let mut out: Vec<Finding> = newest.into_values().collect();
         out.sort_by(|a, b| {
             a.first_seen
                 .cmp(&b.first_seen)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        out.dedup_by(|a, b| a.id == b.id);
         out
     }
 
@@ -1029,6 +1199,8 @@ impl Stats {
         });
         let gone: HashSet<String> = gone.into_iter().collect();
         self.state.findings.retain(|k, _| !gone.contains(k));
+        // Findings later records may join: their windows are a day at most.
+        self.state.reported.retain(|_, r| r.until >= horizon - DAY);
         // Matches carried for threshold detections: a day of event time is longer than any
         // threshold window.
         self.state.pending.retain(|_, matches| {

@@ -144,6 +144,11 @@ impl FindingFormat {
     }
 }
 
+/// An ARN without its `arn:aws:` prefix, for tables a person reads.
+pub fn short_arn(arn: &str) -> &str {
+    arn.strip_prefix("arn:aws:").unwrap_or(arn)
+}
+
 #[cfg(test)]
 pub(crate) fn sample() -> Finding {
     Finding {

@@ -21,6 +21,7 @@ pub mod activity;
 pub mod attacks;
 pub mod call;
 pub mod identity;
+pub mod score;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -173,6 +173,27 @@ pub fn encode_key(key: &str) -> String {
     out
 }
 
+/// An object that cannot be sent as an S3 notification: it is not in S3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} is not in S3: only S3 objects can be sent to a queue as notifications")]
+pub struct NotInS3 {
+    pub key: String,
+}
+
+/// S3 notification bodies, one per object, for daemons reading a queue to share the objects'
+/// examination (`replay --enqueue`).
+pub fn notifications<'a>(
+    objects: impl IntoIterator<Item = &'a super::ObjectRef>,
+) -> Result<Vec<String>, NotInS3> {
+    objects
+        .into_iter()
+        .map(|o| match &o.location {
+            super::Location::S3 { bucket, key } => Ok(s3_notification(bucket, key, o.size)),
+            super::Location::File(_) => Err(NotInS3 { key: o.key() }),
+        })
+        .collect()
+}
+
 /// An S3 `ObjectCreated:Put` notification body for one object, as `replay --enqueue` sends it.
 pub fn s3_notification(bucket: &str, key: &str, size: u64) -> String {
     serde_json::json!({"Records": [{

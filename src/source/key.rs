@@ -22,10 +22,34 @@ pub enum KeyKind {
     Other,
 }
 
+/// The table an object's records are read into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogTable {
+    /// `cloudtrail`: CloudTrail events.
+    CloudTrail,
+    /// `bedrock_invocations`: Bedrock model invocation log records.
+    BedrockInvocations,
+}
+
 impl KeyKind {
+    /// The table objects of this kind are read into; `None` for kinds that hold no records
+    /// trailhound reads (digests, insights, anything else), which are passed over.
+    pub fn table(self) -> Option<LogTable> {
+        match self {
+            KeyKind::CloudTrailLog | KeyKind::JsonFile => Some(LogTable::CloudTrail),
+            KeyKind::BedrockInvocationLog => Some(LogTable::BedrockInvocations),
+            KeyKind::Digest | KeyKind::Insight | KeyKind::Other => None,
+        }
+    }
+
+    /// Whether objects of this kind are read at all.
+    pub fn is_examined(self) -> bool {
+        self.table().is_some()
+    }
+
     /// Whether the key holds CloudTrail events this tool reads.
     pub fn holds_events(self) -> bool {
-        matches!(self, KeyKind::CloudTrailLog | KeyKind::JsonFile)
+        self.table() == Some(LogTable::CloudTrail)
     }
 
     /// A short name for counts and messages.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::{classify, KeyKind, Listing, Location, ObjectRef, SourceError};
+use super::{classify, KeyKind, Listing, Location, LogTable, ObjectRef, SourceError};
 
 pub(super) fn list(source: &str, listing: &mut Listing) -> Result<(), SourceError> {
     let path = Path::new(source);
@@ -64,24 +64,19 @@ fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), Sourc
     let name = path.to_string_lossy().to_ascii_lowercase();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
     let lines_export = stem.ends_with(".jsonl") || stem.ends_with(".ndjson");
-    let readable = match kind {
-        KeyKind::CloudTrailLog => true,
-        KeyKind::JsonFile => named || lines_export,
-        KeyKind::Other => named,
-        _ => false,
+    // Found in a folder, a JSON file is read only as a JSON Lines export; named by the user,
+    // any file is read as CloudTrail.
+    let table = match kind {
+        KeyKind::JsonFile if !(named || lines_export) => None,
+        KeyKind::Other if named => Some(LogTable::CloudTrail),
+        _ => kind.table(),
     };
     let object = ObjectRef {
         location: Location::File(path.to_path_buf()),
         size: meta.len(),
         kind,
     };
-    if readable {
-        listing.objects.push(object);
-    } else if kind == KeyKind::BedrockInvocationLog {
-        listing.invocations.push(object);
-    } else {
-        *listing.skipped.entry(kind).or_default() += 1;
-    }
+    listing.add(object, table);
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use key::{classify, KeyKind};
+pub use key::{classify, KeyKind, LogTable};
 
 /// Where an object lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,15 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// Files `object` under the table it is read into, or counts it as passed over.
+    pub fn add(&mut self, object: ObjectRef, table: Option<LogTable>) {
+        match table {
+            Some(LogTable::CloudTrail) => self.objects.push(object),
+            Some(LogTable::BedrockInvocations) => self.invocations.push(object),
+            None => *self.skipped.entry(object.kind).or_default() += 1,
+        }
+    }
+
     /// Total stored bytes of the listed objects.
     pub fn total_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.size).sum()
@@ -165,13 +174,7 @@ pub fn list_with(sources: &[String], days: Option<&s3::DayFilter>) -> Result<Lis
                     size,
                     kind,
                 };
-                if kind.holds_events() {
-                    listing.objects.push(object(key));
-                } else if kind == KeyKind::BedrockInvocationLog {
-                    listing.invocations.push(object(key));
-                } else {
-                    *listing.skipped.entry(kind).or_default() += 1;
-                }
+                listing.add(object(key), kind.table());
             }
             continue;
         }

@@ -25,8 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::Finding;
 
-/// Version of the stored layout; a store of another version is refused, not misread.
+/// Version of the stored layout; a store of another version is refused, not misread. (Tables
+/// added since, `reported` and `sent`, are read as empty from an older store.)
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Where layouts before the `sent` table kept the daemon's sent findings: in `findings`, under
+/// this prefix and the finding's id.
+const LEGACY_SENT: &str = "sent\u{1f}";
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,10 @@ pub struct RateHistory {
     pub fired: BTreeSet<i64>,
     /// Distinct values of the recent buckets (distinct-counting detectors only).
     pub values: BTreeMap<i64, BTreeSet<String>>,
+    /// The newest bucket's records (event time, event id), at most as many as a finding
+    /// lists: when the bucket makes a finding in a later chunk, these are in it too.
+    #[serde(default)]
+    pub recent: Vec<(i64, String)>,
 }
 
 /// One step of a sequence that happened: a detection fired or signalled.
@@ -95,6 +104,29 @@ pub struct Step {
 pub struct Kept {
     /// Event time of the triggering record.
     pub time: i64,
+    pub finding: Finding,
+}
+
+/// A statistical finding that records of later chunks may still join: those of its first-seen
+/// value within a day of the first, or those of its rate bucket. So a finding holds the same
+/// records however the logs were cut into chunks (replay's) or batches (the daemon's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reported {
+    /// The detection and the group: account, entity, and a first-seen detector's value (empty
+    /// for a rate detector).
+    pub detection: String,
+    pub account: String,
+    pub entity: String,
+    pub value: String,
+    /// Records from `from` (inclusive) to `until` (exclusive) join it.
+    pub from: i64,
+    pub until: i64,
+    /// (event time, event id) of its records, in the finding's order.
+    pub events: Vec<(i64, String)>,
+    /// The record its description is drawn from.
+    pub first: crate::detect::Match,
+    /// The object whose record made it, where it is kept for replays of that object.
+    pub object: Option<String>,
     pub finding: Finding,
 }
 
@@ -225,6 +257,11 @@ pub struct State {
     pub learned: Table<Vec<(i64, i64)>>,
     /// Object key → statistical findings it triggered.
     pub findings: Table<Vec<Kept>>,
+    /// Finding id → statistical finding that later records may still join.
+    pub reported: Table<Reported>,
+    /// Finding id → the version the daemon last sent: a later chunk's version is sent again,
+    /// as an update, only when it adds records.
+    pub sent: Table<Kept>,
     /// Threshold detection → its recent matches (within its window), judged again with the
     /// next batch's, so a burst split between batches of the daemon is still seen whole.
     pub pending: Table<Vec<crate::detect::Match>>,
@@ -244,6 +281,8 @@ impl Default for State {
             learned: Table::new("learned"),
             findings: Table::new("findings"),
             pending: Table::new("pending"),
+            reported: Table::new("reported"),
+            sent: Table::new("sent"),
             horizon: i64::MIN,
         }
     }
@@ -273,7 +312,7 @@ impl State {
     }
 
     /// The names of the tables, in the order they are stored.
-    pub const TABLES: [&'static str; 9] = [
+    pub const TABLES: [&'static str; 11] = [
         "accounts",
         "entities",
         "values",
@@ -283,6 +322,8 @@ impl State {
         "learned",
         "findings",
         "pending",
+        "reported",
+        "sent",
     ];
 
     /// Takes every entry changed since the last call, serialized, for a store to write.
@@ -297,6 +338,8 @@ impl State {
         self.learned.drain_changes(&mut out);
         self.findings.drain_changes(&mut out);
         self.pending.drain_changes(&mut out);
+        self.reported.drain_changes(&mut out);
+        self.sent.drain_changes(&mut out);
         out
     }
 
@@ -311,6 +354,8 @@ impl State {
         self.learned.changed.clear();
         self.findings.changed.clear();
         self.pending.changed.clear();
+        self.reported.changed.clear();
+        self.sent.changed.clear();
     }
 
     /// Puts an entry a store read back into `table`.
@@ -328,8 +373,20 @@ impl State {
             "steps" => self.steps.restore(key, bytes),
             "sequences" => self.sequences.restore(key, bytes),
             "learned" => self.learned.restore(key, bytes),
+            // Layouts before the `sent` table kept sent findings here, under a prefix.
+            "findings" if key.starts_with(LEGACY_SENT) => {
+                let kept: Vec<Kept> = serde_json::from_slice(bytes)?;
+                if let Some(last) = kept.into_iter().last() {
+                    self.sent.insert(key[LEGACY_SENT.len()..].to_string(), last);
+                }
+                // Stored again under the new table; removed from the old at the next save.
+                self.findings.changed.insert(key);
+                Ok(())
+            }
             "findings" => self.findings.restore(key, bytes),
             "pending" => self.pending.restore(key, bytes),
+            "reported" => self.reported.restore(key, bytes),
+            "sent" => self.sent.restore(key, bytes),
             // A table a newer layout added: the format version check refuses such stores.
             _ => Ok(()),
         }
@@ -347,6 +404,8 @@ impl State {
             (self.learned.name, self.learned.len()),
             (self.findings.name, self.findings.len()),
             (self.pending.name, self.pending.len()),
+            (self.reported.name, self.reported.len()),
+            (self.sent.name, self.sent.len()),
         ]
     }
 
@@ -361,6 +420,8 @@ impl State {
         self.learned.clear();
         self.findings.clear();
         self.pending.clear();
+        self.reported.clear();
+        self.sent.clear();
         self.horizon = i64::MIN;
     }
 
@@ -386,6 +447,8 @@ impl State {
             "learned": table(&self.learned, only),
             "findings": table(&self.findings, only),
             "pending": table(&self.pending, only),
+            "reported": table(&self.reported, only),
+            "sent": table(&self.sent, only),
         })
     }
 }

@@ -2,9 +2,8 @@
 //! AWS SDK: notifications of every shape, keys that need decoding, poison messages,
 //! duplicates, objects gone before they are read, and a SIGTERM drain.
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common;
+use crate::moto;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -1166,4 +1165,137 @@ fn a_large_object_is_kept_hidden_by_the_heartbeat_while_in_work() {
     );
     assert_eq!(aws.depth(&queue), 0);
     assert_eq!(aws.depth(&dlq), 0);
+}
+
+/// Every log file under `dir`, in the order CloudTrail delivers them: by the time in the file
+/// name (`<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<id>.json.gz`), then the key.
+fn in_delivery_order(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort_by_cached_key(|p| {
+        let key = key_of(p);
+        let name = key.rsplit('/').next().unwrap_or_default().to_string();
+        let time = name.split('_').nth(3).unwrap_or_default().to_string();
+        (time, key)
+    });
+    files
+}
+
+/// Each finding id with the eventIDs of its last version.
+fn last_versions(found: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
+    versions_by_id(found)
+        .into_iter()
+        .map(|(id, mut versions)| (id, versions.pop().unwrap_or_default()))
+        .collect()
+}
+
+/// Batches of a few messages, a kill -9 a third of the way through and a restart: the last
+/// version of every finding the daemon sent holds exactly the records replay's finding holds
+/// over the same logs (same ids, same eventIDs), statistical findings included (they learn
+/// for 0s here, so they report from the first record).
+#[test]
+fn the_daemon_finds_what_replay_finds_whatever_the_batching() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("same", 5);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+    let files = in_delivery_order(&sample.join("AWSLogs"));
+    assert!(files.len() > 1000, "{} files", files.len());
+    upload_all(&aws, "trail", &files);
+
+    let extra = [
+        "--visibility",
+        "3s",
+        "--batch-messages",
+        "16",
+        "--pollers",
+        "1",
+        "--learning",
+        "0s",
+    ];
+    let port = free_port();
+    let mut first = start_daemon(&moto, &queue, dir.path(), port, &extra);
+    let third = (files.len() / 3) as f64;
+    wait_until(
+        dir.path(),
+        Duration::from_secs(180),
+        "a third of the messages done",
+        || {
+            let exited = first.try_wait().unwrap();
+            assert!(exited.is_none(), "the daemon exited: {exited:?}");
+            metric(&metrics_of(port), "trailhound_messages_deleted_total") >= third
+        },
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let port = free_port();
+    let mut second = start_daemon(&moto, &queue, dir.path(), port, &extra);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(300),
+        "the queue emptied",
+        || aws.depth(&queue) == 0,
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(aws.depth(&dlq), 0);
+
+    let daemon = last_versions(&read_findings(dir.path()));
+    let out = common::trailhound(&["replay", sample.to_str().unwrap(), "--learning", "0s"]);
+    let replayed = common::findings(&out);
+    let kinds = common::detection_kinds();
+    let statistical = common::statistical_set(&replayed, &kinds);
+    assert!(!statistical.is_empty(), "no statistical finding to compare");
+    let replay = last_versions(&replayed);
+    let only_daemon: Vec<&String> = daemon.keys().filter(|k| !replay.contains_key(*k)).collect();
+    let only_replay: Vec<&String> = replay.keys().filter(|k| !daemon.contains_key(*k)).collect();
+    assert!(
+        only_daemon.is_empty() && only_replay.is_empty(),
+        "ids differ: {} only from the daemon, {} only from replay",
+        only_daemon.len(),
+        only_replay.len()
+    );
+    let found = read_findings(dir.path());
+    let detection_of = |id: &str| {
+        found
+            .iter()
+            .find(|f| f["id"] == id)
+            .map_or("?", common::detection)
+            .to_string()
+    };
+    let differ: Vec<String> = replay
+        .iter()
+        .filter(|(id, events)| &daemon[*id] != *events)
+        .map(|(id, events)| {
+            let d = &daemon[id];
+            format!(
+                "{id} ({}): daemon {} records, replay {}, {} only in the daemon's, {} only in replay's",
+                detection_of(id),
+                d.len(),
+                events.len(),
+                d.difference(events).count(),
+                events.difference(d).count()
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} findings hold other records in the daemon's last version than in replay's:\n{}",
+        differ.len(),
+        replay.len(),
+        differ.join("\n")
+    );
 }

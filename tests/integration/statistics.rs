@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{detection, detection_kinds, findings, text, trailhound, trailhound_with};
 

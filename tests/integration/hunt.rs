@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Output;
 
-mod common;
+use crate::common;
 
 use common::{text, trailhound};
 

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::{text, trailhound};
 
@@ -306,4 +306,48 @@ records = ['{"eventSource": "s3.amazonaws.com", "eventName": "GetObject"}']
     assert!(findings
         .iter()
         .any(|f| f["service"]["additionalInfo"]["detection"] == "my-rule"));
+}
+
+/// The bundled sample's findings, pinned: each finding's id and eventIDs (in the order the
+/// finding lists them) as `tests/sample-findings.txt` records them. A change to the
+/// detections or the pipeline that moves any of them shows here; when the move is intended,
+/// write the file again (the message says how) and say why in the commit.
+#[test]
+fn the_sample_gives_the_findings_it_always_gave() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = trailhound(&["replay", root.join("sample").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut got: Vec<String> = lines(&out)
+        .iter()
+        .map(|f| {
+            let events: Vec<&str> = f["service"]["additionalInfo"]["eventIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap())
+                .collect();
+            format!("{} {}", f["id"].as_str().unwrap(), events.join(","))
+        })
+        .collect();
+    got.sort();
+    let pinned_path = root.join("tests/sample-findings.txt");
+    let pinned = std::fs::read_to_string(&pinned_path).unwrap();
+    let pinned: Vec<&str> = pinned.lines().filter(|l| !l.starts_with('#')).collect();
+    let missing: Vec<&&str> = pinned
+        .iter()
+        .filter(|l| !got.iter().any(|g| g == **l))
+        .collect();
+    let new: Vec<&String> = got
+        .iter()
+        .filter(|g| !pinned.contains(&g.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty() && new.is_empty(),
+        "the sample's findings moved: {} pinned lines are gone, {} lines are new.\n\
+         gone: {missing:#?}\nnew: {new:#?}\n\
+         If intended: trailhound replay sample | jq -r '.id + \" \" + (.service.additionalInfo.eventIds | join(\",\"))' | sort > {}",
+        missing.len(),
+        new.len(),
+        pinned_path.display()
+    );
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use trailhound::detect::state::dynamodb::DynamoStore;
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common;
+use crate::moto;
 
 use common::{detection_kinds, findings, simulate, statistical_set, trailhound};
 

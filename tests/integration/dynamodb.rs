@@ -5,9 +5,8 @@
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common;
+use crate::moto;
 
 use common::{
     detection_kinds, findings, simulate, statistical_ids, statistical_set, text, trailhound,
