@@ -3,7 +3,7 @@
 notifications go to an SQS queue (with a dead-letter queue, maxReceiveCount 5) while the daemon
 runs; the daemon is killed (SIGKILL) half-way through the uploads and started again.
 
-    python3 scripts/daemon-e2e.py BINARY SOURCE_DIR [--kill-at 0.5] [--backlog]
+    python3 scripts/daemon-e2e.py BINARY SOURCE_DIR [--kill-at 0.5] [--backlog] [--learning 0s]
 
 With --backlog every object is uploaded before the daemon starts, and it is killed once it has
 read that fraction of them: in the middle of a full batch of messages rather than between
@@ -16,8 +16,9 @@ labels.json naming each attack's eventIDs. Reports, and exits 1 unless all hold:
 * no finding id was written with records that are not a superset of its earlier versions
   (a reader keeping the last version of each id has each finding once);
 * the queue and the dead-letter queue end empty;
-* the findings' ids are those `trailhound replay` gives for the same files (rules and
-  statistics judged per batch against the whole run), listed where they differ.
+* the findings' ids, and the eventIDs of each one's last version, are those `trailhound
+  replay` gives for the same files (rules and statistics judged per batch against the whole
+  run), listed where they differ.
 
 Needs moto[server] and boto3 (pip install 'moto[server]').
 """
@@ -49,15 +50,25 @@ def main():
     if "--kill-at" in sys.argv:
         kill_at = float(sys.argv[sys.argv.index("--kill-at") + 1])
     backlog = "--backlog" in sys.argv
+    # Statistical detections learn for a week by default; `--learning 0s` makes a few days of
+    # logs enough for them to report, so their findings are compared with replay's too.
+    learning = []
+    if "--learning" in sys.argv:
+        learning = ["--learning", sys.argv[sys.argv.index("--learning") + 1]]
     labels = json.load(open(os.path.join(source, "labels.json")))
     moto, endpoint, env = start_moto()
     s3 = boto3.client("s3", endpoint_url=endpoint)
     sqs = boto3.client("sqs", endpoint_url=endpoint)
+    # Uploaded in the order CloudTrail delivers: by the time in the file name
+    # (<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<id>.json.gz), then the path.
     files = sorted(
-        os.path.join(root, n)
-        for root, _, names in os.walk(source)
-        for n in names
-        if n.endswith(".json.gz")
+        (
+            os.path.join(root, n)
+            for root, _, names in os.walk(source)
+            for n in names
+            if n.endswith(".json.gz")
+        ),
+        key=lambda p: (os.path.basename(p).split("_")[3:4], p),
     )
 
     dlq = sqs.create_queue(QueueName="notices-dlq")["QueueUrl"]
@@ -84,7 +95,7 @@ def main():
         d = subprocess.Popen(
             [binary, "run", "--queue-url", queue, "--sink", f"file:{work}/findings.jsonl",
              "--state", f"{work}/state.redb", "--listen", f"127.0.0.1:{listen}",
-             "--visibility", "10s", "--log", "info"],
+             "--visibility", "10s", "--log", "info", *learning],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -175,12 +186,19 @@ def main():
 
     # The same files through replay, for comparison.
     replayed = subprocess.run(
-        [binary, "replay", source, "--state", f"{work}/replay.redb"],
+        [binary, "replay", source, "--state", f"{work}/replay.redb", *learning],
         capture_output=True, text=True, env=env,
     )
-    replay_ids = {json.loads(l)["id"] for l in replayed.stdout.splitlines() if l.startswith("{")}
+    replay_events = {}
+    for l in replayed.stdout.splitlines():
+        if l.startswith("{"):
+            f = json.loads(l)
+            replay_events[f["id"]] = set(f["service"]["additionalInfo"]["eventIds"])
+    replay_ids = set(replay_events)
     only_daemon = sorted(set(final) - replay_ids)
     only_replay = sorted(replay_ids - set(final))
+    # The daemon's last version of each finding against replay's: the same records.
+    other_records = sorted(i for i in replay_ids & set(final) if final[i] != replay_events[i])
 
     when = "uploaded before the daemon started" if backlog else f"uploads took {uploaded:.1f} s"
     print(f"objects            {len(files)}, {when}, all examined {elapsed:.1f} s after the first start")
@@ -198,7 +216,13 @@ def main():
     print(f"queue / DLQ        {queue_depth} / {dlq_depth} messages left; SIGTERM exit {code}")
     print(f"against replay     {len(replay_ids)} ids from replay; {len(only_daemon)} only from the daemon, "
           f"{len(only_replay)} only from replay")
+    print(f"records vs replay  {len(other_records)} of {len(replay_ids & set(final))} shared ids hold other "
+          f"eventIDs in the daemon's last version than in replay's")
     by_id = {f["id"]: f for f in lines}
+    for i in other_records[:10]:
+        f = by_id[i]
+        print(f"    other records: {f['service']['additionalInfo']['detection']}: daemon {len(final[i])}, "
+              f"replay {len(replay_events[i])}")
     for i in only_daemon[:10]:
         f = by_id[i]
         print(f"    daemon only: {f['service']['additionalInfo']['detection']} {f['severity']} {f['title'][:70]}")
@@ -206,7 +230,8 @@ def main():
     for i in only_replay[:10]:
         f = replay_by_id[i]
         print(f"    replay only: {f['service']['additionalInfo']['detection']} {f['severity']} {f['title'][:70]}")
-    ok = not missed and not rewritten and queue_depth == 0 and dlq_depth == 0 and code == 0
+    ok = (not missed and not rewritten and queue_depth == 0 and dlq_depth == 0 and code == 0
+          and not only_daemon and not only_replay and not other_records)
     print("OK" if ok else f"FAILED; the daemon's log is {work}/daemon.log")
     sys.exit(0 if ok else 1)
 

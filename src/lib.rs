@@ -21,8 +21,10 @@
 //!   once its findings are safely out.
 //! * [`simulate`]: realistic synthetic CloudTrail with labelled attacks, and scoring against
 //!   the labels.
+//! * [`aws`]: how every part talks to AWS (configuration, retries, endpoints, runtimes).
 //! * [`cli`]: the `trailhound` command.
 
+pub mod aws;
 pub mod cli;
 pub mod daemon;
 pub mod decode;

@@ -357,7 +357,7 @@ fn enqueue(
     let bodies =
         source::envelope::notifications(listing.objects.iter().chain(&listing.invocations))
             .context("--enqueue")?;
-    let config = runtime.block_on(source::s3::aws_config());
+    let config = runtime.block_on(crate::aws::config());
     let sent = bodies.len();
     runtime.block_on(source::sqs::Queue::new(&config, queue).send_all(&bodies))?;
     eprintln!("enqueued {sent} objects ({listing}) to {queue}");

@@ -113,7 +113,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             only: None,
         },
     )?;
-    let config = runtime.block_on(crate::source::s3::aws_config());
+    let config = runtime.block_on(crate::aws::config());
     let sinks = args
         .sinks
         .iter()
@@ -121,7 +121,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .collect();
     let daemon = Daemon::new(
         Queue::new(&config, &args.queue_url),
-        crate::source::s3::client(&config),
+        crate::aws::s3_client(&config),
         examiner,
         sinks,
         Options {

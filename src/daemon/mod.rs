@@ -36,7 +36,7 @@ use crate::finding::sink::Sink;
 use crate::source::envelope::{self, Notice, Notified};
 use crate::source::sqs::{Message, Queue};
 use crate::source::{classify, s3, KeyKind};
-pub use metrics::Metrics;
+pub use metrics::{Metric, Metrics};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -187,10 +187,7 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("trailhound-heartbeat".into())
                 .spawn(move || {
-                    let beat = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
+                    let beat = match crate::aws::runtime("trailhound-heartbeat", 0) {
                         Ok(beat) => beat,
                         Err(e) => {
                             tracing::error!("no runtime for the heartbeat: {e}");
@@ -198,7 +195,7 @@ impl Daemon {
                         }
                     };
                     beat.block_on(async move {
-                        let config = crate::source::s3::aws_config().await;
+                        let config = crate::aws::config().await;
                         let queue = Queue::new(&config, &url);
                         heartbeat(queue, visibility, in_flight, metrics, stop).await
                     })
@@ -239,11 +236,8 @@ impl Daemon {
                 let started = Instant::now();
                 let mut watch = stop_rx.clone();
                 let acks = self.examine(runtime, &batch, &mut watch);
-                self.metrics.add(
-                    "trailhound_batch_seconds_total",
-                    &[],
-                    started.elapsed().as_secs_f64(),
-                );
+                self.metrics
+                    .add(Metric::BatchSeconds, &[], started.elapsed().as_secs_f64());
                 acks
             };
             self.acknowledge(runtime, &batch, &acks, &in_flight);
@@ -276,7 +270,7 @@ impl Daemon {
     ) -> Vec<Ack> {
         let started = Instant::now();
         let m = self.metrics.clone();
-        m.add("trailhound_batches_total", &[], 1.0);
+        m.add(Metric::Batches, &[], 1.0);
         let mut acks = vec![Ack::Delete; batch.len()];
         let work = self.objects_to_read(batch);
         let (chunk, fetch_failed) = self.fetch(runtime, batch, work);
@@ -291,13 +285,13 @@ impl Daemon {
             Ok(examined) => examined,
             Err(e) => {
                 tracing::error!("{e}; the batch's messages stay on the queue");
-                m.inc("trailhound_errors_total", &[("kind", "state-failed")]);
+                m.inc(Metric::Errors, &[("kind", "state-failed")]);
                 return self.undo(Ack::Retry("state-failed"), batch.len());
             }
         };
         for e in &examined.failures {
             tracing::error!("{e}");
-            m.inc("trailhound_errors_total", &[("kind", "detection-failed")]);
+            m.inc(Metric::Errors, &[("kind", "detection-failed")]);
         }
         let findings = examined.findings;
 
@@ -327,7 +321,7 @@ impl Daemon {
             Some(Ok(())) => {}
             Some(Err(e)) => {
                 tracing::error!("{e}; the batch's messages stay on the queue");
-                m.inc("trailhound_errors_total", &[("kind", "sink-failed")]);
+                m.inc(Metric::Errors, &[("kind", "sink-failed")]);
                 return self.undo(Ack::Retry("sink-failed"), batch.len());
             }
             None => {
@@ -342,32 +336,25 @@ impl Daemon {
         // the same ids).
         if let Err(e) = self.examiner.commit(&findings) {
             tracing::error!("{e}; the batch's messages stay on the queue");
-            m.inc("trailhound_errors_total", &[("kind", "state-failed")]);
+            m.inc(Metric::Errors, &[("kind", "state-failed")]);
             return self.undo(Ack::Retry("state-failed"), batch.len());
         }
         for f in &findings {
-            m.inc(
-                "trailhound_findings_total",
-                &[("severity", f.severity_label())],
-            );
+            m.inc(Metric::Findings, &[("severity", f.severity_label())]);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         if let Some(t) = newest {
             m.set(
-                "trailhound_event_lag_seconds",
+                Metric::EventLag,
                 &[],
                 (now_ms as f64 - t as f64 / 1e3) / 1e3,
             );
         }
         if let Some(sent) = batch.iter().filter_map(|m| m.sent_ms).min() {
-            m.set(
-                "trailhound_notification_lag_seconds",
-                &[],
-                (now_ms - sent) as f64 / 1e3,
-            );
+            m.set(Metric::NotificationLag, &[], (now_ms - sent) as f64 / 1e3);
         }
         m.set(
-            "trailhound_events_per_second",
+            Metric::EventsPerSecond,
             &[],
             records as f64 / started.elapsed().as_secs_f64().max(1e-9),
         );
@@ -385,7 +372,7 @@ impl Daemon {
         if let Err(e) = self.examiner.rollback() {
             tracing::error!("{e}");
             self.metrics
-                .inc("trailhound_errors_total", &[("kind", "state-failed")]);
+                .inc(Metric::Errors, &[("kind", "state-failed")]);
         }
         vec![ack; n]
     }
@@ -403,15 +390,12 @@ impl Daemon {
                         message = message.id.as_str(),
                         "deleting a message that cannot be processed: {e}"
                     );
-                    m.inc(
-                        "trailhound_errors_total",
-                        &[("kind", "unparseable-message")],
-                    );
+                    m.inc(Metric::Errors, &[("kind", "unparseable-message")]);
                     continue;
                 }
                 Ok(Notice::Nothing { kind }) => {
                     tracing::info!(message = message.id.as_str(), "acknowledged: {kind}");
-                    m.inc("trailhound_messages_ignored_total", &[("kind", kind)]);
+                    m.inc(Metric::MessagesIgnored, &[("kind", kind)]);
                     continue;
                 }
                 Ok(Notice::Objects(objects)) => objects,
@@ -421,7 +405,7 @@ impl Daemon {
                 if !kind.is_examined() {
                     tracing::debug!(key = object.key.as_str(), "skipped: {kind}");
                     m.inc(
-                        "trailhound_objects_total",
+                        Metric::Objects,
                         &[("kind", kind.name()), ("outcome", "skipped")],
                     );
                     continue;
@@ -435,7 +419,7 @@ impl Daemon {
                         "already examined (a duplicate notification): skipped"
                     );
                     m.inc(
-                        "trailhound_objects_total",
+                        Metric::Objects,
                         &[("kind", kind.name()), ("outcome", "duplicate")],
                     );
                     continue;
@@ -501,17 +485,17 @@ impl Daemon {
             let kind = classify(&object.key);
             match result {
                 Ok(decoded) => {
-                    m.add("trailhound_bytes_total", &[], decoded.stored_bytes as f64);
-                    m.add("trailhound_records_total", &[], decoded.records as f64);
+                    m.add(Metric::Bytes, &[], decoded.stored_bytes as f64);
+                    m.add(Metric::Records, &[], decoded.records as f64);
                     for p in &decoded.problems {
                         tracing::warn!(
                             object = format!("s3://{}/{}", object.bucket, object.key).as_str(),
                             "{p}"
                         );
-                        m.inc("trailhound_errors_total", &[("kind", p.kind())]);
+                        m.inc(Metric::Errors, &[("kind", p.kind())]);
                     }
                     m.inc(
-                        "trailhound_objects_total",
+                        Metric::Objects,
                         &[("kind", kind.name()), ("outcome", "read")],
                     );
                     if kind == KeyKind::BedrockInvocationLog {
@@ -521,7 +505,7 @@ impl Daemon {
                     }
                 }
                 Err(e) => {
-                    m.inc("trailhound_errors_total", &[("kind", e.kind())]);
+                    m.inc(Metric::Errors, &[("kind", e.kind())]);
                     if e.is_transient() {
                         tracing::warn!(
                             message = batch[i].id.as_str(),
@@ -531,7 +515,7 @@ impl Daemon {
                     } else {
                         tracing::warn!(message = batch[i].id.as_str(), "{e}; nothing to read");
                         m.inc(
-                            "trailhound_objects_total",
+                            Metric::Objects,
                             &[("kind", kind.name()), ("outcome", e.kind())],
                         );
                     }
@@ -557,7 +541,7 @@ impl Daemon {
             for message in batch {
                 flight.remove(&message.id);
             }
-            m.set("trailhound_in_flight_messages", &[], flight.len() as f64);
+            m.set(Metric::InFlightMessages, &[], flight.len() as f64);
         }
         let done: Vec<&Message> = batch
             .iter()
@@ -568,7 +552,7 @@ impl Daemon {
         if !done.is_empty() {
             match runtime.block_on(self.queue.delete(&done)) {
                 Ok(failed) => m.add(
-                    "trailhound_messages_deleted_total",
+                    Metric::MessagesDeleted,
                     &[],
                     (done.len() - failed.len()) as f64,
                 ),
@@ -581,7 +565,7 @@ impl Daemon {
                 let after = match ack {
                     Ack::Delete => continue,
                     Ack::Retry(reason) => {
-                        m.inc("trailhound_messages_kept_total", &[("reason", reason)]);
+                        m.inc(Metric::MessagesKept, &[("reason", reason)]);
                         self.options.retry_after
                     }
                     Ack::Release => Duration::ZERO,
@@ -632,11 +616,9 @@ async fn poll(
             Ok(messages) => {
                 backoff = Duration::from_millis(500);
                 *health.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                health.metrics.add(
-                    "trailhound_messages_received_total",
-                    &[],
-                    messages.len() as f64,
-                );
+                health
+                    .metrics
+                    .add(Metric::MessagesReceived, &[], messages.len() as f64);
                 for m in messages {
                     in_flight
                         .lock()
@@ -651,7 +633,7 @@ async fn poll(
                 tracing::warn!(poller = n, "{e}; retrying in {backoff:?}");
                 health
                     .metrics
-                    .inc("trailhound_errors_total", &[("kind", "receive-failed")]);
+                    .inc(Metric::Errors, &[("kind", "receive-failed")]);
                 *health.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {},
@@ -688,7 +670,7 @@ async fn heartbeat(
             .collect();
         for m in messages {
             match queue.set_visibility(&m, visibility).await {
-                Ok(()) => metrics.inc("trailhound_visibility_extended_total", &[]),
+                Ok(()) => metrics.inc(Metric::VisibilityExtended, &[]),
                 // Deleted or released since it was looked up: nothing to keep hidden.
                 Err(_)
                     if !in_flight

@@ -94,40 +94,7 @@ pub struct RuleError {
     pub message: String,
 }
 
-/// Severity on GuardDuty's scale: Low 1–3.9, Medium 4–6.9, High 7–8.9, Critical 9–10.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Severity(pub f64);
-
-impl Severity {
-    pub fn label(self) -> &'static str {
-        match self.0 {
-            s if s >= 9.0 => "Critical",
-            s if s >= 7.0 => "High",
-            s if s >= 4.0 => "Medium",
-            _ => "Low",
-        }
-    }
-
-    /// Parses a number or a label (`low`, `medium`, `high`, `critical`: the lowest score of it).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "low" => Ok(Severity(1.0)),
-            "medium" => Ok(Severity(4.0)),
-            "high" => Ok(Severity(7.0)),
-            "critical" => Ok(Severity(9.0)),
-            other => other
-                .parse::<f64>()
-                .ok()
-                .filter(|s| (1.0..=10.0).contains(s))
-                .map(Severity)
-                .ok_or_else(|| {
-                    format!(
-                        "{text:?} is not a severity: use 1 to 10, or low, medium, high, critical"
-                    )
-                }),
-        }
-    }
-}
+pub use crate::finding::Severity;
 
 /// A threshold: fire only when a group reaches `count` matching events (or distinct values
 /// of a field) within `window`.

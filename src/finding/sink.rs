@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{Finding, FindingFormat};
-use crate::source::s3::describe;
+use crate::aws::describe;
 
 /// A sink as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,15 +106,35 @@ pub struct SinkError {
     pub detail: String,
 }
 
+/// Where a sink writes, with the client it writes through.
+enum Destination {
+    Stdout,
+    File(PathBuf),
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
+    Sqs {
+        client: aws_sdk_sqs::Client,
+        url: String,
+    },
+    Sns {
+        client: aws_sdk_sns::Client,
+        topic: String,
+    },
+    EventBridge {
+        client: aws_sdk_eventbridge::Client,
+        bus: String,
+    },
+    SecurityHub(aws_sdk_securityhub::Client),
+}
+
 /// A sink, ready to send.
 pub struct Sink {
     spec: SinkSpec,
     format: FindingFormat,
-    s3: Option<aws_sdk_s3::Client>,
-    sqs: Option<crate::source::sqs::Queue>,
-    sns: Option<aws_sdk_sns::Client>,
-    events: Option<aws_sdk_eventbridge::Client>,
-    hub: Option<aws_sdk_securityhub::Client>,
+    destination: Destination,
     /// Batches written, to name S3 objects uniquely within a process.
     written: u64,
     started: String,
@@ -122,24 +142,34 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(spec: SinkSpec, format: FindingFormat, config: &aws_config::SdkConfig) -> Self {
-        let s3 = matches!(spec, SinkSpec::S3 { .. }).then(|| crate::source::s3::client(config));
-        let sqs = match &spec {
-            SinkSpec::Sqs(url) => Some(crate::source::sqs::Queue::new(config, url)),
-            _ => None,
+        let destination = match &spec {
+            SinkSpec::Stdout => Destination::Stdout,
+            SinkSpec::File(path) => Destination::File(path.clone()),
+            SinkSpec::S3 { bucket, prefix } => Destination::S3 {
+                client: crate::aws::s3_client(config),
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+            },
+            SinkSpec::Sqs(url) => Destination::Sqs {
+                client: aws_sdk_sqs::Client::new(config),
+                url: url.clone(),
+            },
+            SinkSpec::Sns(topic) => Destination::Sns {
+                client: aws_sdk_sns::Client::new(config),
+                topic: topic.clone(),
+            },
+            SinkSpec::EventBridge(bus) => Destination::EventBridge {
+                client: aws_sdk_eventbridge::Client::new(config),
+                bus: bus.clone(),
+            },
+            SinkSpec::SecurityHub => {
+                Destination::SecurityHub(aws_sdk_securityhub::Client::new(config))
+            }
         };
-        let sns = matches!(spec, SinkSpec::Sns(_)).then(|| aws_sdk_sns::Client::new(config));
-        let events = matches!(spec, SinkSpec::EventBridge(_))
-            .then(|| aws_sdk_eventbridge::Client::new(config));
-        let hub =
-            matches!(spec, SinkSpec::SecurityHub).then(|| aws_sdk_securityhub::Client::new(config));
         Self {
             spec,
             format,
-            s3,
-            sqs,
-            sns,
-            events,
-            hub,
+            destination,
             written: 0,
             started: chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string(),
         }
@@ -170,29 +200,33 @@ impl Sink {
         if findings.is_empty() {
             return Ok(());
         }
-        match self.spec.clone() {
-            SinkSpec::Stdout => {
+        match &self.destination {
+            Destination::Stdout => {
                 let lines = self.lines(findings);
                 let mut out = std::io::stdout().lock();
                 out.write_all(&lines)
                     .and_then(|_| out.flush())
                     .map_err(|e| self.error(e))
             }
-            SinkSpec::File(path) => {
+            Destination::File(path) => {
                 let lines = self.lines(findings);
                 let write = || -> std::io::Result<()> {
                     let mut file = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
-                        .open(&path)?;
+                        .open(path)?;
                     file.write_all(&lines)?;
                     file.sync_data()
                 };
                 write().map_err(|e| self.error(e))
             }
-            SinkSpec::S3 { bucket, prefix } => {
+            Destination::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let now = chrono::Utc::now();
-                self.written += 1;
+                let written = self.written + 1;
                 let key = format!(
                     "{}{}year={}/month={}/day={}/{}-{}-{:06}.jsonl",
                     prefix,
@@ -202,31 +236,31 @@ impl Sink {
                     now.format("%d"),
                     self.started,
                     std::process::id(),
-                    self.written
+                    written
                 );
                 let body = self.lines(findings);
-                let client = self.s3.as_ref().expect("made for S3 sinks");
                 client
                     .put_object()
-                    .bucket(&bucket)
+                    .bucket(bucket)
                     .key(&key)
                     .content_type("application/x-ndjson")
                     .body(body.into())
                     .send()
                     .await
                     .map_err(|e| self.error(describe(&e)))?;
+                self.written = written;
                 Ok(())
             }
-            SinkSpec::Sqs(_) => {
-                let queue = self.sqs.as_ref().expect("made for SQS sinks");
+            Destination::Sqs { client, url } => {
                 let bodies: Vec<String> = findings
                     .iter()
                     .map(|f| self.format.render(f).to_string())
                     .collect();
-                queue.send_all(&bodies).await.map_err(|e| self.error(e))
+                crate::aws::send_messages(client, url, &bodies)
+                    .await
+                    .map_err(|e| self.error(e))
             }
-            SinkSpec::Sns(arn) => {
-                let client = self.sns.as_ref().expect("made for SNS sinks");
+            Destination::Sns { client, topic } => {
                 for f in findings {
                     let subject: String = format!("trailhound {}: {}", f.severity_label(), f.title)
                         .chars()
@@ -235,7 +269,7 @@ impl Sink {
                         .collect();
                     client
                         .publish()
-                        .topic_arn(&arn)
+                        .topic_arn(topic)
                         .subject(subject)
                         .message(self.format.render(f).to_string())
                         .send()
@@ -244,14 +278,13 @@ impl Sink {
                 }
                 Ok(())
             }
-            SinkSpec::EventBridge(bus) => {
-                let client = self.events.as_ref().expect("made for EventBridge sinks");
+            Destination::EventBridge { client, bus } => {
                 for group in findings.chunks(10) {
                     let entries = group
                         .iter()
                         .map(|f| {
                             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                                .event_bus_name(&bus)
+                                .event_bus_name(bus)
                                 .source("trailhound")
                                 .detail_type("trailhound Finding")
                                 .detail(self.format.render(f).to_string())
@@ -279,8 +312,7 @@ impl Sink {
                 }
                 Ok(())
             }
-            SinkSpec::SecurityHub => {
-                let client = self.hub.as_ref().expect("made for Security Hub sinks");
+            Destination::SecurityHub(client) => {
                 // BatchImportFindings takes at most 100 findings a call.
                 for group in findings.chunks(100) {
                     let asff: Vec<_> = group.iter().map(security_hub_finding).collect();

@@ -1,16 +1,8 @@
-//! Reading log objects from S3, with memory bounded by the object size limit.
-//!
-//! Credentials and region come from the standard chain (the ECS task role in production);
-//! `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`) points the client elsewhere, as the AWS CLI
-//! does, and then keys are addressed path-style (`endpoint/bucket/key`), which servers other
-//! than AWS expect. The SDK's standard retry mode backs off and retries throttling and 5xx
-//! answers.
+//! Reading log objects from S3, with memory bounded by the object size limit. Clients,
+//! credentials, endpoints and retries are [`crate::aws`]'s.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
-
-/// Attempts per request, the first included, before a throttled or failing call gives up.
-const MAX_ATTEMPTS: u32 = 6;
 
 /// Why an object could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -61,25 +53,6 @@ impl FetchError {
     }
 }
 
-/// The shared AWS configuration: the standard chain, `AWS_ENDPOINT_URL` honoured, and retries
-/// with backoff.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .load()
-        .await
-}
-
-/// An S3 client for `config`: path-style addressing when the endpoint is not AWS's own.
-pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let custom = config.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
-    let s3 = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(custom)
-        .build();
-    aws_sdk_s3::Client::from_conf(s3)
-}
-
 /// Fetches an object's stored bytes, refusing objects larger than `limit` without reading them
 /// whole.
 pub async fn fetch(
@@ -114,7 +87,7 @@ pub async fn fetch(
                 _ => FetchError::Failed {
                     bucket,
                     key,
-                    detail: describe(&e),
+                    detail: crate::aws::describe(&e),
                 },
             }
         })?;
@@ -142,18 +115,6 @@ pub async fn fetch(
         out.extend_from_slice(&part);
     }
     Ok(out)
-}
-
-/// An SDK error with its causes, in one line.
-pub fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// An `s3://bucket/prefix` source.
@@ -205,7 +166,7 @@ async fn list(
         let page = page.map_err(|e| FetchError::Failed {
             bucket: bucket.to_string(),
             key: prefix.to_string(),
-            detail: format!("listing: {}", describe(&e)),
+            detail: format!("listing: {}", crate::aws::describe(&e)),
         })?;
         objects.extend(
             page.contents()
@@ -336,15 +297,12 @@ impl Blocking {
     pub fn get() -> &'static Blocking {
         static BLOCKING: std::sync::OnceLock<Blocking> = std::sync::OnceLock::new();
         BLOCKING.get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("trailhound-s3")
-                .enable_all()
-                .build()
-                .expect("a runtime for S3");
-            let config = runtime.block_on(aws_config());
+            // Without a runtime nothing can be read: a failure here is the process's end.
+            let runtime = crate::aws::runtime("trailhound-s3", 2)
+                .unwrap_or_else(|e| panic!("cannot start a runtime for S3: {e}"));
+            let config = runtime.block_on(crate::aws::config());
             Blocking {
-                client: client(&config),
+                client: crate::aws::s3_client(&config),
                 runtime,
             }
         })

@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 
-use super::s3::describe;
+use crate::aws::describe;
 
 /// Longest wait SQS allows for a receive.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -46,42 +44,13 @@ impl Queue {
     /// Sends each body as a message, ten to a call; fails at the first refusal, saying how
     /// many were sent before it.
     pub async fn send_all(&self, bodies: &[String]) -> Result<(), QueueError> {
-        let mut sent = 0;
-        for group in bodies.chunks(MAX_MESSAGES as usize) {
-            let entries = group
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(b)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| self.error("sending messages", e))?;
-            if let Some(f) = out.failed.first() {
-                return Err(QueueError {
-                    queue: self.url.clone(),
-                    action: "sending messages",
-                    detail: format!(
-                        "{} of {} refused after {sent} sent: {}",
-                        out.failed.len(),
-                        group.len(),
-                        f.message.clone().unwrap_or_default()
-                    ),
-                });
-            }
-            sent += group.len();
-        }
-        Ok(())
+        crate::aws::send_messages(&self.client, &self.url, bodies)
+            .await
+            .map_err(|e| QueueError {
+                queue: self.url.clone(),
+                action: "sending messages",
+                detail: e.detail,
+            })
     }
 
     pub fn new(config: &aws_config::SdkConfig, url: &str) -> Self {

@@ -79,16 +79,12 @@ impl DynamoStore {
 
     /// [`DynamoStore::open`] with the lease of this process's claims given.
     pub fn open_with_lease(table: &str, lease: Duration) -> Result<Self, StateError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StateError::Store {
+        let runtime =
+            crate::aws::runtime("trailhound-dynamodb", 0).map_err(|e| StateError::Store {
                 path: format!("dynamodb://{table}"),
                 message: e.to_string(),
             })?;
-        let config = runtime.block_on(aws_config::load_defaults(
-            aws_config::BehaviorVersion::latest(),
-        ));
+        let config = runtime.block_on(crate::aws::config());
         let owner = format!(
             "{}:{}:{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
