@@ -31,7 +31,7 @@ use super::aggregate;
 use super::engine::{Engine, RunError};
 use super::fields::Match;
 use super::rule::Rule;
-use super::state::{Kept, StateError, Store};
+use super::state::{KeptFinding, StateError, Store};
 use super::stats::{Stats, StatsOptions};
 use crate::finding::Finding;
 
@@ -309,7 +309,7 @@ impl Examiner {
             for f in sent {
                 self.stats.state.sent.insert(
                     f.id.clone(),
-                    Kept {
+                    KeptFinding {
                         time: f.last_seen,
                         finding: f.clone(),
                     },

@@ -33,7 +33,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::aggregate;
 use super::fields::Match;
 use super::rule::{Join, Rate, Rule, Stateful};
-use super::state::{key, parts, Kept, RateHistory, Reported, Seen, State, Step};
+use super::state::{key, parts, KeptFinding, RateHistory, Reported, Seen, State, Step};
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{cloudtrail_schema, SOURCE_KEY_COLUMN};
 use crate::finding::Finding;
@@ -90,11 +90,11 @@ pub struct Stats {
     /// The chunk being examined.
     chunk: ChunkRecords,
     /// The observations of a chunk (kept between chunks: their memory is reused).
-    obs: Vec<Obs>,
+    obs: Vec<Observation>,
 }
 
-/// One row a stateful detection's query returned.
-struct Obs {
+/// One row a first-seen, rate or signal detector's query returned: an observation.
+struct Observation {
     rule: usize,
     batch: usize,
     row: usize,
@@ -112,8 +112,8 @@ fn id_hash(id: &str) -> u64 {
         .hash_one(id)
 }
 
-/// The columns of one observation batch, as text.
-struct Cols {
+/// One batch a detector returned, its columns as text: what observations point into.
+struct ObservedBatch {
     batch: RecordBatch,
     ids: StringArray,
     accounts: Option<StringArray>,
@@ -131,7 +131,7 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<StringArray> {
     Some(column.as_string::<i32>().clone())
 }
 
-impl Cols {
+impl ObservedBatch {
     fn new(batch: RecordBatch) -> Option<Self> {
         let ids = text_column(&batch, "eventid")?;
         let times = batch
@@ -272,8 +272,8 @@ impl ChunkRecords {
     }
 }
 
-/// What a chunk's first-seen or rate detections decided to report.
-enum Fire {
+/// What a chunk's first-seen or rate detectors detected, to be reported.
+enum Detected {
     FirstSeen {
         rule: usize,
         entity: String,
@@ -350,6 +350,84 @@ fn join_key(join: Join, record: &serde_json::Value) -> Option<String> {
             .or_else(|| text(&id["arn"]))
             .or_else(|| text(&id["principalId"])),
     }
+}
+
+/// A chunk's observations and the batches they point into.
+struct Observed<'c> {
+    batches: &'c [ObservedBatch],
+    all: &'c [Observation],
+}
+
+impl<'c> Observed<'c> {
+    /// The observation at position `i`.
+    fn at(&self, i: u32) -> &'c Observation {
+        &self.all[i as usize]
+    }
+
+    /// The batch an observation points into.
+    fn batch(&self, o: &Observation) -> &'c ObservedBatch {
+        &self.batches[o.batch]
+    }
+
+    /// An observation's event id.
+    fn id(&self, o: &Observation) -> &'c str {
+        self.batches[o.batch].ids.value(o.row)
+    }
+
+    /// Event-time order, the same in every run.
+    fn order(&self, a: &Observation, b: &Observation) -> std::cmp::Ordering {
+        (a.time, a.rule, a.id_hash)
+            .cmp(&(b.time, b.rule, b.id_hash))
+            .then_with(|| self.id(a).cmp(self.id(b)))
+    }
+
+    /// Puts observations (by position) in event-time order, each event once: duplicate
+    /// deliveries count once.
+    fn in_order(&self, members: &mut Vec<u32>) {
+        members.sort_unstable_by(|a, b| self.order(self.at(*a), self.at(*b)));
+        members.dedup_by(|a, b| {
+            let (a, b) = (self.at(*a), self.at(*b));
+            a.rule == b.rule && a.id_hash == b.id_hash && self.id(a) == self.id(b)
+        });
+    }
+}
+
+/// What a group of observations is about: the detector (its position), the account, the
+/// entity and, for a first-seen detector, the value.
+type GroupKey<'c> = (usize, &'c str, &'c str, &'c str);
+
+/// A chunk's observations by what they are about. Each group meets the state once, and
+/// groups touch different entries, so taking them one after another is the same as taking
+/// every observation in time order.
+struct Groups<'c> {
+    /// Each group's key and its observations (positions), in event-time order.
+    list: Vec<(GroupKey<'c>, Vec<u32>)>,
+    /// Each key's position in `list`.
+    index: HashMap<GroupKey<'c>, usize>,
+    /// Observations of signal detectors, each a step on its own, in event-time order.
+    lone: Vec<u32>,
+}
+
+/// One version of each finding: the one with the most records (a finding made when an object
+/// was first learned from, and updated since, may come back with a replay of that object), in
+/// order of first event time.
+fn newest_versions(found: Vec<Finding>) -> Vec<Finding> {
+    let mut newest: HashMap<String, Finding> = HashMap::default();
+    for f in found {
+        match newest.get(&f.id) {
+            Some(have) if have.count >= f.count => {}
+            _ => {
+                newest.insert(f.id.clone(), f);
+            }
+        }
+    }
+    let mut out: Vec<Finding> = newest.into_values().collect();
+    out.sort_by(|a, b| {
+        a.first_seen
+            .cmp(&b.first_seen)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    out
 }
 
 /// Notes a record of a rate bucket in `recent`, which holds the newest bucket's records (at
@@ -532,15 +610,50 @@ impl Stats {
     }
 
     /// Examines the chunk's observations (`observations[i]` is what rule `i` returned) and
-    /// returns the statistical findings: new ones, and those that objects learned from
-    /// before produced then.
+    /// returns the statistical findings: new ones, those that the chunk's records joined, and
+    /// those that objects learned from before made then. The phases, in order:
+    ///
+    /// 1. [`Stats::observe`]: the rows each detector returned, less records learned before;
+    /// 2. [`Stats::group`]: by what they are about, each group in event-time order;
+    /// 3. [`Stats::note_entities`]: when each entity was first seen, by any detector;
+    /// 4. [`Stats::judge`]: first-seen values and rate buckets against the state: what to
+    ///    report, and which observations are signals (sequence steps);
+    /// 5. [`Stats::take_steps`]: signals become steps, and complete sequences findings;
+    /// 6. [`Stats::join_reported`]: records that join findings of earlier chunks;
+    /// 7. [`Stats::report`]: findings of what was detected, with their records;
+    /// 8. the chunk's objects are marked learned.
     pub fn end_chunk(
         &mut self,
         observations: Vec<Vec<RecordBatch>>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Vec<Finding> {
+        let mut out = self.replayed_findings();
+        let mut all = std::mem::take(&mut self.obs);
+        let batches = self.observe(observations, &mut all);
+        let seen = Observed {
+            batches: &batches,
+            all: &all,
+        };
+        let groups = self.group(&seen);
+        let entity_first = self.note_entities(&groups, &seen);
+        let (detected, signalled) = self.judge(&groups, &seen, &entity_first);
+        let sequences = self.take_steps(signalled, &seen, now);
+        out.extend(self.join_reported(&groups, &seen));
+        out.extend(self.report(detected, &groups, &seen, now));
+        for (finding, object) in sequences {
+            self.keep(object, &finding, finding.last_seen);
+            out.push(finding);
+        }
+        self.chunk = ChunkRecords::default();
+        // The observations' memory is reused by the next chunk.
+        self.obs = all;
+        self.mark_chunk_learned();
+        newest_versions(out)
+    }
+
+    /// The findings that the chunk's objects learned from before made then.
+    fn replayed_findings(&self) -> Vec<Finding> {
         let mut out = Vec::new();
-        // Findings that replayed objects made the first time.
         for name in &self.replayed {
             let (a, b) = self.chunk_objects[name];
             if let Some(kept) = self.state.findings.get(name) {
@@ -551,20 +664,32 @@ impl Stats {
                 );
             }
         }
-        let mut cols: Vec<Cols> = Vec::new();
-        let mut obs = std::mem::take(&mut self.obs);
-        obs.clear();
-        for (rule, batches) in observations.into_iter().enumerate() {
+        out
+    }
+
+    /// The rows the first-seen, rate and signal detectors returned, as observations in
+    /// `all` (cleared first), less those of records learned from before; returns the batches
+    /// they point into.
+    fn observe(
+        &self,
+        observations: Vec<Vec<RecordBatch>>,
+        all: &mut Vec<Observation>,
+    ) -> Vec<ObservedBatch> {
+        all.clear();
+        let mut batches: Vec<ObservedBatch> = Vec::new();
+        for (rule, returned) in observations.into_iter().enumerate() {
             let Some(r) = self.rules.get(rule) else { break };
             if !r.enabled || matches!(r.stateful, None | Some(Stateful::Sequence(_))) {
                 continue;
             }
-            for batch in batches {
-                let Some(c) = Cols::new(batch) else { continue };
-                let b = cols.len();
+            for batch in returned {
+                let Some(c) = ObservedBatch::new(batch) else {
+                    continue;
+                };
+                let b = batches.len();
                 for row in 0..c.batch.num_rows() {
                     let Some(time) = c.times[row] else { continue };
-                    if c.ids.is_null(row) || Cols::text(&c.entity, row).is_none() {
+                    if c.ids.is_null(row) || ObservedBatch::text(&c.entity, row).is_none() {
                         continue;
                     }
                     if let Some(o) = c.object(row) {
@@ -572,7 +697,7 @@ impl Stats {
                             continue;
                         }
                     }
-                    obs.push(Obs {
+                    all.push(Observation {
                         rule,
                         batch: b,
                         row,
@@ -580,91 +705,98 @@ impl Stats {
                         id_hash: id_hash(c.ids.value(row)),
                     });
                 }
-                cols.push(c);
+                batches.push(c);
             }
         }
-        let id = |o: &Obs| cols[o.batch].ids.value(o.row);
-        // Event-time order, the same in every run.
-        let order = |a: &Obs, b: &Obs| {
-            (a.time, a.rule, a.id_hash)
-                .cmp(&(b.time, b.rule, b.id_hash))
-                .then_with(|| id(a).cmp(id(b)))
-        };
-        // Duplicate deliveries count once.
-        let same_event =
-            |a: &Obs, b: &Obs| a.rule == b.rule && a.id_hash == b.id_hash && id(a) == id(b);
+        batches
+    }
 
-        // The observations by what they are about: a first-seen detector's (account, entity,
-        // value), a rate detector's (account, entity). Each group meets the state once, and
-        // groups touch different entries, so taking them one after another is the same as
-        // taking every observation in time order.
-        type Group<'a> = ((usize, &'a str, &'a str, &'a str), Vec<u32>);
-        let mut group_of: HashMap<(usize, &str, &str, &str), usize> = HashMap::default();
-        let mut groups: Vec<Group> = Vec::new();
-        // Observations of signal detectors, each a step on its own.
-        let mut lone: Vec<u32> = Vec::new();
-        for (i, o) in obs.iter().enumerate() {
-            let c = &cols[o.batch];
-            let entity = Cols::text(&c.entity, o.row).unwrap_or_default();
+    /// The observations by what they are about: a first-seen detector's (account, entity,
+    /// value), a rate detector's (account, entity); a signal detector's each on its own.
+    fn group<'c>(&self, seen: &Observed<'c>) -> Groups<'c> {
+        let mut groups = Groups {
+            list: Vec::new(),
+            index: HashMap::default(),
+            lone: Vec::new(),
+        };
+        for (i, o) in seen.all.iter().enumerate() {
+            let c = seen.batch(o);
+            let entity = ObservedBatch::text(&c.entity, o.row).unwrap_or_default();
             let value = match self.rules[o.rule].stateful {
-                Some(Stateful::FirstSeen(_)) => match Cols::text(&c.value, o.row) {
+                Some(Stateful::FirstSeen(_)) => match ObservedBatch::text(&c.value, o.row) {
                     Some(v) => v,
                     None => continue,
                 },
                 Some(Stateful::Rate(_)) => "",
                 _ => {
-                    lone.push(i as u32);
+                    groups.lone.push(i as u32);
                     continue;
                 }
             };
             let k = (o.rule, c.account(o.row), entity, value);
-            let g = *group_of.entry(k).or_insert_with(|| {
-                groups.push((k, Vec::new()));
-                groups.len() - 1
+            let list = &mut groups.list;
+            let g = *groups.index.entry(k).or_insert_with(|| {
+                list.push((k, Vec::new()));
+                list.len() - 1
             });
-            groups[g].1.push(i as u32);
+            groups.list[g].1.push(i as u32);
         }
-        let at = |i: &u32| &obs[*i as usize];
-        for (_, members) in &mut groups {
-            members.sort_unstable_by(|a, b| order(at(a), at(b)));
-            members.dedup_by(|a, b| same_event(at(a), at(b)));
+        for (_, members) in &mut groups.list {
+            seen.in_order(members);
         }
-        lone.sort_unstable_by(|a, b| order(at(a), at(b)));
-        lone.dedup_by(|a, b| same_event(at(a), at(b)));
+        seen.in_order(&mut groups.lone);
+        groups
+    }
 
-        // Entities (principals, keys, instances...) seen by any detector: an entity's age does
-        // not depend on which detector looks at it.
-        let mut entity_first: HashMap<(&str, &str), i64> = HashMap::default();
-        {
-            let mut sightings: HashMap<(&str, &str), (i64, i64, u64)> = HashMap::default();
-            for ((_, account, entity, _), members) in &groups {
-                let first = at(&members[0]).time;
-                let last = at(&members[members.len() - 1]).time;
-                let e = sightings
-                    .entry((*account, *entity))
-                    .or_insert((first, last, 0));
-                *e = (e.0.min(first), e.1.max(last), e.2 + members.len() as u64);
-            }
-            for ((account, entity), (first, last, n)) in sightings {
-                let s = self
-                    .state
-                    .entities
-                    .entry(&key(&[account, entity]), || Seen {
-                        first,
-                        last,
-                        count: 0,
-                    });
-                s.first = s.first.min(first);
-                s.last = s.last.max(last);
-                s.count += n;
-                entity_first.insert((account, entity), s.first);
-            }
+    /// Notes the entities (principals, keys, instances...) the groups are about and returns
+    /// when each was first seen, by any detector: an entity's age does not depend on which
+    /// detector looks at it.
+    fn note_entities<'c>(
+        &mut self,
+        groups: &Groups<'c>,
+        seen: &Observed<'c>,
+    ) -> HashMap<(&'c str, &'c str), i64> {
+        let mut sightings: HashMap<(&str, &str), (i64, i64, u64)> = HashMap::default();
+        for ((_, account, entity, _), members) in &groups.list {
+            let first = seen.at(members[0]).time;
+            let last = seen.at(members[members.len() - 1]).time;
+            let e = sightings
+                .entry((*account, *entity))
+                .or_insert((first, last, 0));
+            *e = (e.0.min(first), e.1.max(last), e.2 + members.len() as u64);
         }
+        let mut entity_first = HashMap::default();
+        for ((account, entity), (first, last, n)) in sightings {
+            let s = self
+                .state
+                .entities
+                .entry(&key(&[account, entity]), || Seen {
+                    first,
+                    last,
+                    count: 0,
+                });
+            s.first = s.first.min(first);
+            s.last = s.last.max(last);
+            s.count += n;
+            entity_first.insert((account, entity), s.first);
+        }
+        entity_first
+    }
 
+    /// Puts each group through its detector against the state: first-seen values and rate
+    /// buckets. Returns what to report (with the group, and the position in it of the
+    /// observation that made it) and the observations that are signals (sequence steps),
+    /// signal detectors' included.
+    fn judge<'c>(
+        &mut self,
+        groups: &Groups<'c>,
+        seen: &Observed<'c>,
+        entity_first: &HashMap<(&'c str, &'c str), i64>,
+    ) -> (Vec<(Detected, usize, usize)>, Vec<u32>) {
         let learning_period = self.learning;
-        let mut fires: Vec<(Fire, usize, usize)> = Vec::new();
+        let mut detected: Vec<(Detected, usize, usize)> = Vec::new();
         let mut signalled: Vec<u32> = Vec::new();
-        for (g, ((r, account, entity, value), members)) in groups.iter().enumerate() {
+        for (g, ((r, account, entity, value), members)) in groups.list.iter().enumerate() {
             let rule = &self.rules[*r];
             let account_first = self.state.accounts.get(account).copied();
             let learning = |t: i64| account_first.is_none_or(|first| t < first + learning_period);
@@ -672,11 +804,11 @@ impl Stats {
             match rule.stateful.as_ref() {
                 Some(Stateful::FirstSeen(p)) => {
                     let vk = key(&[&rule.id, account, entity, value]);
-                    let mut seen = self.state.values.get(&vk).copied();
+                    let mut sighting = self.state.values.get(&vk).copied();
                     let mut reported = false;
                     for (pos, i) in members.iter().enumerate() {
-                        let o = at(i);
-                        let new = match &mut seen {
+                        let o = seen.at(*i);
+                        let new = match &mut sighting {
                             Some(s) => {
                                 let stale = s.last < o.time - micros(p.lookback);
                                 s.saw(o.time);
@@ -686,7 +818,7 @@ impl Stats {
                                 stale
                             }
                             None => {
-                                seen = Some(Seen::new(o.time));
+                                sighting = Some(Seen::new(o.time));
                                 true
                             }
                         };
@@ -698,8 +830,8 @@ impl Stats {
                             signalled.push(*i);
                             if p.report && !reported {
                                 reported = true;
-                                fires.push((
-                                    Fire::FirstSeen {
+                                detected.push((
+                                    Detected::FirstSeen {
                                         rule: *r,
                                         entity: entity.to_string(),
                                         value: value.to_string(),
@@ -712,13 +844,13 @@ impl Stats {
                             }
                         }
                     }
-                    if let Some(s) = seen {
+                    if let Some(s) = sighting {
                         self.state.values.insert(vk, s);
                     }
                 }
                 Some(Stateful::Rate(p)) => {
                     let width = micros(p.bucket).max(1);
-                    let start = at(&members[0]).time;
+                    let start = seen.at(members[0]).time;
                     let history =
                         self.state
                             .rates
@@ -730,10 +862,11 @@ impl Stats {
                     // The threshold of the bucket being counted (buckets come in order).
                     let mut threshold: Option<(i64, (f64, f64))> = None;
                     for (pos, i) in members.iter().enumerate() {
-                        let o = at(i);
+                        let o = seen.at(*i);
                         let bucket = o.time - o.time.rem_euclid(width);
                         let count = if p.distinct {
-                            let value = Cols::text(&cols[o.batch].value, o.row).unwrap_or_default();
+                            let value = ObservedBatch::text(&seen.batch(o).value, o.row)
+                                .unwrap_or_default();
                             let set = history.values.entry(bucket).or_default();
                             if !set.contains(value) {
                                 set.insert(value.to_string());
@@ -743,7 +876,7 @@ impl Stats {
                             history.buckets.get(&bucket).copied().unwrap_or(0) + 1
                         };
                         history.buckets.insert(bucket, count);
-                        remember(&mut history.recent, o.time, width, id(o));
+                        remember(&mut history.recent, o.time, width, seen.id(o));
                         if count < p.floor || history.fired.contains(&bucket) {
                             continue;
                         }
@@ -764,8 +897,8 @@ impl Stats {
                         }
                         signalled.push(*i);
                         if p.report && o.time - entity_first >= micros(p.min_entity_age) {
-                            fires.push((
-                                Fire::Rate {
+                            detected.push((
+                                Detected::Rate {
                                     rule: *r,
                                     entity: entity.to_string(),
                                     account: account.to_string(),
@@ -783,9 +916,9 @@ impl Stats {
                 _ => {}
             }
         }
-        for i in &lone {
-            let o = at(i);
-            let account = cols[o.batch].account(o.row);
+        for i in &groups.lone {
+            let o = seen.at(*i);
+            let account = seen.batch(o).account(o.row);
             let learning = self
                 .state
                 .accounts
@@ -795,26 +928,39 @@ impl Stats {
                 signalled.push(*i);
             }
         }
+        (detected, signalled)
+    }
 
-        // Signals, in time order, are steps of sequences.
-        signalled.sort_unstable_by(|a, b| order(at(a), at(b)));
-        let mut sequence_findings: Vec<(Finding, Option<String>)> = Vec::new();
+    /// Signals, in time order, become steps of the sequences they belong to; returns the
+    /// findings of the sequences they complete, each with the object of its last step.
+    fn take_steps(
+        &mut self,
+        mut signalled: Vec<u32>,
+        seen: &Observed<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(Finding, Option<String>)> {
+        signalled.sort_unstable_by(|a, b| seen.order(seen.at(*a), seen.at(*b)));
+        let mut found = Vec::new();
         for i in &signalled {
-            let o = at(i);
+            let o = seen.at(*i);
             let id = self.rules[o.rule].id.clone();
             *self.signals.entry(id.clone()).or_default() += 1;
             if self.step_of.contains_key(&id) {
-                let c = &cols[o.batch];
+                let c = seen.batch(o);
                 let m = c.to_match(o.row, &mut self.chunk);
                 let object = c.object(o.row).map(str::to_string);
                 for f in self.step(&id, c.account(o.row).to_string(), m, now) {
-                    sequence_findings.push((f, object.clone()));
+                    found.push((f, object.clone()));
                 }
             }
         }
+        found
+    }
 
-        // Records that join findings of earlier chunks (a first-seen value's day, a rate
-        // bucket): a finding holds the same records however the logs were chunked.
+    /// Records of this chunk that join findings made in earlier chunks (a first-seen value's
+    /// day, a rate bucket), so a finding holds the same records however the logs were
+    /// chunked. Returns the findings they changed, updated, and updates their kept copies.
+    fn join_reported<'c>(&mut self, groups: &Groups<'c>, seen: &Observed<'c>) -> Vec<Finding> {
         // (key of the finding in `reported`, its detection's position, its records now)
         type Joined = (String, usize, Vec<(i64, String)>);
         let mut joined: Vec<Joined> = Vec::new();
@@ -835,15 +981,15 @@ impl Stats {
                     r.entity.as_str(),
                     r.value.as_str(),
                 );
-                let Some(&g) = group_of.get(&group) else {
+                let Some(&g) = groups.index.get(&group) else {
                     continue;
                 };
-                let joining: Vec<(i64, String)> = groups[g]
+                let joining: Vec<(i64, String)> = groups.list[g]
                     .1
                     .iter()
-                    .map(at)
+                    .map(|i| seen.at(*i))
                     .filter(|o| o.time >= r.from && o.time < r.until)
-                    .map(|o| (o.time, id(o).to_string()))
+                    .map(|o| (o.time, seen.id(o).to_string()))
                     .collect();
                 if joining.is_empty() {
                     continue;
@@ -856,6 +1002,7 @@ impl Stats {
                 }
             }
         }
+        let mut out = Vec::new();
         for (k, rule, events) in joined {
             let Some(r) = self.state.reported.get_mut(&k) else {
                 continue;
@@ -870,19 +1017,31 @@ impl Stats {
             }
             out.push(finding);
         }
+        out
+    }
 
-        // Findings of first-seen values and rate buckets, with the chunk's records of each:
-        // the group's observations from the first new one, or in the bucket (and for a
-        // bucket, its records that came in earlier chunks).
-        fires.sort_by(|a, b| order(at(&groups[a.1].1[a.2]), at(&groups[b.1].1[b.2])));
-        for (fire, g, pos) in fires {
-            let members = &groups[g].1;
-            let first = at(&members[pos]);
-            let c = &cols[first.batch];
+    /// The findings of what [`Stats::judge`] detected, with the chunk's records of each: the
+    /// group's observations from the first new one (a first-seen value's day), or in the
+    /// bucket (with the bucket's records that came in earlier chunks). Each is kept for later
+    /// records to join, and with its object for replays.
+    fn report<'c>(
+        &mut self,
+        mut detected: Vec<(Detected, usize, usize)>,
+        groups: &Groups<'c>,
+        seen: &Observed<'c>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Finding> {
+        let made_by = |d: &(Detected, usize, usize)| seen.at(groups.list[d.1].1[d.2]);
+        detected.sort_by(|a, b| seen.order(made_by(a), made_by(b)));
+        let mut out = Vec::new();
+        for (fire, g, pos) in detected {
+            let members = &groups.list[g].1;
+            let first = seen.at(members[pos]);
+            let c = seen.batch(first);
             let object = c.object(first.row).map(str::to_string);
-            let (rule_index, key_parts, start, same): (usize, Vec<String>, i64, Vec<&Obs>) =
+            let (rule_index, key_parts, start, same): (usize, Vec<String>, i64, Vec<&Observation>) =
                 match &fire {
-                    Fire::FirstSeen {
+                    Detected::FirstSeen {
                         rule,
                         entity,
                         value,
@@ -894,12 +1053,12 @@ impl Stats {
                         time - time.rem_euclid(DAY),
                         members[pos..]
                             .iter()
-                            .map(at)
+                            .map(|i| seen.at(*i))
                             .filter(|o| o.time < time + DAY)
                             .take(MAX_EVENTS)
                             .collect(),
                     ),
-                    Fire::Rate {
+                    Detected::Rate {
                         rule,
                         entity,
                         account,
@@ -912,7 +1071,7 @@ impl Stats {
                         };
                         let same = members
                             .iter()
-                            .map(at)
+                            .map(|i| seen.at(*i))
                             .filter(|o| o.time >= *bucket && o.time < bucket + width)
                             .take(MAX_EVENTS)
                             .collect();
@@ -921,9 +1080,9 @@ impl Stats {
                 };
             let mut events: Vec<Match> = same
                 .iter()
-                .map(|o| cols[o.batch].to_match(o.row, &mut self.chunk))
+                .map(|o| seen.batch(o).to_match(o.row, &mut self.chunk))
                 .collect();
-            if let Fire::Rate {
+            if let Detected::Rate {
                 count,
                 baseline,
                 threshold,
@@ -937,11 +1096,13 @@ impl Stats {
                 e.insert("threshold".into(), format!("{threshold:.0}"));
                 e.insert("bucket".into(), crate::finding::iso_time(*bucket));
             }
-            let mut listed: Vec<(i64, String)> =
-                same.iter().map(|o| (o.time, id(o).to_string())).collect();
+            let mut listed: Vec<(i64, String)> = same
+                .iter()
+                .map(|o| (o.time, seen.id(o).to_string()))
+                .collect();
             let (value, from, until) = match &fire {
-                Fire::FirstSeen { value, time, .. } => (value.clone(), *time, time + DAY),
-                Fire::Rate { bucket, .. } => {
+                Detected::FirstSeen { value, time, .. } => (value.clone(), *time, time + DAY),
+                Detected::Rate { bucket, .. } => {
                     let width = match &self.rules[rule_index].stateful {
                         Some(Stateful::Rate(p)) => micros(p.bucket).max(1),
                         _ => DAY,
@@ -998,44 +1159,27 @@ impl Stats {
             self.keep(object, &finding, first.time);
             out.push(finding);
         }
-        for (finding, object) in sequence_findings {
-            self.keep(object, &finding, finding.last_seen);
-            out.push(finding);
-        }
-        self.chunk = ChunkRecords::default();
-        self.obs = obs;
-        // The chunk's objects are learned.
+        out
+    }
+
+    /// Marks the chunk's objects learned from (over the event times seen of each).
+    fn mark_chunk_learned(&mut self) {
         for (name, (a, b)) in std::mem::take(&mut self.chunk_objects) {
             self.state.mark_learned(&name, a, b);
             self.state.horizon = self.state.horizon.max(b);
         }
-        // One version of each finding: the one with the most records (a finding made when an
-        // object was first learned from, and updated since, may come back with a replay of it).
-        let mut newest: HashMap<String, Finding> = HashMap::default();
-        for f in out {
-            match newest.get(&f.id) {
-                Some(have) if have.count >= f.count => {}
-                _ => {
-                    newest.insert(f.id.clone(), f);
-                }
-            }
-        }
-        let mut out: Vec<Finding> = newest.into_values().collect();
-        out.sort_by(|a, b| {
-            a.first_seen
-                .cmp(&b.first_seen)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        out
     }
 
     /// Keeps a finding with the object that triggered it.
     fn keep(&mut self, object: Option<String>, finding: &Finding, time: i64) {
         if let Some(object) = object {
-            self.state.findings.entry(&object, Vec::new).push(Kept {
-                time,
-                finding: finding.clone(),
-            });
+            self.state
+                .findings
+                .entry(&object, Vec::new)
+                .push(KeptFinding {
+                    time,
+                    finding: finding.clone(),
+                });
         }
     }
 

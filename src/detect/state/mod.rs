@@ -101,7 +101,7 @@ pub struct Step {
 /// A statistical finding kept with the object that triggered it, to be reported again when
 /// the object is replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Kept {
+pub struct KeptFinding {
     /// Event time of the triggering record.
     pub time: i64,
     pub finding: Finding,
@@ -256,12 +256,12 @@ pub struct State {
     /// Object key → event-time ranges [start, end] already learned from it.
     pub learned: Table<Vec<(i64, i64)>>,
     /// Object key → statistical findings it triggered.
-    pub findings: Table<Vec<Kept>>,
+    pub findings: Table<Vec<KeptFinding>>,
     /// Finding id → statistical finding that later records may still join.
     pub reported: Table<Reported>,
     /// Finding id → the version the daemon last sent: a later chunk's version is sent again,
     /// as an update, only when it adds records.
-    pub sent: Table<Kept>,
+    pub sent: Table<KeptFinding>,
     /// Threshold detection → its recent matches (within its window), judged again with the
     /// next batch's, so a burst split between batches of the daemon is still seen whole.
     pub pending: Table<Vec<crate::detect::Match>>,
@@ -375,7 +375,7 @@ impl State {
             "learned" => self.learned.restore(key, bytes),
             // Layouts before the `sent` table kept sent findings here, under a prefix.
             "findings" if key.starts_with(LEGACY_SENT) => {
-                let kept: Vec<Kept> = serde_json::from_slice(bytes)?;
+                let kept: Vec<KeptFinding> = serde_json::from_slice(bytes)?;
                 if let Some(last) = kept.into_iter().last() {
                     self.sent.insert(key[LEGACY_SENT.len()..].to_string(), last);
                 }
