@@ -284,7 +284,10 @@ impl Daemon {
         let examined = match runtime.block_on(self.examiner.examine(chunk)) {
             Ok(examined) => examined,
             Err(e) => {
-                tracing::error!("{e}; the batch's messages stay on the queue");
+                tracing::error!(
+                    "{}; the batch's messages stay on the queue",
+                    crate::aws::describe(&e)
+                );
                 m.inc(Metric::Errors, &[("kind", "state-failed")]);
                 return self.undo(Ack::Retry("state-failed"), batch.len());
             }
@@ -335,7 +338,10 @@ impl Daemon {
         // stay unlearned and their messages come back (their findings are sent again, with
         // the same ids).
         if let Err(e) = self.examiner.commit(&findings) {
-            tracing::error!("{e}; the batch's messages stay on the queue");
+            tracing::error!(
+                "{}; the batch's messages stay on the queue",
+                crate::aws::describe(&e)
+            );
             m.inc(Metric::Errors, &[("kind", "state-failed")]);
             return self.undo(Ack::Retry("state-failed"), batch.len());
         }
@@ -370,7 +376,7 @@ impl Daemon {
     /// of its `n` messages `ack`.
     fn undo(&mut self, ack: Ack, n: usize) -> Vec<Ack> {
         if let Err(e) = self.examiner.rollback() {
-            tracing::error!("{e}");
+            tracing::error!("{}", crate::aws::describe(&e));
             self.metrics
                 .inc(Metric::Errors, &[("kind", "state-failed")]);
         }

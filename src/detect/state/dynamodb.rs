@@ -66,12 +66,12 @@ impl DynamoStore {
     /// `AWS_ENDPOINT_URL` for a local server) and creates the table when it does not exist.
     pub fn open(table: &str) -> Result<Self, StateError> {
         let lease = match std::env::var("TRAILHOUND_CLAIM_LEASE") {
-            Ok(text) => {
-                crate::detect::rule::parse_duration(&text).map_err(|e| StateError::Store {
-                    path: format!("dynamodb://{table}"),
-                    message: format!("TRAILHOUND_CLAIM_LEASE {text:?}: {e}"),
-                })?
-            }
+            Ok(text) => crate::detect::rule::parse_duration(&text).map_err(|e| {
+                StateError::store(
+                    format!("dynamodb://{table}"),
+                    format!("TRAILHOUND_CLAIM_LEASE {text:?}: {e}"),
+                )
+            })?,
             Err(_) => CLAIM_LEASE,
         };
         Self::open_with_lease(table, lease)
@@ -79,11 +79,8 @@ impl DynamoStore {
 
     /// [`DynamoStore::open`] with the lease of this process's claims given.
     pub fn open_with_lease(table: &str, lease: Duration) -> Result<Self, StateError> {
-        let runtime =
-            crate::aws::runtime("trailhound-dynamodb", 0).map_err(|e| StateError::Store {
-                path: format!("dynamodb://{table}"),
-                message: e.to_string(),
-            })?;
+        let runtime = crate::aws::runtime("trailhound-dynamodb", 0)
+            .map_err(|e| StateError::store(format!("dynamodb://{table}"), e))?;
         let config = runtime.block_on(crate::aws::config());
         let owner = format!(
             "{}:{}:{}",
@@ -108,11 +105,8 @@ impl DynamoStore {
         format!("dynamodb://{}", self.table)
     }
 
-    fn fail(&self, message: impl std::fmt::Display) -> StateError {
-        StateError::Store {
-            path: self.describe(),
-            message: message.to_string(),
-        }
+    fn fail(&self, cause: impl Into<super::Cause>) -> StateError {
+        StateError::store(self.describe(), cause)
     }
 
     /// An SDK error as the service's code and message, or (for a connection failure and
@@ -252,11 +246,11 @@ impl DynamoStore {
                 };
                 state
                     .restore(name, key.clone(), value.as_ref())
-                    .map_err(|e| StateError::Corrupt {
+                    .map_err(|source| StateError::Corrupt {
                         path: self.describe(),
                         table: name,
                         key: key.clone(),
-                        message: e.to_string(),
+                        source,
                     })?;
             }
             Ok::<_, StateError>(())

@@ -33,18 +33,37 @@ pub const FORMAT_VERSION: u32 = 1;
 /// this prefix and the finding's id.
 const LEGACY_SENT: &str = "sent\u{1f}";
 
-/// Why the state could not be read or written.
+/// The cause under a [`StateError`]: the store's own error, or what was wrong.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the state could not be read or written. The cause is kept as the error's source, so
+/// a caller printing the chain (the CLI does) shows why.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state {path}: {message}")]
-    Store { path: String, message: String },
-    #[error("state {path}: entry {key:?} of {table} is unreadable: {message}")]
+    #[error("state {path}")]
+    Store {
+        path: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("state {path}: entry {key:?} of {table} is unreadable")]
     Corrupt {
         path: String,
         table: &'static str,
         key: String,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
+}
+
+impl StateError {
+    /// The store at `path` failed because of `cause` (an error, or a message).
+    pub fn store(path: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        StateError::Store {
+            path: path.into(),
+            source: cause.into(),
+        }
+    }
 }
 
 /// First and last sighting of something, and how often it was seen.
@@ -493,19 +512,16 @@ impl Store {
         }
         if let Some(table) = path.to_str().and_then(|p| p.strip_prefix("dynamodb://")) {
             if table.is_empty() || table.contains('/') {
-                return Err(StateError::Store {
-                    path: path.display().to_string(),
-                    message: "name a table: dynamodb://TABLE".into(),
-                });
+                return Err(StateError::store(
+                    path.display().to_string(),
+                    "name a table: dynamodb://TABLE",
+                ));
             }
             return Ok(Store::DynamoDb(Box::new(dynamodb::DynamoStore::open(
                 table,
             )?)));
         }
-        let fail = |message: String| StateError::Store {
-            path: path.display().to_string(),
-            message,
-        };
+        let fail = |message: String| StateError::store(path.display().to_string(), message);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
@@ -567,11 +583,8 @@ impl Store {
         }
     }
 
-    fn fail(&self, e: impl std::fmt::Display) -> StateError {
-        StateError::Store {
-            path: self.describe(),
-            message: e.to_string(),
-        }
+    fn fail(&self, e: impl Into<Cause>) -> StateError {
+        StateError::store(self.describe(), e)
     }
 
     fn check_version(&self) -> Result<(), StateError> {
@@ -615,11 +628,11 @@ impl Store {
                 let (k, v) = item.map_err(|e| self.fail(e))?;
                 state
                     .restore(name, k.value().to_string(), v.value())
-                    .map_err(|e| StateError::Corrupt {
+                    .map_err(|source| StateError::Corrupt {
                         path: path.clone(),
                         table: name,
                         key: k.value().to_string(),
-                        message: e.to_string(),
+                        source,
                     })?;
             }
         }
@@ -681,10 +694,7 @@ impl Store {
     /// Shrinks the file to what it holds.
     pub fn compact(&mut self) -> Result<(), StateError> {
         if let Store::Redb { db, .. } = self {
-            db.compact().map_err(|e| StateError::Store {
-                path: "state".into(),
-                message: e.to_string(),
-            })?;
+            db.compact().map_err(|e| StateError::store("state", e))?;
         }
         Ok(())
     }
