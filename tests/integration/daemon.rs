@@ -318,6 +318,32 @@ fn assert_attacks_found(found: &[Value], attacks: &BTreeMap<String, BTreeSet<Str
     }
 }
 
+/// Starts the daemon (with `extra` arguments) on `queue`, kills it with SIGKILL once the
+/// metric `until.1` reaches `until.2` (failing if it exits before), starts it again and waits
+/// (at most `limit`) until the queue is empty, then kills that one too.
+fn kill_then_finish(
+    (moto, aws, queue, dir): (&Moto, &Aws, &str, &Path),
+    extra: &[&str],
+    until: (&str, &str, f64),
+    limit: Duration,
+) {
+    let (what, series, value) = until;
+    let port = free_port();
+    let mut first = start_daemon(moto, queue, dir, port, extra);
+    wait_until(dir, Duration::from_secs(180), what, || {
+        let exited = first.try_wait().unwrap();
+        assert!(exited.is_none(), "the daemon exited: {exited:?}");
+        metric(&metrics_of(port), series) >= value
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let port = free_port();
+    let mut second = start_daemon(moto, queue, dir, port, extra);
+    wait_until(dir, limit, "the queue emptied", || aws.depth(queue) == 0);
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
 fn upload_all(aws: &Aws, bucket: &str, files: &[PathBuf]) {
     for path in files {
         aws.put(bucket, &key_of(path), std::fs::read(path).unwrap());
@@ -337,27 +363,12 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
 
     // Killed (-9) as soon as it has received something: its messages are hidden for the
     // visibility it asked for (3 s), then handed out again.
-    let port = free_port();
-    let mut first = start_daemon(&moto, &queue, dir.path(), port, &["--visibility", "3s"]);
-    wait_until(
-        dir.path(),
-        Duration::from_secs(60),
-        "a first receive",
-        || metric(&metrics_of(port), "trailhound_messages_received_total") >= 1.0,
-    );
-    first.kill().unwrap();
-    first.wait().unwrap();
-
-    let port = free_port();
-    let mut second = start_daemon(&moto, &queue, dir.path(), port, &["--visibility", "3s"]);
-    wait_until(
-        dir.path(),
+    kill_then_finish(
+        (&moto, &aws, &queue, dir.path()),
+        &["--visibility", "3s"],
+        ("a first receive", "trailhound_messages_received_total", 1.0),
         Duration::from_secs(120),
-        "the queue emptied",
-        || aws.depth(&queue) == 0,
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
 
     // Nothing given up on: a message that lapsed back onto the queue too often would be here.
     assert_eq!(
@@ -1226,31 +1237,17 @@ fn the_daemon_finds_what_replay_finds_whatever_the_batching() {
         "--learning",
         "0s",
     ];
-    let port = free_port();
-    let mut first = start_daemon(&moto, &queue, dir.path(), port, &extra);
     let third = (files.len() / 3) as f64;
-    wait_until(
-        dir.path(),
-        Duration::from_secs(180),
-        "a third of the messages done",
-        || {
-            let exited = first.try_wait().unwrap();
-            assert!(exited.is_none(), "the daemon exited: {exited:?}");
-            metric(&metrics_of(port), "trailhound_messages_deleted_total") >= third
-        },
-    );
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let port = free_port();
-    let mut second = start_daemon(&moto, &queue, dir.path(), port, &extra);
-    wait_until(
-        dir.path(),
+    kill_then_finish(
+        (&moto, &aws, &queue, dir.path()),
+        &extra,
+        (
+            "a third of the messages done",
+            "trailhound_messages_deleted_total",
+            third,
+        ),
         Duration::from_secs(300),
-        "the queue emptied",
-        || aws.depth(&queue) == 0,
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
     assert_eq!(aws.depth(&dlq), 0);
 
     let daemon = last_versions(&read_findings(dir.path()));
