@@ -91,7 +91,8 @@ pub struct RunError {
 
 struct Planned {
     rule: Rule,
-    query: Query,
+    /// The rule's planned query; `None` for a sequence, which reads no records.
+    query: Option<Query>,
 }
 
 /// What a rate detector's description may name besides its query's columns.
@@ -197,7 +198,10 @@ impl Engine {
             .map(|rule| {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let planned = plan(&ctx, &rule).await;
+                    let planned = match &rule.sql {
+                        Some(sql) => plan(&ctx, &rule, sql).await.map(Some),
+                        None => Ok(None),
+                    };
                     (rule, planned)
                 })
             })
@@ -319,13 +323,17 @@ impl Engine {
     }
 
     async fn execute(&self, p: &Planned) -> Result<Output, RunError> {
+        // A sequence reads no records: its steps are other detections' findings and signals.
+        let Some(query) = &p.query else {
+            return Ok(Output::default());
+        };
         let fail = |e: datafusion::error::DataFusionError| RunError {
             rule: p.rule.id.clone(),
             path: p.rule.origin.to_string(),
             message: e.to_string(),
         };
         let started = std::time::Instant::now();
-        let physical = reset_plan_states(Arc::clone(&p.query.physical)).map_err(fail)?;
+        let physical = reset_plan_states(Arc::clone(&query.physical)).map_err(fail)?;
         let batches = datafusion::physical_plan::collect(physical, self.ctx.task_ctx())
             .await
             .map_err(fail)?;
@@ -334,7 +342,7 @@ impl Engine {
             out.observations = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         } else {
             for batch in &batches {
-                matches_of(batch, &p.query, &mut out.matches);
+                matches_of(batch, query, &mut out.matches);
             }
         }
         tracing::debug!(
@@ -361,19 +369,16 @@ struct Query {
 }
 
 /// Plans one rule's SQL (to a physical plan) and checks its output and the names it uses.
-async fn plan(ctx: &SessionContext, rule: &Rule) -> Result<Query, RuleError> {
+async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, RuleError> {
     let err = |line: Option<usize>, message: String| RuleError {
         path: rule.origin.to_string(),
         line: Some(rule.sql_line + line.unwrap_or(1) - 1),
         message,
     };
     let state = ctx.state();
-    let plan = state.create_logical_plan(&rule.sql).await.map_err(|e| {
+    let plan = state.create_logical_plan(sql).await.map_err(|e| {
         let message = e.to_string();
-        err(
-            sql_error_line(&rule.sql, &message),
-            format!("SQL: {message}"),
-        )
+        err(sql_error_line(sql, &message), format!("SQL: {message}"))
     })?;
     if matches!(
         plan,

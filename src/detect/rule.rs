@@ -222,7 +222,9 @@ pub struct Rule {
     pub severity: Severity,
     pub category: String,
     pub mitre: Vec<String>,
-    pub sql: String,
+    /// The detection's query over the table; `None` for a sequence, which is made of other
+    /// detections' findings and signals, not of records.
+    pub sql: Option<String>,
     /// Line of the file on which the SQL text begins.
     pub sql_line: usize,
     /// Fields whose values tell one finding's subject from another (default: `actor`).
@@ -332,9 +334,6 @@ struct RawTest {
     repeat: Option<u32>,
 }
 
-/// The query a sequence stands on: it reads no records itself.
-pub const SEQUENCE_SQL: &str = "SELECT * FROM cloudtrail WHERE false";
-
 /// Parses a duration such as `10m`, `1h`, `24h`, `7d`, `30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -443,7 +442,7 @@ impl Rule {
                     "a sequence has no sql: it is made of its steps".into(),
                 ))
             }
-            (None, Some(Stateful::Sequence(_))) => (SEQUENCE_SQL.to_string(), 1),
+            (None, Some(Stateful::Sequence(_))) => (None, 1),
             (None, _) => return Err(err(None, "missing field `sql`".into())),
             (Some(raw_sql), _) => {
                 let sql_span = raw_sql.span();
@@ -460,7 +459,7 @@ impl Rule {
                             || opener.starts_with("\"\"\"\r\n")
                             || opener.starts_with("'''\r\n"),
                     );
-                (sql, line)
+                (Some(sql), line)
             }
         };
         let group_by = match raw.group_by {
