@@ -6,6 +6,9 @@
 //! The S3 and SQS sources, every sink and the DynamoDB store build their clients from
 //! [`config`]; none builds a configuration of its own.
 
+/// The cause under an error of ours: the SDK's own error (with its chain), or what was wrong.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Attempts per request, the first included, before a throttled or failing call gives up.
 /// The SDK's standard retry mode backs off between them.
 pub const MAX_ATTEMPTS: u32 = 6;

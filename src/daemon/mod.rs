@@ -323,7 +323,10 @@ impl Daemon {
         match sent {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                tracing::error!("{e}; the batch's messages stay on the queue");
+                tracing::error!(
+                    "{}; the batch's messages stay on the queue",
+                    crate::aws::describe(&e)
+                );
                 m.inc(Metric::Errors, &[("kind", "sink-failed")]);
                 return self.undo(Ack::Retry("sink-failed"), batch.len());
             }
@@ -563,7 +566,7 @@ impl Daemon {
                     (done.len() - failed.len()) as f64,
                 ),
                 // They come back when their visibility lapses, and are then found examined.
-                Err(e) => tracing::warn!("{e}"),
+                Err(e) => tracing::warn!("{}", crate::aws::describe(&e)),
             }
         }
         runtime.block_on(async {
@@ -578,7 +581,11 @@ impl Daemon {
                 };
                 if let Err(e) = self.queue.set_visibility(message, after).await {
                     // It comes back when its visibility lapses anyway.
-                    tracing::warn!(message = message.id.as_str(), "{e}");
+                    tracing::warn!(
+                        message = message.id.as_str(),
+                        "{}",
+                        crate::aws::describe(&e)
+                    );
                 }
             }
         });
@@ -636,6 +643,7 @@ async fn poll(
                 }
             }
             Err(e) => {
+                let e = crate::aws::describe(&e);
                 tracing::warn!(poller = n, "{e}; retrying in {backoff:?}");
                 health
                     .metrics
@@ -683,7 +691,11 @@ async fn heartbeat(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .contains_key(&m.id) => {}
-                Err(e) => tracing::warn!(message = m.id.as_str(), "heartbeat: {e}"),
+                Err(e) => tracing::warn!(
+                    message = m.id.as_str(),
+                    "heartbeat: {}",
+                    crate::aws::describe(&e)
+                ),
             }
         }
     }

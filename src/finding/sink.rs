@@ -16,7 +16,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{Finding, FindingFormat};
-use crate::aws::describe;
 
 /// A sink as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,12 +97,14 @@ impl SinkSpec {
     }
 }
 
-/// Why a sink did not take a batch.
+/// Why a sink did not take a batch; what went wrong (the SDK's error, with its chain) is its
+/// source.
 #[derive(Debug, thiserror::Error)]
-#[error("sink {sink}: {detail}")]
+#[error("sink {sink}")]
 pub struct SinkError {
     pub sink: String,
-    pub detail: String,
+    #[source]
+    pub source: crate::aws::Cause,
 }
 
 /// Where a sink writes, with the client it writes through.
@@ -179,10 +180,10 @@ impl Sink {
         self.spec.name()
     }
 
-    fn error(&self, detail: impl std::fmt::Display) -> SinkError {
+    fn error(&self, cause: impl Into<crate::aws::Cause>) -> SinkError {
         SinkError {
             sink: self.spec.name(),
-            detail: detail.to_string(),
+            source: cause.into(),
         }
     }
 
@@ -247,7 +248,7 @@ impl Sink {
                     .body(body.into())
                     .send()
                     .await
-                    .map_err(|e| self.error(describe(&e)))?;
+                    .map_err(|e| self.error(e))?;
                 self.written = written;
                 Ok(())
             }
@@ -274,7 +275,7 @@ impl Sink {
                         .message(self.format.render(f).to_string())
                         .send()
                         .await
-                        .map_err(|e| self.error(describe(&e)))?;
+                        .map_err(|e| self.error(e))?;
                 }
                 Ok(())
             }
@@ -296,7 +297,7 @@ impl Sink {
                         .set_entries(Some(entries))
                         .send()
                         .await
-                        .map_err(|e| self.error(describe(&e)))?;
+                        .map_err(|e| self.error(e))?;
                     if out.failed_entry_count > 0 {
                         let why = out
                             .entries()
@@ -321,7 +322,7 @@ impl Sink {
                         .set_findings(Some(asff))
                         .send()
                         .await
-                        .map_err(|e| self.error(describe(&e)))?;
+                        .map_err(|e| self.error(e))?;
                     if out.failed_count.unwrap_or(0) > 0 {
                         let why = out
                             .failed_findings()

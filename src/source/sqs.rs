@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 
-use crate::aws::describe;
-
 /// Longest wait SQS allows for a receive.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Most messages SQS returns for one receive.
@@ -24,13 +22,14 @@ pub struct Message {
     pub sent_ms: Option<i64>,
 }
 
-/// Why a queue call failed.
+/// Why a queue call failed; the SDK's error is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{queue}: {action}: {detail}")]
+#[error("{queue}: {action}")]
 pub struct QueueError {
     pub queue: String,
     pub action: &'static str,
-    pub detail: String,
+    #[source]
+    pub source: crate::aws::Cause,
 }
 
 /// A queue, by URL.
@@ -49,7 +48,7 @@ impl Queue {
             .map_err(|e| QueueError {
                 queue: self.url.clone(),
                 action: "sending messages",
-                detail: e.detail,
+                source: e.detail.into(),
             })
     }
 
@@ -60,11 +59,11 @@ impl Queue {
         }
     }
 
-    fn error(&self, action: &'static str, e: impl std::error::Error) -> QueueError {
+    fn error(&self, action: &'static str, e: impl Into<crate::aws::Cause>) -> QueueError {
         QueueError {
             queue: self.url.clone(),
             action,
-            detail: describe(&e),
+            source: e.into(),
         }
     }
 
