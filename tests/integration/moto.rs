@@ -12,6 +12,19 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        // A free port can be taken by another test's listener between being found and moto
+        // binding it: then moto exits, and it is started again on another port.
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(moto) => return moto,
+                Err(e) => why = e,
+            }
+        }
+        panic!("{why}")
+    }
+
+    fn try_start() -> Result<Moto, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -35,20 +48,22 @@ impl Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Ready when moto itself answers on the port (not some other listener).
+        while !answers_as_moto(port) {
             if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "moto's server exited ({status}): install it with pip install 'moto[server]' \
-                     (scripts/test.sh does)"
-                );
+                return Err(format!(
+                    "moto's server exited ({status}) on port {port}: install it with pip \
+                     install 'moto[server]' (scripts/test.sh does)"
+                ));
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto's server did not listen on port {port} within a minute"
-            );
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "moto's server did not answer on port {port} within a minute"
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        moto
+        Ok(moto)
     }
 
     /// Environment for an AWS SDK client of this server: its endpoint, a region and
@@ -72,4 +87,23 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// True when moto's own API answers on `port`.
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.starts_with("HTTP/1") && text.lines().next().is_some_and(|l| l.contains(" 200"))
 }
