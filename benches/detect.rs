@@ -1,8 +1,12 @@
-//! The detection stage on `simulate` output: every built-in detection over decoded batches,
-//! and a whole replay (decode plus detections), in events/s and MB/s of decompressed JSON.
+//! The detection stage on `simulate` output, through the examination pipeline as replay
+//! uses it (every built-in detection, statistics on with their state in memory, findings
+//! aggregated at the end): over decoded batches, and a whole replay (decode plus
+//! examination), in events/s and MB/s of decompressed JSON.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use trailhound::decode::DecodeOptions;
+use trailhound::detect::examine::{Chunk, Delivery, ExamineOptions, Examiner};
+use trailhound::detect::state::Store;
 use trailhound::detect::{self, Engine, EngineOptions, PackOptions};
 
 fn detections(c: &mut Criterion) {
@@ -26,9 +30,27 @@ fn detections(c: &mut Criterion) {
         threads,
         ..Default::default()
     };
-    let engine = runtime
-        .block_on(Engine::new(rules, options))
-        .expect("the built-in pack plans");
+    let engine = std::sync::Arc::new(
+        runtime
+            .block_on(Engine::new(rules, options))
+            .expect("the built-in pack plans"),
+    );
+    // A fresh examiner per iteration, so every iteration learns from nothing.
+    let examine = |batches| {
+        let mut examiner = Examiner::new(
+            engine.clone(),
+            Store::Memory,
+            ExamineOptions {
+                delivery: Delivery::AtEnd,
+                ..Default::default()
+            },
+        )
+        .expect("a state in memory loads");
+        runtime
+            .block_on(examiner.examine(Chunk::cloudtrail(batches)))
+            .expect("a state in memory claims");
+        examiner.finish().expect("a state in memory claims")
+    };
     let (batches, report) = trailhound::read::read_all(
         listing.objects.clone(),
         DecodeOptions::default(),
@@ -43,7 +65,7 @@ fn detections(c: &mut Criterion) {
         group.throughput(throughput);
         group.sample_size(10);
         group.bench_function("whole_pack_on_batches", |b| {
-            b.iter(|| runtime.block_on(engine.run(batches.clone())))
+            b.iter(|| examine(batches.clone()))
         });
         group.bench_function("replay_decode_and_detect", |b| {
             b.iter(|| {
@@ -53,7 +75,7 @@ fn detections(c: &mut Criterion) {
                     threads,
                     None,
                 );
-                runtime.block_on(engine.run(batches))
+                examine(batches)
             })
         });
         group.finish();

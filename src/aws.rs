@@ -62,12 +62,24 @@ pub fn describe<E: std::error::Error + ?Sized>(e: &E) -> String {
     out
 }
 
-/// Why SQS did not take every message.
+/// Why SQS did not take every message (the caller names the queue).
 #[derive(Debug, thiserror::Error)]
-#[error("{queue}: sending messages: {detail}")]
-pub struct SendError {
-    pub queue: String,
-    pub detail: String,
+pub enum SendError {
+    /// The call itself failed (network, permissions, throttling after retries).
+    #[error("the call failed after {sent} messages were sent")]
+    Call {
+        sent: usize,
+        #[source]
+        cause: Cause,
+    },
+    /// SQS answered but refused some of the messages (too large, malformed).
+    #[error("{refused} of {tried} messages refused after {sent} were sent: {reason}")]
+    Refused {
+        sent: usize,
+        refused: usize,
+        tried: usize,
+        reason: String,
+    },
 }
 
 /// Sends each body as a message to the queue at `url`, ten to a call (SQS's most); fails at
@@ -79,12 +91,9 @@ pub async fn send_messages(
     bodies: &[String],
 ) -> Result<(), SendError> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    let fail = |detail: String| SendError {
-        queue: url.to_string(),
-        detail,
-    };
     let mut sent = 0;
     for group in bodies.chunks(10) {
+        let call_failed = |sent: usize, cause: Cause| SendError::Call { sent, cause };
         let entries = group
             .iter()
             .enumerate()
@@ -93,7 +102,7 @@ pub async fn send_messages(
                     .id(i.to_string())
                     .message_body(b)
                     .build()
-                    .map_err(|e| fail(describe(&e)))
+                    .map_err(|e| call_failed(sent, e.into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = client
@@ -102,14 +111,14 @@ pub async fn send_messages(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| fail(format!("after {sent} sent: {}", describe(&e))))?;
+            .map_err(|e| call_failed(sent, e.into()))?;
         if let Some(f) = out.failed.first() {
-            return Err(fail(format!(
-                "{} of {} refused after {sent} sent: {}",
-                out.failed.len(),
-                group.len(),
-                f.message.clone().unwrap_or_default()
-            )));
+            return Err(SendError::Refused {
+                sent,
+                refused: out.failed.len(),
+                tried: group.len(),
+                reason: f.message.clone().unwrap_or_else(|| f.code.clone()),
+            });
         }
         sent += group.len();
     }

@@ -105,9 +105,10 @@ impl ReadReport {
     fn add_fetch_error(&mut self, key: &str, error: &crate::source::SourceError) {
         self.objects_with_problems += 1;
         *self.object_problems.entry(error.kind()).or_default() += 1;
-        tracing::warn!(object = key, "{error}");
+        let text = crate::aws::describe(error);
+        tracing::warn!(object = key, "{text}");
         if self.details.len() < MAX_REPORTED_DETAILS {
-            self.details.push(error.to_string());
+            self.details.push(text);
         }
     }
 

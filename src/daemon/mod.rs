@@ -475,7 +475,8 @@ impl Daemon {
                                     s3::FetchError::Failed {
                                         bucket: w.object.bucket.clone(),
                                         key: w.object.key.clone(),
-                                        detail: format!("decoding panicked: {e}"),
+                                        doing: "decoding",
+                                        cause: e.into(),
                                     }
                                 })
                             }
@@ -518,11 +519,16 @@ impl Daemon {
                     if e.is_transient() {
                         tracing::warn!(
                             message = batch[i].id.as_str(),
-                            "keeping the message for redelivery: {e}"
+                            "keeping the message for redelivery: {}",
+                            crate::aws::describe(&e)
                         );
                         failed.insert(i);
                     } else {
-                        tracing::warn!(message = batch[i].id.as_str(), "{e}; nothing to read");
+                        tracing::warn!(
+                            message = batch[i].id.as_str(),
+                            "{}; nothing to read",
+                            crate::aws::describe(&e)
+                        );
                         m.inc(
                             Metric::Objects,
                             &[("kind", kind.name()), ("outcome", e.kind())],

@@ -4,6 +4,8 @@
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 
+use crate::aws::Cause;
+
 /// Why an object could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -13,11 +15,12 @@ pub enum FetchError {
     Gone { bucket: String, key: String },
     /// Reading was refused (permissions, KMS): retrying will not help until it is fixed, but
     /// the message is kept so nothing is lost while it is.
-    #[error("s3://{bucket}/{key}: access denied ({detail})")]
+    #[error("s3://{bucket}/{key}: access denied")]
     Denied {
         bucket: String,
         key: String,
-        detail: String,
+        #[source]
+        cause: Cause,
     },
     #[error(
         "s3://{bucket}/{key}: the object is over the {limit}-byte limit (see --max-object-size)"
@@ -27,12 +30,15 @@ pub enum FetchError {
         key: String,
         limit: usize,
     },
-    /// Anything else (network, 5xx after retries): worth trying again later.
-    #[error("s3://{bucket}/{key}: {detail}")]
+    /// Anything else (network, 5xx after retries): worth trying again later. `doing` says what
+    /// failed ("fetching", "listing", ...).
+    #[error("s3://{bucket}/{key}: {doing} failed")]
     Failed {
         bucket: String,
         key: String,
-        detail: String,
+        doing: &'static str,
+        #[source]
+        cause: Cause,
     },
 }
 
@@ -78,16 +84,18 @@ pub async fn fetch(
                     FetchError::Gone { bucket, key }
                 }
                 SdkError::ServiceError(s) if s.raw().status().as_u16() == 403 => {
+                    let cause = s.err().message().unwrap_or("403 Forbidden").to_string();
                     FetchError::Denied {
                         bucket,
                         key,
-                        detail: s.err().message().unwrap_or("403").to_string(),
+                        cause: cause.into(),
                     }
                 }
                 _ => FetchError::Failed {
                     bucket,
                     key,
-                    detail: crate::aws::describe(&e),
+                    doing: "fetching",
+                    cause: e.into(),
                 },
             }
         })?;
@@ -106,7 +114,8 @@ pub async fn fetch(
         FetchError::Failed {
             bucket,
             key,
-            detail: format!("reading the body: {e}"),
+            doing: "reading the body",
+            cause: e.into(),
         }
     })? {
         if out.len() + part.len() > limit {
@@ -166,7 +175,8 @@ async fn list(
         let page = page.map_err(|e| FetchError::Failed {
             bucket: bucket.to_string(),
             key: prefix.to_string(),
-            detail: format!("listing: {}", crate::aws::describe(&e)),
+            doing: "listing",
+            cause: e.into(),
         })?;
         objects.extend(
             page.contents()

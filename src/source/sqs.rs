@@ -48,7 +48,7 @@ impl Queue {
             .map_err(|e| QueueError {
                 queue: self.url.clone(),
                 action: "sending messages",
-                source: e.detail.into(),
+                source: e.into(),
             })
     }
 
