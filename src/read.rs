@@ -39,6 +39,8 @@ pub struct ReadReport {
     pub objects_with_problems: usize,
     /// Records skipped, by reason.
     pub skipped_records: BTreeMap<&'static str, usize>,
+    /// Records read but flagged (a duplicate key, a field nested too deep), by reason.
+    pub flagged_records: BTreeMap<&'static str, usize>,
     /// Object-level problems, by kind.
     pub object_problems: BTreeMap<&'static str, usize>,
     /// Keys passed over while listing, by kind.
@@ -83,7 +85,12 @@ impl ReadReport {
                     *self.object_problems.entry(e.kind()).or_default() += 1
                 }
                 crate::decode::Problem::Record { problem, .. } => {
-                    *self.skipped_records.entry(problem.kind()).or_default() += 1
+                    let counts = if problem.keeps_record() {
+                        &mut self.flagged_records
+                    } else {
+                        &mut self.skipped_records
+                    };
+                    *counts.entry(problem.kind()).or_default() += 1
                 }
             }
             tracing::warn!(object = key, "{problem}");
@@ -92,13 +99,23 @@ impl ReadReport {
             }
         }
         // Records beyond the per-object detail limit are counted too.
-        let detailed = decoded
-            .problems
-            .iter()
-            .filter(|p| matches!(p, crate::decode::Problem::Record { .. }))
-            .count();
-        if decoded.skipped_records > detailed {
-            *self.skipped_records.entry("other").or_default() += decoded.skipped_records - detailed;
+        let detailed = |flagged: bool| {
+            decoded
+                .problems
+                .iter()
+                .filter(|p| {
+                    matches!(p, crate::decode::Problem::Record { problem, .. }
+                        if problem.keeps_record() == flagged)
+                })
+                .count()
+        };
+        let skipped = detailed(false);
+        if decoded.skipped_records > skipped {
+            *self.skipped_records.entry("other").or_default() += decoded.skipped_records - skipped;
+        }
+        let flagged = detailed(true);
+        if decoded.flagged_records > flagged {
+            *self.flagged_records.entry("other").or_default() += decoded.flagged_records - flagged;
         }
     }
 
@@ -121,6 +138,9 @@ impl ReadReport {
         self.objects_with_problems += other.objects_with_problems;
         for (k, v) in &other.skipped_records {
             *self.skipped_records.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.flagged_records {
+            *self.flagged_records.entry(k).or_default() += v;
         }
         for (k, v) in &other.object_problems {
             *self.object_problems.entry(k).or_default() += v;
@@ -193,6 +213,14 @@ impl fmt::Display for ReadReport {
                     self.skipped_record_count(),
                     parts.join(", ")
                 )?;
+            }
+            if !self.flagged_records.is_empty() {
+                let parts: Vec<String> = self
+                    .flagged_records
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect();
+                write!(f, "; records kept but flagged: {}", parts.join(", "))?;
             }
             for detail in &self.details {
                 write!(f, "\n  {detail}")?;

@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use simd_json::{Node, StaticNode};
 
-use super::json_text::{value_len, write_value};
+use super::json_text::{depth, value_len, write_value};
 use super::schema::{self, FieldDef, Kind, RECORD_FIELDS};
 use super::time::parse_event_time;
 
@@ -80,12 +80,19 @@ enum Step<'a> {
     Index(usize),
 }
 
+/// Deepest nesting of `unmapped` kept as JSON, the path to a field included. A field nested
+/// deeper is kept whole as its JSON text (a string), and the record is flagged: serde_json,
+/// which reads `unmapped` back, stops at 128 levels.
+pub const MAX_UNMAPPED_DEPTH: usize = 64;
+
 /// Fields of one record that the schema does not hold, with where they were found.
 #[derive(Default)]
 struct Unmapped<'a> {
     enabled: bool,
     path: Vec<Step<'a>>,
-    found: Vec<(Vec<Step<'a>>, serde_json::Value)>,
+    found: Vec<(Vec<Step<'a>>, Step<'a>, serde_json::Value)>,
+    /// What was odd about the record (the record is kept).
+    problem: Option<RecordProblem>,
 }
 
 impl<'a> Unmapped<'a> {
@@ -95,31 +102,84 @@ impl<'a> Unmapped<'a> {
         }
         let mut text = Vec::new();
         write_value(nodes, &mut text);
-        let value = serde_json::from_slice(&text).expect("re-serialized JSON parses");
-        let mut path = self.path.clone();
-        path.push(last);
-        self.found.push((path, value));
+        let parsed = if self.path.len() + 1 + depth(nodes) > MAX_UNMAPPED_DEPTH {
+            None
+        } else {
+            serde_json::from_slice(&text).ok()
+        };
+        let value = parsed.unwrap_or_else(|| {
+            self.flag(RecordProblem::TooDeep {
+                limit: MAX_UNMAPPED_DEPTH,
+            });
+            serde_json::Value::String(String::from_utf8_lossy(&text).into_owned())
+        });
+        self.found.push((self.path.clone(), last, value));
+    }
+
+    fn flag(&mut self, problem: RecordProblem) {
+        self.problem.get_or_insert(problem);
     }
 
     /// The record's unmapped fields as one JSON object, nested by path. List positions
-    /// become object keys (`{"resources":{"0":{...}}}`).
+    /// become object keys (`{"resources":{"0":{...}}}`). A key the record holds more than once
+    /// keeps every value: the second under `KEY#2`, the third under `KEY#3`, and so on (the
+    /// record is flagged).
     fn take_json(&mut self) -> Option<String> {
         if self.found.is_empty() {
             return None;
         }
         let mut root = serde_json::Map::new();
-        for (path, value) in self.found.drain(..) {
-            let mut map = &mut root;
-            let (last, parents) = path.split_last().expect("path has a last step");
-            for step in parents {
-                let entry = map
-                    .entry(step_key(step))
-                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
-                map = entry.as_object_mut().expect("path nodes are objects");
+        for (parents, last, value) in std::mem::take(&mut self.found) {
+            if let Some(key) = insert_at(&mut root, &parents, &last, value) {
+                self.flag(RecordProblem::DuplicateKey(key));
             }
-            map.insert(step_key(last), value);
         }
         Some(serde_json::Value::Object(root).to_string())
+    }
+}
+
+/// Puts `value` at `parents` + `last` under `root`, making the objects on the way. Where a
+/// key is taken (a duplicate key in the record), the next free `KEY#N` is used and the key
+/// is returned.
+fn insert_at(
+    root: &mut serde_json::Map<String, serde_json::Value>,
+    parents: &[Step<'_>],
+    last: &Step<'_>,
+    value: serde_json::Value,
+) -> Option<String> {
+    let mut duplicate = None;
+    let mut map = root;
+    for step in parents {
+        let key = step_key(step);
+        // The first of KEY, KEY#2, ... that is an object or free.
+        let (slot, n) = (1..)
+            .map(|n| (duplicate_key(&key, n), n))
+            .find(|(k, _)| map.get(k).is_none_or(serde_json::Value::is_object))?;
+        if n > 1 {
+            duplicate.get_or_insert(key);
+        }
+        map = map
+            .entry(slot)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()))
+            .as_object_mut()?;
+    }
+    let key = step_key(last);
+    let (slot, n) = (1..)
+        .map(|n| (duplicate_key(&key, n), n))
+        .find(|(k, _)| !map.contains_key(k))?;
+    if n > 1 {
+        duplicate.get_or_insert(key);
+    }
+    map.insert(slot, value);
+    duplicate
+}
+
+/// `key` for the first value of a key, `key#N` for its N-th.
+fn duplicate_key(key: &str, n: usize) -> String {
+    if n == 1 {
+        key.to_string()
+    } else {
+        format!("{key}#{n}")
     }
 }
 
@@ -204,8 +264,8 @@ impl Column {
             Column::Json(b, scratch) => {
                 scratch.clear();
                 write_value(nodes, scratch);
-                // SAFETY-free path: the writer emits UTF-8 (strings come from validated input).
-                b.append_value(std::str::from_utf8(scratch).expect("JSON text is UTF-8"));
+                // The writer emits UTF-8 (simd-json validated the strings), so this borrows.
+                b.append_value(String::from_utf8_lossy(scratch));
                 Offer::Taken
             }
             Column::Bool(b) => match nodes[0] {
@@ -359,7 +419,11 @@ impl StructColumn {
                         Offer::Refused => unmapped.add(Step::Key(key), value),
                     }
                 }
-                _ => unmapped.add(Step::Key(key), value),
+                Some(_) => {
+                    unmapped.flag(RecordProblem::DuplicateKey(key.to_string()));
+                    unmapped.add(Step::Key(key), value);
+                }
+                None => unmapped.add(Step::Key(key), value),
             }
             i += 1 + size;
         }
@@ -408,6 +472,22 @@ pub enum RecordProblem {
     BadTimestamp(String),
     #[error("the record is not valid JSON: {0}")]
     InvalidJson(String),
+    /// Kept: the field is held whole as its JSON text in `unmapped`.
+    #[error("a field outside the schema nests deeper than {limit} levels; it is kept as text")]
+    TooDeep { limit: usize },
+    /// Kept: the first value is in its column, the others in `unmapped` as `KEY#2`, ...
+    #[error("the key `{0}` appears more than once in one object; every value is kept")]
+    DuplicateKey(String),
+}
+
+impl RecordProblem {
+    /// True for problems of a record that is kept in the table (flagged, not skipped).
+    pub fn keeps_record(&self) -> bool {
+        matches!(
+            self,
+            RecordProblem::TooDeep { .. } | RecordProblem::DuplicateKey(_)
+        )
+    }
 }
 
 /// Builds `cloudtrail` record batches, one record at a time.
@@ -454,8 +534,9 @@ impl RecordsBuilder {
     }
 
     /// Appends the record at `nodes[0]` (the whole record's tape), or says why it cannot.
-    /// A refused record leaves the builder unchanged.
-    pub fn append(&mut self, nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
+    /// A refused record leaves the builder unchanged. A record that is appended but odd
+    /// (see [`RecordProblem::keeps_record`]) comes back with what was odd.
+    pub fn append(&mut self, nodes: &[Node<'_>]) -> Result<Option<RecordProblem>, RecordProblem> {
         check_required(nodes)?;
         let mut unmapped = Unmapped {
             enabled: self.unmapped_column.is_some(),
@@ -469,7 +550,7 @@ impl RecordsBuilder {
             }
         }
         self.rows += 1;
-        Ok(())
+        Ok(unmapped.problem)
     }
 
     /// Notes that the records appended since the last call came from the object `source_key`.
@@ -598,7 +679,10 @@ mod tests {
     fn build(
         records: &[&str],
         projection: Projection,
-    ) -> (RecordBatch, Vec<Result<(), RecordProblem>>) {
+    ) -> (
+        RecordBatch,
+        Vec<Result<Option<RecordProblem>, RecordProblem>>,
+    ) {
         let mut builder = RecordsBuilder::new(projection, 4);
         let mut outcomes = Vec::new();
         for r in records {
@@ -628,7 +712,7 @@ mod tests {
                 Err(RecordProblem::Missing("eventID")),
                 Err(RecordProblem::BadEventTime("yesterday".into())),
                 Err(RecordProblem::NotAnObject),
-                Ok(()),
+                Ok(None),
             ]
         );
         assert_eq!(batch.num_rows(), 1);

@@ -16,6 +16,25 @@ pub fn value_len(nodes: &[Node<'_>]) -> usize {
     }
 }
 
+/// How deeply the value at `nodes[0]` nests: 0 for a string, number, `true`, `false` or
+/// `null`, 1 for an object or array of those, and so on. Walks the tape without recursion.
+pub fn depth(nodes: &[Node<'_>]) -> usize {
+    let end = value_len(nodes).min(nodes.len());
+    // The tape positions where the containers open so far end, innermost last.
+    let mut open: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for (i, node) in nodes[..end].iter().enumerate() {
+        while open.last().is_some_and(|&close| close <= i) {
+            open.pop();
+        }
+        if let Node::Object { count, .. } | Node::Array { count, .. } = node {
+            open.push(i + 1 + count);
+            deepest = deepest.max(open.len());
+        }
+    }
+    deepest
+}
+
 /// Appends the JSON text of the value at `nodes[0]` to `out`.
 pub fn write_value(nodes: &[Node<'_>], out: &mut Vec<u8>) {
     write_at(nodes, 0, out);
@@ -124,6 +143,20 @@ mod tests {
         write_value(&tape.0, &mut out);
         assert_eq!(value_len(&tape.0), tape.0.len());
         serde_json::from_slice(&out).expect("output is JSON")
+    }
+
+    #[test]
+    fn depth_counts_nesting() {
+        for (text, expected) in [
+            ("1", 0),
+            ("[]", 1),
+            ("{\"a\":[1,{\"b\":2}],\"c\":{}}", 3),
+            ("[[[[]]],[]]", 4),
+        ] {
+            let mut input = text.as_bytes().to_vec();
+            let tape = simd_json::to_tape(&mut input).expect("valid JSON");
+            assert_eq!(depth(&tape.0), expected, "{text}");
+        }
     }
 
     #[test]

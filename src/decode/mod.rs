@@ -16,7 +16,7 @@ pub mod roundtrip;
 pub mod schema;
 pub mod time;
 
-pub use columns::{Projection, RecordProblem, RecordsBuilder};
+pub use columns::{Projection, RecordProblem, RecordsBuilder, MAX_UNMAPPED_DEPTH};
 pub use gzip::{inflate, is_gzip, InflateError};
 
 use std::collections::HashMap;
@@ -47,6 +47,11 @@ pub enum ObjectError {
     Truncated { complete: usize },
     #[error("the body is not valid JSON: {detail}")]
     Json { detail: String },
+    /// A fault of trailhound's own while decoding (a bug): the object's records, and those of
+    /// earlier objects not yet handed on, are dropped and counted rather than taking the
+    /// process down.
+    #[error("decoding failed on an internal error ({detail}); {dropped} records were dropped with it (please report this)")]
+    Internal { detail: String, dropped: usize },
 }
 
 impl ObjectError {
@@ -60,6 +65,7 @@ impl ObjectError {
             ObjectError::Shape { .. } => "unknown-shape",
             ObjectError::Truncated { .. } => "truncated",
             ObjectError::Json { .. } => "invalid-json",
+            ObjectError::Internal { .. } => "internal-error",
         }
     }
 }
@@ -77,6 +83,8 @@ impl RecordProblem {
             RecordProblem::BadEventTime(_) => "bad-eventTime",
             RecordProblem::BadEventId => "bad-eventID",
             RecordProblem::InvalidJson(_) => "invalid-record-json",
+            RecordProblem::TooDeep { .. } => "too-deep",
+            RecordProblem::DuplicateKey(_) => "duplicate-key",
         }
     }
 }
@@ -100,14 +108,20 @@ impl std::fmt::Display for Problem {
             Problem::Object(e) => write!(f, "{e}"),
             Problem::Record {
                 index,
-                line: Some(line),
+                line,
                 problem,
-            } => write!(f, "record {index} (line {line}) skipped: {problem}"),
-            Problem::Record {
-                index,
-                line: None,
-                problem,
-            } => write!(f, "record {index} skipped: {problem}"),
+            } => {
+                write!(f, "record {index}")?;
+                if let Some(line) = line {
+                    write!(f, " (line {line})")?;
+                }
+                let outcome = if problem.keeps_record() {
+                    "kept, flagged"
+                } else {
+                    "skipped"
+                };
+                write!(f, " {outcome}: {problem}")
+            }
         }
     }
 }
@@ -135,14 +149,19 @@ pub struct DecodedObject {
     pub body_bytes: usize,
     /// What was wrong, in detail (at most 100 per object).
     pub problems: Vec<Problem>,
-    /// Records skipped, counted by reason, including those beyond the detailed list.
+    /// Records skipped, including those beyond the detailed list.
     pub skipped_records: usize,
+    /// Records kept but flagged (a duplicate key, a field nested too deep), including those
+    /// beyond the detailed list.
+    pub flagged_records: usize,
 }
 
 impl DecodedObject {
     pub(crate) fn note(&mut self, problem: Problem) {
-        if matches!(problem, Problem::Record { .. }) {
-            self.skipped_records += 1;
+        match &problem {
+            Problem::Record { problem, .. } if problem.keeps_record() => self.flagged_records += 1,
+            Problem::Record { .. } => self.skipped_records += 1,
+            Problem::Object(_) => {}
         }
         if self.problems.len() < MAX_DETAILED_PROBLEMS {
             self.problems.push(problem);
@@ -216,7 +235,7 @@ struct Held {
 
 impl Held {
     /// Appends one record to its builder.
-    fn append(&mut self, nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
+    fn append(&mut self, nodes: &[Node<'_>]) -> Result<Option<RecordProblem>, RecordProblem> {
         let source = if self.by_source.is_some() {
             columns::event_source(nodes)
         } else {
@@ -232,9 +251,9 @@ impl Held {
             }
             _ => &mut self.builder,
         };
-        builder.append(nodes)?;
+        let flagged = builder.append(nodes)?;
         self.count += 1;
-        Ok(())
+        Ok(flagged)
     }
 }
 
@@ -314,6 +333,43 @@ impl Decoder {
     /// often hold a few records each, and a batch per object costs every later step). The
     /// result counts this object's records and problems; its `batch` is always `None`.
     pub fn decode_pending(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+        let work =
+            std::panic::AssertUnwindSafe(|| self.decode_pending_unguarded(source_key, stored));
+        match std::panic::catch_unwind(work) {
+            Ok(out) => out,
+            Err(panic) => {
+                // The builders may hold half a record: start again from empty ones.
+                let dropped = self.held.count;
+                self.reset();
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                let mut out = DecodedObject {
+                    stored_bytes: stored.len(),
+                    ..Default::default()
+                };
+                out.note(Problem::Object(ObjectError::Internal { detail, dropped }));
+                out
+            }
+        }
+    }
+
+    /// Empties the decoder (its pending records included) as if it were new.
+    fn reset(&mut self) {
+        let grouping = self.held.by_source.is_some();
+        *self = Decoder::new(self.options.clone());
+        if grouping {
+            self.held.by_source = Some(HashMap::new());
+        }
+    }
+
+    fn decode_pending_unguarded(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+        #[cfg(test)]
+        if source_key == tests::PANIC_KEY {
+            panic!("decoding {source_key}");
+        }
         self.object_start = self.held.count;
         let mut out = DecodedObject {
             stored_bytes: stored.len(),
@@ -402,7 +458,7 @@ impl Decoder {
                 match records_of(&tape.0) {
                     Ok(records) => {
                         for (index, record) in records.enumerate() {
-                            if let Err(problem) = self.held.append(record) {
+                            if let Ok(Some(problem)) | Err(problem) = self.held.append(record) {
                                 out.record_problem(index, None, problem);
                             }
                         }
@@ -488,7 +544,7 @@ impl Decoder {
             let mut buffers = Buffers::new(end - at);
             match simd_json::fill_tape_padded(&mut scratch, end - at, &mut buffers, &mut tape) {
                 Ok(()) => {
-                    if let Err(problem) = self.held.append(&tape.0) {
+                    if let Ok(Some(problem)) | Err(problem) = self.held.append(&tape.0) {
                         out.record_problem(index, None, problem);
                     }
                 }
@@ -528,7 +584,7 @@ impl Decoder {
                 &mut tape,
             ) {
                 Ok(()) => {
-                    if let Err(problem) = self.held.append(&tape.0) {
+                    if let Ok(Some(problem)) | Err(problem) = self.held.append(&tape.0) {
                         out.record_problem(index, Some(line_no), problem);
                     }
                 }
@@ -687,6 +743,117 @@ mod tests {
     use super::*;
     use flate2::{write::GzEncoder, Compression};
     use std::io::Write;
+
+    /// The key whose decoding panics in tests (to show that a panic is contained).
+    pub(super) const PANIC_KEY: &str = "test: panic while decoding";
+
+    /// A record with `extra` (`"key":value,...`) added after its fields.
+    fn record_with(id: &str, extra: &str) -> String {
+        let plain = record(id);
+        format!("{},{extra}}}", &plain[..plain.len() - 1])
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    /// Every record of `out` rebuilt as JSON.
+    fn rebuilt(out: &DecodedObject) -> Vec<serde_json::Value> {
+        let batch = out.batch.as_ref().expect("records");
+        (0..batch.num_rows())
+            .map(|row| super::roundtrip::record_json(batch, row))
+            .collect()
+    }
+
+    #[test]
+    fn a_field_outside_the_schema_nested_past_the_limit_is_kept_as_text() {
+        // serde_json stops at 128 levels and simd-json at 1024: both sides of each.
+        for depth in [10, 127, 129, 200, 1000] {
+            let weird = format!(r#""weird":{}"#, nested(depth));
+            let body = format!(
+                r#"{{"Records":[{},{}]}}"#,
+                record_with("a", &weird),
+                record("b")
+            );
+            let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+            assert_eq!(ids(&out), ["a", "b"], "depth {depth}");
+            let records = rebuilt(&out);
+            let weird = &records[0]["weird"];
+            if depth < MAX_UNMAPPED_DEPTH {
+                assert!(out.problems.is_empty(), "{:?}", out.problems);
+                assert!(weird.is_array());
+            } else {
+                assert_eq!(out.flagged_records, 1, "depth {depth}");
+                assert_eq!(out.problems[0].kind(), "too-deep");
+                assert!(out.problems[0]
+                    .to_string()
+                    .contains("record 0 kept, flagged"));
+                assert_eq!(weird.as_str(), Some(nested(depth).as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn deep_request_parameters_are_kept_and_rebuild_without_a_panic() {
+        let params = format!(r#""requestParameters":{{"a":{}}}"#, nested(900));
+        let body = format!(r#"{{"Records":[{}]}}"#, record_with("a", &params));
+        let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let records = rebuilt(&out);
+        // Deeper than serde_json reads: given as the text itself.
+        let text = records[0]["requestParameters"].as_str().expect("text");
+        assert!(text.starts_with(r#"{"a":[[[["#), "{text}");
+    }
+
+    #[test]
+    fn duplicate_keys_of_different_shapes_keep_every_value_and_flag_the_record() {
+        let cases = [
+            r#""resources":5,"resources":[{"ARN":"arn:a"},7]"#,
+            r#""userIdentity":"x","userIdentity":{"type":"IAMUser","odd":{"b":1}}"#,
+            r#""userIdentity":{"type":"Root","odd":1},"userIdentity":{"type":"IAMUser"}"#,
+            r#""odd":1,"odd":{"b":2},"odd":[3]"#,
+            r#""eventName":"StopLogging","eventName":"ListBuckets""#,
+        ];
+        for extra in cases {
+            let body = format!(
+                r#"{{"Records":[{},{}]}}"#,
+                record_with("a", extra),
+                record("b")
+            );
+            let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+            assert_eq!(ids(&out), ["a", "b"], "{extra}");
+            let kinds: Vec<_> = out.problems.iter().map(Problem::kind).collect();
+            assert_eq!(kinds, ["duplicate-key"], "{extra}");
+            assert_eq!((out.flagged_records, out.skipped_records), (1, 0));
+            // Every value is somewhere in the rebuilt record.
+            let text = rebuilt(&out)[0].to_string();
+            for value in ["5", "7", "arn:a", "\"x\"", "IAMUser", "StopLogging", "[3]"] {
+                if extra.contains(value) {
+                    assert!(text.contains(value), "{value} lost from {extra}: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_while_decoding_is_that_objects_error_and_the_decoder_goes_on() {
+        let mut decoder = Decoder::new(DecodeOptions::default());
+        let first = decoder.decode_pending("k1", trail(&["a"]).as_bytes());
+        assert!(first.problems.is_empty());
+        let failed = decoder.decode_pending(PANIC_KEY, trail(&["b"]).as_bytes());
+        assert_eq!(failed.problems.len(), 1);
+        assert_eq!(failed.problems[0].kind(), "internal-error");
+        assert!(
+            failed.problems[0]
+                .to_string()
+                .contains("1 records were dropped"),
+            "{}",
+            failed.problems[0]
+        );
+        assert_eq!(decoder.pending(), 0);
+        let after = decoder.decode("k3", trail(&["c", "d"]).as_bytes());
+        assert_eq!(ids(&after), ["c", "d"]);
+    }
 
     fn record(id: &str) -> String {
         format!(

@@ -125,6 +125,16 @@ fn merge(target: &mut Value, unmapped: Value) {
                 {
                     merge(existing, value)
                 }
+                // A field the columns hold and `unmapped` holds too (a key the record had
+                // twice): both are kept, the other under the next free `KEY#N`.
+                Some(existing) if !existing.is_null() => {
+                    let free = (2..)
+                        .map(|n| format!("{key}#{n}"))
+                        .find(|k| !map.contains_key(k));
+                    if let Some(free) = free {
+                        map.insert(free, value);
+                    }
+                }
                 _ => {
                     map.insert(key, value);
                 }

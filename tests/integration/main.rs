@@ -9,6 +9,7 @@ mod daemon;
 mod dynamodb;
 mod dynamodb_lapse;
 mod fidelity;
+mod hostile;
 mod hunt;
 mod replay;
 mod statistics;

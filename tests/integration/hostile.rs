@@ -1,0 +1,142 @@
+//! Logs written by an attacker: records shaped to crash or blind the reader must be read,
+//! flagged and examined like any other, and must not hide the genuine records beside them.
+
+use std::path::Path;
+
+use crate::common::{self, text, trailhound};
+
+/// A CloudTrail record with `extra` (`"key":value,...`) added after its own fields.
+fn record(id: &str, name: &str, extra: &str) -> String {
+    format!(
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDAHOSTILE","arn":"arn:aws:iam::111122223333:user/mallory","accountId":"111122223333","accessKeyId":"AKIAHOSTILE0000000001","userName":"mallory"}},"eventTime":"2026-10-05T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9","userAgent":"aws-cli/2.15.0","eventID":"{id}","eventType":"AwsApiCall","recipientAccountId":"111122223333"{extra}}}"#
+    )
+}
+
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The records of one hostile object: every shape that once crashed the reader, and a
+/// genuine `StopLogging` that itself carries deep request parameters and a duplicate key.
+pub fn hostile_records() -> Vec<String> {
+    vec![
+        record(
+            "hostile-deep-unknown",
+            "DescribeTrails",
+            &format!(r#","weird":{}"#, nested(200)),
+        ),
+        record(
+            "hostile-deepest-unknown",
+            "DescribeTrails",
+            &format!(r#","weird":{{"a":{}}}"#, nested(1000)),
+        ),
+        record(
+            "hostile-duplicate-resources",
+            "DescribeTrails",
+            r#","resources":5,"resources":[{"ARN":"arn:aws:s3:::x"},7]"#,
+        ),
+        record(
+            "hostile-duplicate-identity",
+            "DescribeTrails",
+            r#","userIdentity":"x","userIdentity":{"type":"Root","odd":{"b":1}}"#,
+        ),
+        record(
+            "hostile-stop-logging",
+            "StopLogging",
+            &format!(
+                r#","requestParameters":{{"name":"org-trail","deep":{}}},"odd":1,"odd":2"#,
+                nested(500)
+            ),
+        ),
+    ]
+}
+
+/// Writes `records` as a gzipped CloudTrail object under `dir`, named with `tag`.
+pub fn write_object(dir: &Path, tag: &str, records: &[String]) -> std::path::PathBuf {
+    let folder = dir.join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05");
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(format!(
+        "111122223333_CloudTrail_us-east-1_20261005T1000Z_{tag}.json.gz"
+    ));
+    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn hostile_records_crash_nothing_and_hide_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    common::simulate(dir.path(), 1, 1, "0.2");
+    let d = dir.path().to_str().unwrap();
+    let count = || {
+        trailhound(&[
+            "hunt",
+            "--format",
+            "csv",
+            // `unmapped` read too, so that its fields are checked.
+            "SELECT count(*) AS n, count(unmapped) AS u FROM cloudtrail",
+            d,
+        ])
+    };
+    let before = count();
+    assert!(before.status.success(), "{}", text(&before.stderr));
+    let n = |out: &std::process::Output| -> u64 {
+        let stdout = text(&out.stdout);
+        let row = stdout.lines().nth(1).unwrap_or_default();
+        let n = row.split(',').next().unwrap_or_default().trim();
+        n.parse()
+            .unwrap_or_else(|_| panic!("not a count: {stdout:?}\n{}", text(&out.stderr)))
+    };
+    let records = hostile_records();
+    write_object(dir.path(), "hostilehostileho", &records);
+
+    // hunt reads every hostile record, says which were flagged, and exits 0.
+    let after = count();
+    let stderr = text(&after.stderr);
+    assert!(after.status.success(), "{stderr}");
+    assert_eq!(n(&after), n(&before) + records.len() as u64, "{stderr}");
+    assert!(stderr.contains("records kept but flagged"), "{stderr}");
+    assert!(
+        stderr.contains("duplicate-key") && stderr.contains("too-deep"),
+        "{stderr}"
+    );
+    // The hostile fields can be queried.
+    let weird = trailhound(&[
+        "hunt",
+        "--format",
+        "csv",
+        "SELECT eventid FROM cloudtrail WHERE unmapped LIKE '%weird%' ORDER BY eventid",
+        d,
+    ]);
+    assert!(weird.status.success(), "{}", text(&weird.stderr));
+    assert_eq!(
+        text(&weird.stdout).lines().skip(1).collect::<Vec<_>>(),
+        ["hostile-deep-unknown", "hostile-deepest-unknown"]
+    );
+
+    // replay goes on to the end (statistics on) and reports the StopLogging beside them.
+    let out = trailhound(&["replay", d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found = common::findings(&out);
+    let stopped: Vec<_> = found
+        .iter()
+        .filter(|f| common::detection(f) == "cloudtrail-logging-stopped")
+        .filter(|f| f.to_string().contains("hostile-stop-logging"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "{}", text(&out.stderr));
+    // The statistical detections saw the hostile records too: with no learning period, the
+    // new principal's finding rebuilds its records, deep request parameters included.
+    let out = trailhound(&["replay", "--learning", "0s", d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let statistical: Vec<String> = common::findings(&out)
+        .iter()
+        .filter(|f| f.to_string().contains("hostile-"))
+        .map(|f| common::detection(f).to_string())
+        .collect();
+    assert!(
+        statistical.len() > 1,
+        "only {statistical:?} hold the hostile records"
+    );
+}
