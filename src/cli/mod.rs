@@ -128,11 +128,11 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct ReadArgs {
     /// Worker threads for decoding and queries [default: every core].
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', env = "TRAILHOUND_THREADS")]
     pub threads: Option<usize>,
 
     /// Largest object accepted, decompressed, as bytes or with a unit (`512MiB`, `2GB`).
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long, default_value = "1GiB", value_parser = parse_size, env = "TRAILHOUND_MAX_OBJECT_SIZE")]
     pub max_object_size: usize,
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::rules::PackArgs;
 use super::ReadArgs;
-use crate::daemon::{Daemon, Metrics, Options};
+use crate::daemon::{AllowedPlace, Daemon, Metrics, Options};
 use crate::decode::DecodeOptions;
 use crate::detect::state::{self, Store};
 use crate::detect::stats::StatsOptions;
@@ -80,6 +80,28 @@ pub struct RunArgs {
     #[arg(long, default_value = "25s", value_parser = crate::detect::rule::parse_duration, env = "TRAILHOUND_DRAIN", value_name = "DURATION")]
     pub drain: Duration,
 
+    /// Buckets the daemon may read, each as BUCKET or BUCKET/PREFIX (comma-separated or
+    /// repeated). A notification naming an object anywhere else is refused, counted
+    /// (trailhound_errors_total{kind="bucket-not-allowed"}) and deleted, so that whoever can
+    /// write to the queue cannot make the daemon read, or learn from, a bucket of their own.
+    /// Without it every bucket is read (and a warning says so).
+    #[arg(long, env = "TRAILHOUND_ALLOWED_BUCKETS", value_delimiter = ',', value_parser = AllowedPlace::parse, value_name = "BUCKET[/PREFIX]")]
+    pub allowed_buckets: Vec<AllowedPlace>,
+
+    /// The account that must own every bucket read: sent as ExpectedBucketOwner with each
+    /// GetObject, so S3 refuses objects in anyone else's bucket.
+    #[arg(
+        long,
+        env = "TRAILHOUND_EXPECTED_BUCKET_OWNER",
+        value_name = "ACCOUNT_ID"
+    )]
+    pub expected_bucket_owner: Option<String>,
+
+    /// Objects fetched and decoded at once (each holds up to --max-object-size in memory
+    /// while it is decoded).
+    #[arg(long, default_value_t = 16, env = "TRAILHOUND_FETCH_CONCURRENCY")]
+    pub fetch_concurrency: usize,
+
     /// Serve /healthz and /metrics (Prometheus) on this address.
     #[arg(long, env = "TRAILHOUND_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -113,6 +135,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             only: None,
         },
     )?;
+    if args.allowed_buckets.is_empty() {
+        tracing::warn!(
+            "no --allowed-buckets: any bucket a notification names will be read; whoever can \
+             send to the queue can make trailhound read their own objects"
+        );
+    }
     let config = runtime.block_on(crate::aws::config());
     let sinks = args
         .sinks
@@ -135,7 +163,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 max_object_bytes: args.read.max_object_size,
                 ..Default::default()
             },
-            ..Default::default()
+            fetch_concurrency: args.fetch_concurrency.max(1),
+            allowed: args.allowed_buckets.clone(),
+            expected_bucket_owner: args.expected_bucket_owner.clone(),
         },
         std::sync::Arc::new(Metrics::default()),
     );

@@ -56,6 +56,52 @@ pub struct Options {
     pub decode: DecodeOptions,
     /// Wait before a kept message (failed fetch or sink) is handed out again.
     pub retry_after: Duration,
+    /// The buckets, each with an optional key prefix, whose objects may be read; empty for
+    /// any. A notification naming anything else is refused, counted and deleted.
+    pub allowed: Vec<AllowedPlace>,
+    /// The account that must own every bucket read (`ExpectedBucketOwner`).
+    pub expected_bucket_owner: Option<String>,
+}
+
+/// A bucket (and key prefix) the daemon may read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPlace {
+    pub bucket: String,
+    /// Keys must start with this (empty: any key).
+    pub prefix: String,
+}
+
+impl AllowedPlace {
+    /// `BUCKET` or `BUCKET/PREFIX` (an `s3://` in front is accepted).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let text = text.strip_prefix("s3://").unwrap_or(text);
+        let (bucket, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(format!(
+                "{bucket:?} is not an S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"
+            ));
+        }
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl Options {
+    /// True when `bucket`/`key` may be read.
+    pub fn allows(&self, bucket: &str, key: &str) -> bool {
+        self.allowed.is_empty()
+            || self
+                .allowed
+                .iter()
+                .any(|a| a.bucket == bucket && key.starts_with(&a.prefix))
+    }
 }
 
 impl Default for Options {
@@ -69,6 +115,8 @@ impl Default for Options {
             listen: None,
             decode: DecodeOptions::default(),
             retry_after: Duration::from_secs(10),
+            allowed: Vec::new(),
+            expected_bucket_owner: None,
         }
     }
 }
@@ -419,10 +467,23 @@ impl Daemon {
                     );
                     continue;
                 }
-                let name = object_name(&object.key);
-                if self.examiner.has_learned(name)
-                    || !in_batch.insert(format!("{}/{name}", object.bucket))
-                {
+                if !self.options.allows(&object.bucket, &object.key) {
+                    tracing::warn!(
+                        message = message.id.as_str(),
+                        "refused: s3://{}/{} is outside --allowed-buckets",
+                        object.bucket,
+                        object.key
+                    );
+                    m.inc(Metric::Errors, &[("kind", "bucket-not-allowed")]);
+                    m.inc(
+                        Metric::Objects,
+                        &[("kind", kind.name()), ("outcome", "refused")],
+                    );
+                    continue;
+                }
+                let name =
+                    object_name(&format!("s3://{}/{}", object.bucket, object.key)).into_owned();
+                if self.examiner.has_learned(&name) || !in_batch.insert(name) {
                     tracing::info!(
                         key = object.key.as_str(),
                         "already examined (a duplicate notification): skipped"
@@ -451,6 +512,7 @@ impl Daemon {
         let limit = self.options.decode.max_object_bytes;
         let options = self.options.decode.clone();
         let client = self.s3.clone();
+        let owner = self.options.expected_bucket_owner.clone();
         let fetched: Vec<(
             usize,
             Notified,
@@ -460,9 +522,16 @@ impl Daemon {
                 .map(|w| {
                     let client = client.clone();
                     let options = options.clone();
+                    let owner = owner.clone();
                     async move {
-                        let bytes =
-                            s3::fetch(&client, &w.object.bucket, &w.object.key, limit).await;
+                        let bytes = s3::fetch(
+                            &client,
+                            &w.object.bucket,
+                            &w.object.key,
+                            limit,
+                            owner.as_deref(),
+                        )
+                        .await;
                         let decoded = match bytes {
                             Ok(bytes) => {
                                 let key = format!("s3://{}/{}", w.object.bucket, w.object.key);

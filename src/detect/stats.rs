@@ -65,11 +65,24 @@ impl Default for StatsOptions {
 }
 
 /// The object a record came from, as the state names it: the key from `AWSLogs/` on, so the
-/// same log is the same object wherever it is read from.
-pub fn object_name(source_key: &str) -> &str {
-    source_key
+/// same log is the same object under any prefix, with the bucket in front for an object read
+/// from S3 (`s3://BUCKET/...`): a log in another bucket under the same key is another object.
+pub fn object_name(source_key: &str) -> std::borrow::Cow<'_, str> {
+    let from_logs = source_key
         .find("AWSLogs/")
-        .map_or(source_key, |at| &source_key[at..])
+        .map_or(source_key, |at| &source_key[at..]);
+    match source_key
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((bucket, _)) => format!("{bucket}/{from_logs}").into(),
+        None => from_logs.into(),
+    }
+}
+
+/// The state's names of source keys, position for position (nulls stay null).
+fn object_names(keys: &StringArray) -> StringArray {
+    keys.iter().map(|k| k.map(object_name)).collect()
 }
 
 /// Statistical detections over a run: the stateful rules of a pack and what they learned.
@@ -117,7 +130,7 @@ struct ObservedBatch {
     batch: RecordBatch,
     ids: StringArray,
     accounts: Option<StringArray>,
-    /// Each row's object, as an index into `object_names` (source keys).
+    /// Each row's object, as an index into `object_names` (as [`object_name`] gives them).
     objects: Vec<Option<u32>>,
     object_names: Option<StringArray>,
     entity: Option<StringArray>,
@@ -149,14 +162,14 @@ impl ObservedBatch {
                 let objects = (0..batch.num_rows())
                     .map(|row| keys.is_valid(row).then(|| index[row] as u32))
                     .collect();
-                (objects, Some(values.as_string::<i32>().clone()))
+                (objects, Some(object_names(values.as_string::<i32>())))
             }
             Some(_) => {
                 let keys = text_column(&batch, SOURCE_KEY_COLUMN)?;
                 let objects = (0..batch.num_rows())
                     .map(|row| keys.is_valid(row).then_some(row as u32))
                     .collect();
-                (objects, Some(keys))
+                (objects, Some(object_names(&keys)))
             }
             None => (vec![None; batch.num_rows()], None),
         };
@@ -172,10 +185,10 @@ impl ObservedBatch {
         })
     }
 
-    /// The object row `row` came from.
+    /// The object row `row` came from, as the state names it.
     fn object(&self, row: usize) -> Option<&str> {
         let names = self.object_names.as_ref()?;
-        self.objects[row].map(|i| object_name(names.value(i as usize)))
+        self.objects[row].map(|i| names.value(i as usize))
     }
 
     fn text(array: &Option<StringArray>, row: usize) -> Option<&str> {
@@ -1450,6 +1463,15 @@ mod tests {
             "AWSLogs/111122223333/CloudTrail/f.json.gz"
         );
         assert_eq!(object_name("f.jsonl"), "f.jsonl");
+        // The same key in another bucket is another object.
+        assert_eq!(
+            object_name("s3://trail/o-1/AWSLogs/111122223333/CloudTrail/f.json.gz"),
+            "trail/AWSLogs/111122223333/CloudTrail/f.json.gz"
+        );
+        assert_ne!(
+            object_name("s3://attacker/AWSLogs/1/CloudTrail/f.json.gz"),
+            object_name("s3://trail/AWSLogs/1/CloudTrail/f.json.gz")
+        );
     }
 
     proptest! {

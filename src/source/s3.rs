@@ -60,18 +60,21 @@ impl FetchError {
 }
 
 /// Fetches an object's stored bytes, refusing objects larger than `limit` without reading them
-/// whole.
+/// whole. With `owner`, S3 refuses the read unless that account owns the bucket
+/// (`ExpectedBucketOwner`).
 pub async fn fetch(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     limit: usize,
+    owner: Option<&str>,
 ) -> Result<Vec<u8>, FetchError> {
     let names = || (bucket.to_string(), key.to_string());
     let response = client
         .get_object()
         .bucket(bucket)
         .key(key)
+        .set_expected_bucket_owner(owner.map(str::to_string))
         .send()
         .await
         .map_err(|e| {
@@ -320,7 +323,7 @@ impl Blocking {
 
     pub fn fetch(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
         self.runtime
-            .block_on(fetch(&self.client, bucket, key, limit))
+            .block_on(fetch(&self.client, bucket, key, limit, None))
     }
 
     pub fn list_all(&self, url: &S3Url) -> Result<Vec<(String, u64)>, FetchError> {

@@ -513,6 +513,27 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
 
     let (files, attacks) = attack_files();
     assert!(files.len() >= 6, "{} attack files", files.len());
+    // Before the attack files, a benign object under the first one's key in another bucket:
+    // the same key in another bucket is another object, so the attack is still read.
+    let twin = key_of(&files[0]);
+    let benign = crate::hostile::write_object(
+        dir.path(),
+        "benignbenignbeni",
+        &[r#"{"eventVersion":"1.08","eventTime":"2026-10-05T10:00:00Z","eventID":"benign-twin","eventName":"ListBuckets","eventSource":"s3.amazonaws.com"}"#.to_string()],
+    );
+    aws.put("quiet", &twin, std::fs::read(&benign).unwrap());
+    // And the same in a bucket outside --allowed-buckets: refused.
+    aws.bucket("attacker");
+    aws.put("attacker", &twin, std::fs::read(&benign).unwrap());
+    for bucket in ["quiet", "attacker"] {
+        aws.send(
+            &queue,
+            &json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": twin, "size": 1}}}]})
+            .to_string(),
+        );
+    }
     // Half arrive as S3's own notifications (one under a key with a space, + and =); the rest,
     // in a bucket without notifications, are announced by SNS, EventBridge and CloudTrail
     // messages.
@@ -524,6 +545,14 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
         }
         aws.put("trail", &key, std::fs::read(path).unwrap());
     }
+    // An attacker's object among them: records shaped to crash the reader, and a genuine
+    // StopLogging among them.
+    let hostile = crate::hostile::write_object(
+        dir.path(),
+        "hostilehostileho",
+        &crate::hostile::hostile_records(),
+    );
+    aws.put("trail", &key_of(&hostile), std::fs::read(&hostile).unwrap());
     let quiet: Vec<String> = files[half..].iter().map(|p| key_of(p)).collect();
     for (path, key) in files[half..].iter().zip(&quiet) {
         aws.put("quiet", key, std::fs::read(path).unwrap());
@@ -556,10 +585,17 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
     );
 
     let port = free_port();
-    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &[]);
+    let mut daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &["--allowed-buckets", "trail,quiet/AWSLogs/"],
+    );
     let started = Instant::now();
     let log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
-    // Done when the queue is empty and every attack file was read.
+    // Done when the queue is empty and every attack file was read (and the hostile object
+    // and the benign twin).
     loop {
         if let Ok(Some(status)) = daemon.try_wait() {
             panic!("the daemon exited ({status}):\n{}", log());
@@ -568,7 +604,7 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
             &metrics_of(port),
             "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"read\"}",
         );
-        if read as usize >= files.len() && aws.depth(&queue) == 0 {
+        if read as usize >= files.len() + 2 && aws.depth(&queue) == 0 {
             break;
         }
         assert!(
@@ -579,10 +615,23 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Hundreds of idle connections (more than it serves at once) do not starve the health
+    // check: idle clients are closed after a short while.
+    let idle: Vec<_> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 200, "only {} connections opened", idle.len());
+    let asked = Instant::now();
     let health = get(port, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let check = common::trailhound(&["healthcheck", &format!("127.0.0.1:{port}")]);
     assert!(check.status.success(), "{}", common::text(&check.stderr));
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the health check waited {:?} behind idle connections",
+        asked.elapsed()
+    );
+    drop(idle);
     let metrics = get(port, "/metrics");
 
     // SIGTERM: drains and exits 0.
@@ -624,6 +673,26 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
         );
     }
     assert_attacks_found(&found, &attacks);
+    assert!(
+        found
+            .iter()
+            .any(|f| common::detection(f) == "cloudtrail-logging-stopped"
+                && f.to_string().contains("hostile-stop-logging")),
+        "the StopLogging among hostile records was not found:\n{}",
+        log()
+    );
+    assert!(
+        metric(&metrics, "trailhound_errors_total{kind=\"duplicate-key\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_errors_total{kind=\"bucket-not-allowed\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
     // What could never be processed was said, counted and deleted; nothing reached the DLQ.
     assert_eq!(
         metric(
