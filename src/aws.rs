@@ -82,9 +82,36 @@ pub enum SendError {
     },
 }
 
-/// Sends each body as a message to the queue at `url`, ten to a call (SQS's most); fails at
-/// the first refusal, saying how many were sent before it. For the SQS source's `--enqueue`
-/// and the SQS sink alike.
+/// Most bytes sent in one call to SQS, SNS or EventBridge (each takes 256 KiB a call, all
+/// entries together), with room to spare.
+pub const MAX_CALL_BYTES: usize = 250_000;
+
+/// Consecutive groups of items, by position, each of at most `max_count` items and
+/// `max_bytes` bytes together (an item larger than that alone is a group of its own, for the
+/// service to refuse by itself).
+pub fn groups_by_size(
+    sizes: &[usize],
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && (i - start == max_count || bytes + size > max_bytes) {
+            groups.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        groups.push(start..sizes.len());
+    }
+    groups
+}
+
+/// Sends each body as a message to the queue at `url`, ten to a call (SQS's most) and within
+/// [`MAX_CALL_BYTES`]; fails at the first refusal, saying how many were sent before it. For
+/// the SQS source's `--enqueue` and the SQS sink alike.
 pub async fn send_messages(
     client: &aws_sdk_sqs::Client,
     url: &str,
@@ -92,7 +119,9 @@ pub async fn send_messages(
 ) -> Result<(), SendError> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let mut sent = 0;
-    for group in bodies.chunks(10) {
+    let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+    for range in groups_by_size(&sizes, 10, MAX_CALL_BYTES) {
+        let group = &bodies[range];
         let call_failed = |sent: usize, cause: Cause| SendError::Call { sent, cause };
         let entries = group
             .iter()
@@ -132,6 +161,19 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn groups_hold_to_count_and_size() {
+        assert_eq!(
+            groups_by_size(&[], 10, 100),
+            Vec::<std::ops::Range<usize>>::new()
+        );
+        assert_eq!(groups_by_size(&[1; 25], 10, 100), [0..10, 10..20, 20..25]);
+        assert_eq!(
+            groups_by_size(&[60, 60, 30, 10, 200, 5], 10, 100),
+            [0..1, 1..4, 4..5, 5..6]
+        );
+    }
 
     #[test]
     fn a_description_holds_every_cause() {

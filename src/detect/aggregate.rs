@@ -229,7 +229,7 @@ pub fn build(
     for (name, value) in rule.group_by.iter().zip(&key[1..]) {
         group.insert(name.clone(), value.clone());
     }
-    Finding {
+    let mut finding = Finding {
         id: finding_id(&rule.id, key, start),
         detection: rule.id.clone(),
         finding_type: rule.finding_type.clone(),
@@ -248,7 +248,9 @@ pub fn build(
         action,
         group,
         created_at: now,
-    }
+    };
+    finding.bound();
+    finding
 }
 
 /// Fills a description's `{name}` placeholders from the first event of a finding.

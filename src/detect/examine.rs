@@ -272,11 +272,9 @@ impl Examiner {
                 // chunk to chunk): sent again only when its records changed.
                 let statistical = self.claim(statistical)?;
                 out.findings.extend(statistical.into_iter().filter(|f| {
-                    self.stats
-                        .state
-                        .sent
-                        .get(&f.id)
-                        .is_none_or(|before| before.finding.event_ids != f.event_ids)
+                    self.stats.state.sent.get(&f.id).is_none_or(|before| {
+                        (before.finding.count, &before.finding.event_ids) != (f.count, &f.event_ids)
+                    })
                 }));
             }
         }
@@ -407,14 +405,19 @@ pub fn update(before: &Finding, finding: &Finding) -> Option<Finding> {
         .filter(|e| !known.contains(e))
         .cloned()
         .collect();
-    if new.is_empty() {
+    // Records of `finding` that `before` listed; the others (listed or beyond the list) are
+    // new.
+    let seen = finding.event_ids.len() - new.len();
+    let added = finding.count.saturating_sub(seen);
+    if added == 0 {
         return None;
     }
     let mut merged = before.clone();
-    merged.count += new.len();
+    merged.count += added;
     merged.event_ids.extend(new);
     merged.first_seen = merged.first_seen.min(finding.first_seen);
     merged.last_seen = merged.last_seen.max(finding.last_seen);
     merged.created_at = finding.created_at;
+    merged.bound();
     Some(merged)
 }

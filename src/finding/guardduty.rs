@@ -78,6 +78,7 @@ pub fn to_json(f: &Finding) -> Value {
                 "principalArn": f.principal.arn,
                 "group": f.group,
                 "eventIds": f.event_ids,
+                "eventIdsTruncated": f.event_ids_truncated(),
             },
             "eventFirstSeen": iso_time(f.first_seen),
             "eventLastSeen": iso_time(f.last_seen),

@@ -91,7 +91,75 @@ mod micros {
     }
 }
 
+/// Most eventIDs a finding lists; `count` holds the total. 500 ids are about 20 KB, so a
+/// finding fits in one SQS, SNS or EventBridge message (256 KB) whatever the volume of events
+/// behind it.
+pub const MAX_LISTED_EVENT_IDS: usize = 500;
+
+/// Most characters of any one text of a finding (a description, a user agent, a group value):
+/// the records' text is the attacker's to choose, the finding's size is not.
+pub const MAX_TEXT_CHARS: usize = 1024;
+
+/// Cuts `text` to [`MAX_TEXT_CHARS`], marking the cut with `…`.
+fn bound_text(text: &mut String) {
+    if let Some((at, _)) = text.char_indices().nth(MAX_TEXT_CHARS) {
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 impl Finding {
+    /// True when `count` is more than the eventIDs listed (at most [`MAX_LISTED_EVENT_IDS`]).
+    pub fn event_ids_truncated(&self) -> bool {
+        self.count > self.event_ids.len()
+    }
+
+    /// Holds the finding to its size bounds: the first [`MAX_LISTED_EVENT_IDS`] eventIDs
+    /// (`count` keeps the total) and texts of at most [`MAX_TEXT_CHARS`].
+    pub fn bound(&mut self) {
+        self.event_ids.truncate(MAX_LISTED_EVENT_IDS);
+        bound_text(&mut self.description);
+        self.group.values_mut().for_each(bound_text);
+        let p = &mut self.principal;
+        for text in [
+            &mut p.user_type,
+            &mut p.principal_id,
+            &mut p.arn,
+            &mut p.user_name,
+            &mut p.access_key_id,
+        ] {
+            bound_text(text);
+        }
+        let a = &mut self.action;
+        for text in [&mut a.api, &mut a.service_name, &mut a.caller_type] {
+            bound_text(text);
+        }
+        for text in [
+            &mut a.ip_address,
+            &mut a.domain,
+            &mut a.error_code,
+            &mut a.user_agent,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            bound_text(text);
+        }
+        a.affected_resources.values_mut().for_each(bound_text);
+        if a.affected_resources
+            .keys()
+            .any(|k| k.chars().count() > MAX_TEXT_CHARS)
+        {
+            a.affected_resources = std::mem::take(&mut a.affected_resources)
+                .into_iter()
+                .map(|(mut k, v)| {
+                    bound_text(&mut k);
+                    (k, v)
+                })
+                .collect();
+        }
+    }
+
     /// GuardDuty's label for the severity: Low, Medium, High or Critical.
     pub fn severity_label(&self) -> &'static str {
         Severity(self.severity).label()
@@ -226,5 +294,41 @@ pub(crate) fn sample() -> Finding {
             "arn:aws:sts::111122223333:assumed-role/AdminRole/maint".to_string(),
         )]),
         created_at: DateTime::from_timestamp(1_767_300_000, 0).unwrap(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_is_held_to_its_bounds() {
+        let mut f = sample();
+        f.count = 30_000;
+        f.event_ids = (0..30_000).map(|i| format!("event-{i:05}")).collect();
+        f.description = "é".repeat(100_000);
+        f.action.user_agent = Some("A".repeat(5000));
+        f.group.insert("userAgent".into(), "B".repeat(5000));
+        f.bound();
+        assert_eq!(f.event_ids.len(), MAX_LISTED_EVENT_IDS);
+        assert_eq!(f.event_ids[0], "event-00000");
+        assert_eq!(f.count, 30_000);
+        assert!(f.event_ids_truncated());
+        assert_eq!(f.description.chars().count(), MAX_TEXT_CHARS + 1);
+        assert!(f.description.ends_with('…'));
+        assert_eq!(f.group["userAgent"].chars().count(), MAX_TEXT_CHARS + 1);
+        for format in [
+            FindingFormat::Guardduty,
+            FindingFormat::Asff,
+            FindingFormat::Ocsf,
+        ] {
+            let size = format.render(&f).to_string().len();
+            assert!(size < 100_000, "{format:?}: {size} bytes");
+        }
+        // A finding within bounds is left as it is.
+        let mut small = sample();
+        small.bound();
+        assert_eq!(small, sample());
+        assert!(!small.event_ids_truncated());
     }
 }

@@ -280,15 +280,21 @@ impl Sink {
                 Ok(())
             }
             Destination::EventBridge { client, bus } => {
-                for group in findings.chunks(10) {
+                let details: Vec<String> = findings
+                    .iter()
+                    .map(|f| self.format.render(f).to_string())
+                    .collect();
+                let sizes: Vec<usize> = details.iter().map(String::len).collect();
+                for range in crate::aws::groups_by_size(&sizes, 10, crate::aws::MAX_CALL_BYTES) {
+                    let group = &details[range];
                     let entries = group
                         .iter()
-                        .map(|f| {
+                        .map(|detail| {
                             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                                 .event_bus_name(bus)
                                 .source("trailhound")
                                 .detail_type("trailhound Finding")
-                                .detail(self.format.render(f).to_string())
+                                .detail(detail)
                                 .build()
                         })
                         .collect();
