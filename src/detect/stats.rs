@@ -40,6 +40,10 @@ use crate::finding::Finding;
 
 const DAY: i64 = 86_400_000_000;
 const HOUR: i64 = 3_600_000_000;
+/// How far past its object's delivery a record may move the state's clock. CloudTrail
+/// delivers a file within about 15 minutes of its events.
+pub const CLOCK_SLACK: i64 = HOUR;
+
 /// Records of one first-seen value or one rate bucket kept in a finding, at most.
 const MAX_EVENTS: usize = 200;
 /// How long the objects learned from are remembered past the latest record (so replaying
@@ -96,6 +100,8 @@ pub struct Stats {
     pub state: State,
     /// Objects of the chunk being examined: name → (earliest, latest) event time.
     chunk_objects: HashMap<String, (i64, i64)>,
+    /// Objects whose records were dated past their delivery: see [`Stats::clamped`].
+    clamped: u64,
     /// Objects of the chunk learned from in an earlier run.
     replayed: HashSet<String>,
     /// Signals (sequence steps) given, by detection id, in this run.
@@ -485,6 +491,7 @@ fn refit(rule: &Rule, finding: &mut Finding, events: &[(i64, String)], first: &M
         finding.first_seen,
         finding.last_seen,
     );
+    finding.bound();
 }
 
 impl Stats {
@@ -513,6 +520,7 @@ impl Stats {
             learning: micros(options.learning),
             state,
             chunk_objects: HashMap::default(),
+            clamped: 0,
             replayed: HashSet::default(),
             signals: HashMap::default(),
             chunk: ChunkRecords::default(),
@@ -660,7 +668,7 @@ impl Stats {
         self.chunk = ChunkRecords::default();
         // The observations' memory is reused by the next chunk.
         self.obs = all;
-        self.mark_chunk_learned();
+        self.mark_chunk_learned(now);
         newest_versions(out)
     }
 
@@ -1175,12 +1183,37 @@ impl Stats {
         out
     }
 
-    /// Marks the chunk's objects learned from (over the event times seen of each).
-    fn mark_chunk_learned(&mut self) {
+    /// Marks the chunk's objects learned from (over the event times seen of each), and moves
+    /// the state's clock (its horizon, from which expiry counts back) to the latest record.
+    /// The clock follows delivery, not the records' word: a record dated after its object's
+    /// delivery (the time in a CloudTrail file's name, or `now` for other files) by more than
+    /// [`CLOCK_SLACK`] moves it only that far, and is counted in [`Stats::clamped`].
+    fn mark_chunk_learned(&mut self, now: chrono::DateTime<chrono::Utc>) {
         for (name, (a, b)) in std::mem::take(&mut self.chunk_objects) {
             self.state.mark_learned(&name, a, b);
-            self.state.horizon = self.state.horizon.max(b);
+            let delivered = crate::source::key::delivery_time(&name)
+                .unwrap_or_else(|| now.timestamp_micros())
+                .min(now.timestamp_micros());
+            let ceiling = delivered.saturating_add(CLOCK_SLACK);
+            if b > ceiling {
+                self.clamped += 1;
+                tracing::warn!(
+                    object = name.as_str(),
+                    "records dated up to {}, after the object's delivery at {}: the state's \
+                     clock stops at {}",
+                    crate::finding::iso_time(b),
+                    crate::finding::iso_time(delivered),
+                    crate::finding::iso_time(ceiling)
+                );
+            }
+            self.state.horizon = self.state.horizon.max(b.min(ceiling));
         }
+    }
+
+    /// Objects whose records were dated after their delivery (by more than [`CLOCK_SLACK`]),
+    /// so that the state's clock did not follow them, since this value was made.
+    pub fn clamped(&self) -> u64 {
+        self.clamped
     }
 
     /// Keeps a finding with the object that triggered it.
