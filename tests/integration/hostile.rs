@@ -140,3 +140,91 @@ fn hostile_records_crash_nothing_and_hide_nothing() {
         "only {statistical:?} hold the hostile records"
     );
 }
+
+#[test]
+fn a_flood_of_denied_calls_makes_one_bounded_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let flood: Vec<String> = (0..30_000)
+        .map(|i| {
+            let minute = i / 1000;
+            let second = (i / 20) % 50;
+            record(&format!("denied-{i:05}"), "ListBuckets", "")
+                .replace(
+                    "2026-10-05T10:00:00Z",
+                    &format!("2026-10-05T10:{minute:02}:{second:02}Z"),
+                )
+                .replace(r#""cloudtrail.amazonaws.com""#, r#""s3.amazonaws.com""#)
+                .replace(
+                    r#""recipientAccountId""#,
+                    r#""errorCode":"AccessDenied","recipientAccountId""#,
+                )
+        })
+        .collect();
+    write_object(dir.path(), "floodfloodfloodf", &flood);
+    let out = trailhound(&["replay", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found = common::findings(&out);
+    let denied: Vec<_> = found
+        .iter()
+        .filter(|f| common::detection(f) == "access-denied-repeated")
+        .collect();
+    assert_eq!(denied.len(), 1, "{found:?}");
+    let f = denied[0];
+    let info = &f["service"]["additionalInfo"];
+    assert_eq!(f["service"]["count"], 30_000);
+    assert_eq!(info["eventIds"].as_array().unwrap().len(), 500);
+    assert_eq!(info["eventIds"][0], "denied-00000");
+    assert_eq!(info["eventIdsTruncated"], true);
+    assert!(
+        f.to_string().len() < 100_000,
+        "{} bytes",
+        f.to_string().len()
+    );
+}
+
+#[test]
+fn a_record_from_the_far_future_does_not_move_the_states_clock() {
+    let sim = tempfile::tempdir().unwrap();
+    common::simulate(sim.path(), 3, 1, "0.2");
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state.redb");
+    let s = state.to_str().unwrap();
+    let replay = |dir: &Path| {
+        let out = trailhound(&[
+            "replay",
+            "--state",
+            s,
+            dir.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let export = || -> serde_json::Value {
+        let out = trailhound(&["state", "export", "--state", s]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_str(&text(&out.stdout)).unwrap()
+    };
+    replay(sim.path());
+    let before = export();
+    let values = before["values"].as_object().unwrap().len();
+    assert!(values > 10, "{before}");
+
+    // An object delivered in the simulated days, holding a record dated in 2999.
+    let attacker = tempfile::tempdir().unwrap();
+    let future = record("from-the-future", "ListBuckets", "")
+        .replace("2026-10-05T10:00:00Z", "2999-01-01T00:00:00Z");
+    write_object(attacker.path(), "futurefuturefutu", &[future]);
+    let stderr = replay(attacker.path());
+    assert!(stderr.contains("the state's clock stops at"), "{stderr}");
+    let after = export();
+    let horizon = after["horizon"].as_str().unwrap_or_default().to_string();
+    assert!(horizon.starts_with("2026-"), "the clock moved to {horizon}");
+    // Nothing learned was expired by it.
+    assert!(
+        after["values"].as_object().unwrap().len() >= values,
+        "{values} values before, {} after",
+        after["values"].as_object().unwrap().len()
+    );
+}
