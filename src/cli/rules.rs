@@ -28,6 +28,19 @@ pub struct PackArgs {
         env = "TRAILHOUND_TRUSTED_ACCOUNTS"
     )]
     pub trusted_accounts: Vec<String>,
+
+    /// Your deployment pipelines, as role or user ARN patterns (`*` matches anything),
+    /// comma separated, such as arn:aws:iam::*:role/github-actions-deploy. Detections of
+    /// changes made "outside the pipeline" leave these identities out. A role's sessions are
+    /// known by the role that issued them; the user agent is never trusted (whoever holds a
+    /// key writes it).
+    #[arg(
+        long = "pipeline",
+        value_delimiter = ',',
+        value_name = "ARN_PATTERN,...",
+        env = "TRAILHOUND_PIPELINES"
+    )]
+    pub pipelines: Vec<String>,
 }
 
 impl PackArgs {
@@ -44,6 +57,14 @@ impl PackArgs {
         for account in &self.trusted_accounts {
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
                 bail!("--trusted-accounts: {account:?} is not a 12-digit AWS account id");
+            }
+        }
+        for pattern in &self.pipelines {
+            if !pattern.starts_with("arn:") || pattern.contains(":assumed-role/") {
+                bail!(
+                    "--pipeline: {pattern:?} is not a role or user ARN pattern \
+                     (such as arn:aws:iam::*:role/deploy); name a role, not its sessions"
+                );
             }
         }
         Ok(rules)
@@ -69,6 +90,7 @@ impl PackArgs {
         let options = EngineOptions {
             threads,
             trusted_accounts: self.trusted_accounts.iter().cloned().collect(),
+            pipelines: self.pipelines.clone(),
         };
         Ok(PendingEngine {
             rules: rules.clone(),
@@ -213,7 +235,10 @@ fn test(args: TestArgs) -> anyhow::Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let engine = std::sync::Arc::new(args.pack.engine(&runtime, 1)?);
+    // The tests' own pipeline is declared, whatever the user's are.
+    let mut pack = args.pack.clone();
+    pack.pipelines = vec![ruletest::TEST_PIPELINE.to_string()];
+    let engine = std::sync::Arc::new(pack.engine(&runtime, 1)?);
     for id in &args.ids {
         if !engine.rules().any(|r| &r.id == id) {
             bail!("no detection has the id {id:?} (see `trailhound rules list`)");

@@ -43,6 +43,8 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Accounts that `policy_outside_principals` treats as inside (the organisation's own).
     pub trusted_accounts: BTreeSet<String>,
+    /// The deployment pipelines' role or user ARN patterns, for `is_pipeline`.
+    pub pipelines: Vec<String>,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +52,7 @@ impl Default for EngineOptions {
         Self {
             threads: crate::read::default_threads(),
             trusted_accounts: BTreeSet::new(),
+            pipelines: Vec::new(),
         }
     }
 }
@@ -163,7 +166,10 @@ impl Engine {
     /// Plans every rule. All problems are returned together, each naming its file and line.
     pub async fn new(rules: Vec<Rule>, options: EngineOptions) -> Result<Self, Vec<RuleError>> {
         let threads = options.threads.max(1);
-        let trusted = Arc::new(options.trusted_accounts);
+        let trusted = Arc::new(crate::sql::security::Trust {
+            accounts: options.trusted_accounts,
+            pipelines: options.pipelines,
+        });
         let ctx = crate::sql::new_session_with(threads, &trusted).map_err(|e| {
             vec![RuleError {
                 path: "(engine)".into(),

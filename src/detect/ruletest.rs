@@ -21,6 +21,10 @@ use crate::finding::Finding;
 /// The account test records belong to unless they say otherwise.
 pub const TEST_ACCOUNT: &str = "111122223333";
 
+/// The deployment pipeline declared while detections' tests run (`--pipeline`): records of
+/// the role `test-pipeline` are the pipeline's.
+pub const TEST_PIPELINE: &str = "arn:aws:iam::*:role/test-pipeline";
+
 /// What one test did.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -25,8 +25,52 @@ use datafusion::logical_expr::{
 };
 use serde_json::Value;
 
-/// Accounts that are not "outside" for `policy_outside_principals` (the organisation's own).
-pub type TrustedAccounts = Arc<BTreeSet<String>>;
+/// What the user tells the detections about their own estate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Trust {
+    /// Accounts that are not "outside" for `policy_outside_principals` (the organisation's
+    /// own).
+    pub accounts: BTreeSet<String>,
+    /// The deployment pipelines' identities, as ARN patterns (`*` matches any run of
+    /// characters): IAM roles (`arn:aws:iam::*:role/github-actions-*`) or users. For
+    /// `is_pipeline`.
+    pub pipelines: Vec<String>,
+}
+
+impl Trust {
+    /// True when `arn` (a role's or a user's) matches one of the pipeline patterns.
+    pub fn is_pipeline(&self, arn: &str) -> bool {
+        self.pipelines.iter().any(|p| wildcard_match(p, arn))
+    }
+}
+
+/// `pattern` against `text`, `*` matching any run of characters (none included) and `?` any
+/// one, case-sensitively, as IAM matches ARNs.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and how much of the text it has taken.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The user's [`Trust`], shared by the functions that use it.
+pub type TrustedAccounts = Arc<Trust>;
 
 fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
@@ -226,8 +270,8 @@ fn for_each_row<'a>(
     }
 }
 
-type TextFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<String>;
-type BoolFn = fn(&[Option<&str>], &BTreeSet<String>) -> Option<bool>;
+type TextFn = fn(&[Option<&str>], &Trust) -> Option<String>;
+type BoolFn = fn(&[Option<&str>], &Trust) -> Option<bool>;
 
 #[derive(Debug, Clone, Copy)]
 enum Body {
@@ -331,8 +375,8 @@ pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
         function(
             "policy_outside_principals",
             2,
-            Body::Text(|a, trusted| {
-                let list = outside_principals(a[0]?, a[1].unwrap_or_default(), trusted);
+            Body::Text(|a, trust| {
+                let list = outside_principals(a[0]?, a[1].unwrap_or_default(), &trust.accounts);
                 (!list.is_empty()).then(|| list.join(","))
             }),
             trusted,
@@ -350,12 +394,88 @@ pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
             trusted,
         ),
         function("s3_bucket", 1, Body::Text(|a, _| s3_bucket(a[0]?)), trusted),
+        function(
+            "is_pipeline",
+            2,
+            Body::Bool(|a, trust| Some(pipeline_identity(a[0], a[1], trust))),
+            trusted,
+        ),
     ]
+}
+
+/// `is_pipeline(useridentity.arn, useridentity.sessioncontext.sessionissuer.arn)`: whether the
+/// caller is one of the deployment pipelines the user named (`--pipeline`). A role's session
+/// is judged by the role that issued it (AWS writes the issuer; the session name is the
+/// caller's to choose), anything else by its own ARN. Never by the user agent, which whoever
+/// holds the credentials writes.
+fn pipeline_identity(arn: Option<&str>, issuer: Option<&str>, trust: &Trust) -> bool {
+    match issuer.filter(|i| !i.is_empty()) {
+        Some(issuer) => trust.is_pipeline(issuer),
+        None => arn.is_some_and(|a| !a.contains(":assumed-role/") && trust.is_pipeline(a)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelines_are_known_by_who_they_are() {
+        let trust = Trust {
+            pipelines: vec![
+                "arn:aws:iam::*:role/github-actions-*".into(),
+                "arn:aws:iam::111122223333:user/terraform".into(),
+            ],
+            ..Default::default()
+        };
+        let role = "arn:aws:iam::111122223333:role/github-actions-deploy";
+        let session = "arn:aws:sts::111122223333:assumed-role/github-actions-deploy/GitHubActions";
+        assert!(pipeline_identity(Some(session), Some(role), &trust));
+        // Another role, whatever its session is called.
+        let other = "arn:aws:iam::111122223333:role/admin";
+        let dressed = "arn:aws:sts::111122223333:assumed-role/admin/github-actions-deploy";
+        assert!(!pipeline_identity(Some(dressed), Some(other), &trust));
+        // A session ARN is never matched by itself (its last part is the caller's to choose).
+        let lookalike = "arn:aws:sts::1:assumed-role/x/arn:aws:iam::1:role/github-actions-x";
+        assert!(!pipeline_identity(Some(lookalike), None, &trust));
+        assert!(pipeline_identity(
+            Some("arn:aws:iam::111122223333:user/terraform"),
+            None,
+            &trust
+        ));
+        assert!(!pipeline_identity(
+            Some("arn:aws:iam::111122223333:user/terraform2"),
+            None,
+            &trust
+        ));
+        assert!(!pipeline_identity(None, None, &trust));
+        assert!(!pipeline_identity(
+            Some(session),
+            Some(role),
+            &Trust::default()
+        ));
+    }
+
+    #[test]
+    fn wildcards_match_like_iam() {
+        for (pattern, text, expected) in [
+            ("a*c", "abbbc", true),
+            ("a*c", "ac", true),
+            ("a*c", "acb", false),
+            ("*", "", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*x*y", "axxbyy", true),
+            ("arn:aws:iam::*:role/ci", "arn:aws:iam::1:role/ci", true),
+            (
+                "arn:aws:iam::*:role/ci",
+                "arn:aws:iam::1:role/ci-evil",
+                false,
+            ),
+        ] {
+            assert_eq!(wildcard_match(pattern, text), expected, "{pattern} {text}");
+        }
+    }
 
     const OWN: &str = "111122223333";
 
