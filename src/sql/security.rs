@@ -11,6 +11,9 @@
 //!   when it is not base64.
 //! * `s3_bucket(uri)`: the bucket of `s3://bucket/key`, `https://bucket.s3…/key`,
 //!   `https://s3…/bucket/key` or `arn:aws:s3:::bucket/key`.
+//! * `ip_network(address)`, `is_private_ip(address)`: an address's /24 (IPv4) or /48 (IPv6),
+//!   and whether it is off the internet.
+//! * `is_pipeline(arn, issuer_arn)`: whether the caller is a declared deployment pipeline.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -395,12 +398,76 @@ pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
         ),
         function("s3_bucket", 1, Body::Text(|a, _| s3_bucket(a[0]?)), trusted),
         function(
+            "ip_network",
+            1,
+            Body::Text(|a, _| ip_network(a[0]?)),
+            trusted,
+        ),
+        function(
+            "is_private_ip",
+            1,
+            Body::Bool(|a, _| Some(is_private_ip(a[0]?))),
+            trusted,
+        ),
+        function(
             "is_pipeline",
             2,
             Body::Bool(|a, trust| Some(pipeline_identity(a[0], a[1], trust))),
             trusted,
         ),
     ]
+}
+
+/// `ip_network(sourceipaddress)`: the network an address belongs to, as detections group
+/// "where a call came from": the /24 of an IPv4 address (`192.0.2.0/24`), the /48 of an IPv6
+/// one (`2001:db8:1::/48`, an IPv4-mapped address as IPv4); NULL for anything that is not an
+/// address (a service's name, `AWS Internal`).
+pub fn ip_network(text: &str) -> Option<String> {
+    match text.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => Some(v4_network(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(v4_network(v4)),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+                Some(format!("{net}/48"))
+            }
+        },
+    }
+}
+
+fn v4_network(v4: std::net::Ipv4Addr) -> String {
+    let [a, b, c, _] = v4.octets();
+    format!("{a}.{b}.{c}.0/24")
+}
+
+/// `is_private_ip(sourceipaddress)`: true for addresses that are not on the internet: IPv4
+/// private, loopback, link-local and shared (100.64/10) ranges, IPv6 unique-local (fc00::/7),
+/// link-local (fe80::/10) and loopback, and IPv4-mapped forms of those. False for public
+/// addresses and for text that is not an address.
+pub fn is_private_ip(text: &str) -> bool {
+    let v4_private = |v4: std::net::Ipv4Addr| {
+        let [a, b, ..] = v4.octets();
+        v4.is_private()
+            || v4.is_loopback()
+            || v4.is_link_local()
+            || v4.is_unspecified()
+            || (a == 100 && (64..128).contains(&b))
+    };
+    match text.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4_private(v4),
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_private(v4),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
+        Err(_) => false,
+    }
 }
 
 /// `is_pipeline(useridentity.arn, useridentity.sessioncontext.sessionissuer.arn)`: whether the
@@ -454,6 +521,52 @@ mod tests {
             Some(role),
             &Trust::default()
         ));
+    }
+
+    #[test]
+    fn networks_group_ipv4_by_24_and_ipv6_by_48() {
+        assert_eq!(ip_network("192.0.2.66").as_deref(), Some("192.0.2.0/24"));
+        assert_eq!(
+            ip_network("2001:db8:1:2:3:4:5:6").as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        assert_eq!(
+            ip_network("2001:db8:1:ffff::1"),
+            ip_network("2001:db8:1:2::9"),
+            "one /48"
+        );
+        assert_ne!(ip_network("2001:db8:1::1"), ip_network("2001:db8:2::1"));
+        assert_eq!(
+            ip_network("::ffff:198.51.100.7").as_deref(),
+            Some("198.51.100.0/24")
+        );
+        assert_eq!(ip_network("s3.amazonaws.com"), None);
+        assert_eq!(ip_network("AWS Internal"), None);
+        for private in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private_ip(private), "{private}");
+        }
+        for public in [
+            "192.0.2.66",
+            "8.8.8.8",
+            "2001:db8::1",
+            "2600:1f18::1",
+            "::ffff:8.8.8.8",
+            "s3.amazonaws.com",
+            "",
+        ] {
+            assert!(!is_private_ip(public), "{public}");
+        }
     }
 
     #[test]
