@@ -19,8 +19,10 @@ pub struct PackArgs {
     #[arg(long)]
     pub no_builtin: bool,
 
-    /// Accounts of your own organisation, comma separated: policies granting them access are
-    /// not "outside the account".
+    /// Accounts of your own organisation, and the organisation's id (o-...), comma
+    /// separated: policies granting them access are not "outside the account". A policy
+    /// scoped to an organisation by aws:PrincipalOrgID counts as inside only for an
+    /// organisation named here (anyone can name their own).
     #[arg(
         long,
         value_delimiter = ',',
@@ -55,8 +57,18 @@ impl PackArgs {
             bail!("no detections to run: --no-builtin was given and --detections holds none");
         }
         for account in &self.trusted_accounts {
-            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-                bail!("--trusted-accounts: {account:?} is not a 12-digit AWS account id");
+            let is_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+            let is_org = account.strip_prefix("o-").is_some_and(|id| {
+                (10..=32).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+            if !is_account && !is_org {
+                bail!(
+                    "--trusted-accounts: {account:?} is neither a 12-digit AWS account id nor an \
+                     organisation id (o-...)"
+                );
             }
         }
         for pattern in &self.pipelines {

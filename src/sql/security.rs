@@ -3,10 +3,11 @@
 //! * `policy_outside_principals(policy, account)`: the principals an IAM policy document
 //!   (key policy, trust policy, resource policy) allows that are outside `account`, comma
 //!   separated, or NULL when there are none. `*` (or `{"AWS": "*"}`) counts as outside unless
-//!   the statement's condition pins it to the account or organisation. Accounts named with
-//!   `--trusted-accounts` are not outside.
-//! * `policy_allows_all(policy)`: true when an `Allow` statement grants every action on every
-//!   resource (`"Action": "*"` with `"Resource": "*"`, or `NotAction` with `"Resource": "*"`).
+//!   the statement's condition pins the caller's account, ARN or organisation to `account` or
+//!   to what `--trusted-accounts` declares (accounts and `o-` organisation ids); a condition
+//!   naming anyone else's, a negated one or `Null` keeps nobody out.
+//! * `policy_allows_all(policy)`: true when an `Allow` statement grants every action, or all of
+//!   IAM (any case), on every resource (`*`, `arn:*`, `NotResource`, ...).
 //! * `from_base64_text(text)`: base64 decoded as UTF-8 text (invalid bytes replaced), NULL
 //!   when it is not base64.
 //! * `s3_bucket(uri)`: the bucket of `s3://bucket/key`, `https://bucket.s3…/key`,
@@ -107,42 +108,111 @@ fn principal_account(p: &str) -> Option<&str> {
     (matches!(service, "iam" | "sts") && !account.is_empty()).then_some(account)
 }
 
-/// Whether a statement's condition keeps a wildcard principal inside the account or
-/// organisation (a condition on the caller's account, organisation, ARN or source).
-fn condition_scopes(statement: &Value, account: &str) -> bool {
-    let Some(condition) = statement.get("Condition") else {
+/// Whether a statement's condition keeps the callers it allows inside `account` (or the
+/// accounts and organisations of `trust`): a matching operator (`StringEquals`, `StringLike`,
+/// `ArnEquals`, `ArnLike`, their `IgnoreCase`, `IfExists` and `ForAnyValue:` forms) on a key
+/// that names the caller's account, organisation or ARN, every value of which is inside.
+/// Negated operators, `Null` = false and `ForAllValues:` keep nobody out, nor does a key
+/// compared with a wildcard (`arn:aws:iam::*:role/x`, `o-*`), nor `...IfExists` on the
+/// organisation (absent for an account in none): those pass for outsiders too.
+fn condition_scopes(statement: &Value, account: &str, trust: &Trust) -> bool {
+    let Some(operators) = statement.get("Condition").and_then(Value::as_object) else {
         return false;
     };
-    const SCOPING_KEYS: &[&str] = &[
-        "aws:principalorgid",
-        "aws:principalorgpaths",
+    // Keys every AWS principal's request carries: `...IfExists` on them is as strict as
+    // without, and `Null` = true on them lets nobody in.
+    const ALWAYS_PRESENT: &[&str] = &[
         "aws:principalaccount",
         "aws:principalarn",
-        "aws:sourceaccount",
-        "aws:sourcearn",
-        "aws:sourceorgid",
-        "aws:sourceorgpaths",
-        "aws:sourcevpce",
-        "aws:sourcevpc",
         "kms:calleraccount",
-        "aws:userid",
     ];
-    let Some(ops) = condition.as_object() else {
-        return false;
-    };
-    ops.values().filter_map(Value::as_object).any(|keys| {
-        keys.iter().any(|(k, v)| {
-            let k = k.to_ascii_lowercase();
-            SCOPING_KEYS.contains(&k.as_str())
-                && strings(Some(v))
-                    .iter()
-                    .all(|s| !s.contains('*') || s.contains(account) || s.starts_with("o-"))
+    operators.iter().any(|(operator, keys)| {
+        let operator = operator.to_ascii_lowercase();
+        let operator = operator.strip_prefix("foranyvalue:").unwrap_or(&operator);
+        let (operator, if_exists) = match operator.strip_suffix("ifexists") {
+            Some(base) => (base, true),
+            None => (operator, false),
+        };
+        let Some(keys) = keys.as_object() else {
+            return false;
+        };
+        keys.iter().any(|(key, values)| {
+            let key = key.to_ascii_lowercase();
+            let values = strings(Some(values));
+            let present = ALWAYS_PRESENT.contains(&key.as_str());
+            match operator {
+                "null" => present && !values.is_empty() && values.iter().all(|v| *v == "true"),
+                "stringequals"
+                | "stringequalsignorecase"
+                | "stringlike"
+                | "arnequals"
+                | "arnlike" => {
+                    let like = matches!(operator, "stringlike" | "arnequals" | "arnlike");
+                    (present || !if_exists)
+                        && !values.is_empty()
+                        && values
+                            .iter()
+                            .all(|v| value_inside(&key, v, like, account, trust))
+                }
+                _ => false,
+            }
         })
     })
 }
 
-/// The principals `policy` allows that are outside `account` (and not trusted).
-pub fn outside_principals(policy: &str, account: &str, trusted: &BTreeSet<String>) -> Vec<String> {
+/// Whether requiring the condition key `key` to be `value` keeps callers inside. With `like`
+/// (`StringLike`, `ArnLike`, `ArnEquals`) `*` and `?` are wildcards, which outsiders may match;
+/// otherwise they are literal. A value no outsider can have (not an account id, not an
+/// organisation id, an ARN of no account) lets no outsider in either.
+fn value_inside(key: &str, value: &str, like: bool, account: &str, trust: &Trust) -> bool {
+    let open = |v: &str| like && v.contains(['*', '?']);
+    let own = |a: &str| a == account || trust.accounts.contains(a);
+    let account_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    let org_id = |o: &str| {
+        o.strip_prefix("o-").is_some_and(|id| {
+            (10..=32).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+    };
+    match key {
+        "aws:principalaccount" | "aws:sourceaccount" | "kms:calleraccount" => {
+            !open(value) && (own(value) || !account_id(value))
+        }
+        "aws:principalarn" | "aws:sourcearn" => match arn_part(value, 4) {
+            // Wildcards only after the account (a role path or name) stay in that account.
+            Some(a) => {
+                let before_account: String = value.splitn(6, ':').take(5).collect();
+                !open(&before_account) && (own(a) || !account_id(a))
+            }
+            None => !open(value),
+        },
+        "aws:principalorgid" | "aws:sourceorgid" => {
+            !open(value) && (trust.accounts.contains(value) || !org_id(value))
+        }
+        "aws:principalorgpaths" | "aws:sourceorgpaths" => {
+            let org = value.split('/').next().unwrap_or_default();
+            !open(org) && (trust.accounts.contains(org) || !org_id(org))
+        }
+        // Traffic only through a VPC or VPC endpoint: trailhound cannot tell whose it is, and
+        // takes it for the account's own.
+        "aws:sourcevpce" | "aws:sourcevpc" => !open(value),
+        _ => false,
+    }
+}
+
+/// Part `index` of an ARN (`arn:partition:service:region:account:resource`).
+fn arn_part(arn: &str, index: usize) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    (parts.next()? == "arn").then_some(())?;
+    parts.nth(index - 1)
+}
+
+/// The principals `policy` allows that are outside `account` (and not trusted): a principal of
+/// another account, or everyone (`*`, `NotPrincipal`), unless a condition keeps the callers
+/// inside (see `condition_scopes`).
+pub fn outside_principals(policy: &str, account: &str, trust: &Trust) -> Vec<String> {
     let Ok(doc) = serde_json::from_str::<Value>(policy) else {
         return Vec::new();
     };
@@ -166,16 +236,17 @@ pub fn outside_principals(policy: &str, account: &str, trusted: &BTreeSet<String
             }
             _ => {}
         }
+        let scoped = condition_scopes(st, account, trust);
         for name in names {
-            let outside = if name == "*" {
-                !condition_scopes(st, account)
+            let foreign = if name == "*" {
+                true
             } else {
                 match principal_account(&name) {
-                    Some(a) => a != account && !trusted.contains(a),
+                    Some(a) => a != account && !trust.accounts.contains(a),
                     None => false,
                 }
             };
-            if outside && !out.contains(&name) {
+            if foreign && !scoped && !out.contains(&name) {
                 out.push(name);
             }
         }
@@ -183,20 +254,95 @@ pub fn outside_principals(policy: &str, account: &str, trusted: &BTreeSet<String
     out
 }
 
-/// Whether an `Allow` statement of `policy` grants every action on every resource.
+/// Whether an `Allow` statement of `policy` grants every action, every IAM action (which is
+/// as much: a principal with all of IAM grants itself the rest) or every action but IAM's, on
+/// every resource. Actions
+/// are matched without regard to case, as IAM matches them; `NotAction` grants what it does
+/// not name, `NotResource` every resource but those it names, and `arn:*`, `arn:aws:*` or
+/// `*:*:*:*` count as every resource.
 pub fn allows_all(policy: &str) -> bool {
     let Ok(doc) = serde_json::from_str::<Value>(policy) else {
         return false;
     };
     statements(&doc).into_iter().any(|st| {
-        let allow = st.get("Effect").and_then(Value::as_str) == Some("Allow");
-        let every_action = strings(st.get("Action"))
-            .iter()
-            .any(|a| *a == "*" || *a == "*:*")
-            || st.get("NotAction").is_some();
-        let every_resource = strings(st.get("Resource")).contains(&"*");
-        allow && every_action && every_resource
+        st.get("Effect").and_then(Value::as_str) == Some("Allow")
+            && (grants_all_of_iam(st) || grants_all_but_iam(st))
+            && on_every_resource(st)
     })
+}
+
+fn all_wildcard(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c == '*')
+}
+
+/// Whether an action pattern covers every IAM action (every action included).
+fn covers_iam(pattern: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.split_once(':') {
+        None => all_wildcard(&pattern),
+        Some((service, action)) => wildcard_match(service, "iam") && all_wildcard(action),
+    }
+}
+
+/// Whether an action pattern names some IAM action.
+fn touches_iam(pattern: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.split_once(':') {
+        None => pattern.contains('*'),
+        Some((service, _)) => wildcard_match(service, "iam"),
+    }
+}
+
+fn grants_all_of_iam(st: &Value) -> bool {
+    if st.get("NotAction").is_some() {
+        return !strings(st.get("NotAction")).iter().any(|p| touches_iam(p));
+    }
+    strings(st.get("Action")).iter().any(|p| covers_iam(p))
+}
+
+/// Whether a statement grants every action but (some of) IAM's: a `NotAction` that names IAM
+/// actions only, as AWS's PowerUserAccess does. As good as everything: it reaches every
+/// secret, key and instance.
+fn grants_all_but_iam(st: &Value) -> bool {
+    let named = strings(st.get("NotAction"));
+    !named.is_empty()
+        && named.iter().all(|p| {
+            p.to_ascii_lowercase()
+                .split_once(':')
+                .is_some_and(|(service, _)| service == "iam")
+        })
+}
+
+/// Whether a resource pattern covers every ARN: `*`, `*:*` and the like (each part all
+/// wildcards, at most six), or `arn:` + a partition pattern that matches `aws` + parts that
+/// are all wildcards (`arn:*`, `arn:aws:*`, `arn:aws:*:*:*:*`).
+fn covers_every_resource(pattern: &str) -> bool {
+    let parts: Vec<&str> = pattern.split(':').collect();
+    if parts.len() > 6 {
+        return false;
+    }
+    if parts.iter().all(|p| all_wildcard(p)) {
+        return true;
+    }
+    parts[0] == "arn"
+        && match parts.len() {
+            1 => false,
+            2 => all_wildcard(parts[1]),
+            _ => wildcard_match(parts[1], "aws") && parts[2..].iter().all(|p| all_wildcard(p)),
+        }
+}
+
+fn on_every_resource(st: &Value) -> bool {
+    if st.get("NotResource").is_some() {
+        // Every resource but those named: only a NotResource that names everything leaves
+        // nothing.
+        return !strings(st.get("NotResource"))
+            .iter()
+            .any(|r| covers_every_resource(r));
+    }
+    strings(st.get("Resource"))
+        .iter()
+        .any(|r| covers_every_resource(r))
 }
 
 /// Base64 (standard or URL-safe, padded or not) decoded as text.
@@ -379,7 +525,7 @@ pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
             "policy_outside_principals",
             2,
             Body::Text(|a, trust| {
-                let list = outside_principals(a[0]?, a[1].unwrap_or_default(), &trust.accounts);
+                let list = outside_principals(a[0]?, a[1].unwrap_or_default(), trust);
                 (!list.is_empty()).then(|| list.join(","))
             }),
             trusted,
@@ -485,6 +631,8 @@ fn pipeline_identity(arn: Option<&str>, issuer: Option<&str>, trust: &Trust) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
 
     #[test]
     fn pipelines_are_known_by_who_they_are() {
@@ -593,7 +741,7 @@ mod tests {
     const OWN: &str = "111122223333";
 
     fn outside(policy: &str) -> Vec<String> {
-        outside_principals(policy, OWN, &BTreeSet::new())
+        outside_principals(policy, OWN, &Trust::default())
     }
 
     #[test]
@@ -622,12 +770,22 @@ mod tests {
     fn scoped_wildcards_and_trusted_accounts_are_inside() {
         let scoped = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"111122223333","kms:ViaService":"s3.eu-west-1.amazonaws.com"}}}]}"#;
         assert!(outside(scoped).is_empty());
-        let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc123"}}}]}"#;
-        assert!(outside(org).is_empty());
+        // An organisation is inside only when it is declared (`--trusted-accounts o-...`):
+        // anyone can name their own.
+        let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc1234567"}}}]}"#;
+        assert_eq!(outside(org), vec!["*"]);
+        let ours = Trust {
+            accounts: BTreeSet::from(["o-abc1234567".to_string()]),
+            ..Default::default()
+        };
+        assert!(outside_principals(org, OWN, &ours).is_empty());
         let weak = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
         assert_eq!(outside(weak), vec!["*"]);
         let partner = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:Decrypt","Resource":"*"}]}"#;
-        let trusted = BTreeSet::from(["444455556666".to_string()]);
+        let trusted = Trust {
+            accounts: BTreeSet::from(["444455556666".to_string()]),
+            ..Default::default()
+        };
         assert!(outside_principals(partner, OWN, &trusted).is_empty());
     }
 
@@ -668,5 +826,349 @@ mod tests {
             "my-bucket"
         );
         assert_eq!(s3_bucket("nothing"), None);
+    }
+
+    /// A small reference evaluator: does a statement allow `action` on `resource` for a caller
+    /// of `account` in `org`, by IAM's rules for the elements and operators used below?
+    mod reference {
+        use super::super::wildcard_match;
+        use serde_json::Value;
+
+        fn list(v: Option<&Value>) -> Vec<String> {
+            match v {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
+                Some(Value::String(s)) => vec![s.clone()],
+                _ => Vec::new(),
+            }
+        }
+
+        fn matches_any(patterns: &[String], text: &str, fold: bool) -> bool {
+            patterns.iter().any(|p| {
+                if fold {
+                    wildcard_match(&p.to_ascii_lowercase(), &text.to_ascii_lowercase())
+                } else {
+                    wildcard_match(p, text)
+                }
+            })
+        }
+
+        pub fn allows_request(st: &Value, action: &str, resource: &str) -> bool {
+            let allow = st["Effect"] == "Allow";
+            let action_ok = if st.get("NotAction").is_some() {
+                !matches_any(&list(st.get("NotAction")), action, true)
+            } else {
+                matches_any(&list(st.get("Action")), action, true)
+            };
+            let resource_ok = if st.get("NotResource").is_some() {
+                !matches_any(&list(st.get("NotResource")), resource, false)
+            } else {
+                matches_any(&list(st.get("Resource")), resource, false)
+            };
+            allow && action_ok && resource_ok
+        }
+
+        /// The request context of a caller (one role of `account`, in `org`).
+        fn context(key: &str, account: &str, org: Option<&str>) -> Option<String> {
+            match key.to_ascii_lowercase().as_str() {
+                "aws:principalaccount" | "kms:calleraccount" => Some(account.into()),
+                "aws:principalorgid" => org.map(String::from),
+                "aws:principalarn" => Some(format!("arn:aws:iam::{account}:role/r")),
+                _ => None,
+            }
+        }
+
+        pub fn allows_caller(st: &Value, account: &str, org: Option<&str>) -> bool {
+            if st["Effect"] != "Allow" {
+                return false;
+            }
+            let principal_ok = match st.get("Principal") {
+                Some(Value::String(s)) => s == "*",
+                Some(Value::Object(m)) => list(m.get("AWS"))
+                    .iter()
+                    .any(|p| p == "*" || p == account || p.split(':').nth(4) == Some(account)),
+                _ => false,
+            };
+            let conditions_ok = st
+                .get("Condition")
+                .and_then(Value::as_object)
+                .is_none_or(|ops| {
+                    ops.iter().all(|(op, keys)| {
+                        keys.as_object().is_some_and(|keys| {
+                            keys.iter().all(|(key, values)| {
+                                let values = list(Some(values));
+                                let x = context(key, account, org);
+                                let op = op.as_str();
+                                match op {
+                                    "Null" => {
+                                        let absent = x.is_none();
+                                        values.iter().all(|v| (v == "true") == absent)
+                                    }
+                                    _ => {
+                                        // An absent key: IAM's negated operators and
+                                        // `...IfExists` pass, the others fail.
+                                        let Some(x) = x else {
+                                            return op.ends_with("IfExists") || op.contains("Not");
+                                        };
+                                        let base = op
+                                            .trim_start_matches("ForAnyValue:")
+                                            .trim_end_matches("IfExists");
+                                        let equal = values.iter().any(|v| v == &x);
+                                        let like = values.iter().any(|v| wildcard_match(v, &x));
+                                        match base {
+                                            "StringEquals" | "ArnEquals" => equal,
+                                            "StringLike" | "ArnLike" => like,
+                                            "StringNotEquals" => !equal,
+                                            "StringNotLike" => !like,
+                                            _ => false,
+                                        }
+                                    }
+                                }
+                            })
+                        })
+                    })
+                });
+            principal_ok && conditions_ok
+        }
+    }
+
+    const ATTACKER: &str = "999988887777";
+    const PARTNER: &str = "444455556666";
+
+    fn trust() -> Trust {
+        Trust {
+            accounts: BTreeSet::from([PARTNER.to_string(), "o-own1234567".to_string()]),
+            ..Default::default()
+        }
+    }
+
+    fn one_of(items: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(items)
+    }
+
+    fn some_of(items: &'static [&'static str]) -> impl Strategy<Value = Value> {
+        proptest::sample::subsequence(items, 1..=2).prop_map(|v| {
+            if v.len() == 1 {
+                json!(v[0])
+            } else {
+                json!(v)
+            }
+        })
+    }
+
+    fn statement_strategy() -> impl Strategy<Value = Value> {
+        const ACTIONS: &[&str] = &[
+            "*",
+            "*:*",
+            "iam:*",
+            "IAM:*",
+            "i*:*",
+            "iam:Attach*",
+            "s3:*",
+            "iam:AttachUserPolicy",
+            "iam:PassRole",
+            "s3:GetObject",
+            "kms:Decrypt",
+            "ec2:*",
+        ];
+        const RESOURCES: &[&str] = &[
+            "*",
+            "arn:*",
+            "arn:aws:*",
+            "arn:aws:*:*:*:*",
+            "*:*",
+            "arn:aws:s3:::*",
+            "arn:aws:iam::*:role/*",
+            "arn:aws:s3:::b/k",
+            "arn:*:*",
+        ];
+        const NOT_RESOURCES: &[&str] = &["*", "arn:aws:s3:::secret/*", "arn:*"];
+        const NOT_ACTIONS: &[&str] = &[
+            "iam:*",
+            "IAM:*",
+            "iam:Attach*",
+            "iam:PassRole",
+            "s3:*",
+            "kms:Decrypt",
+            "*",
+        ];
+        (
+            one_of(&["Allow", "Allow", "Deny"]),
+            any::<bool>(),
+            (some_of(ACTIONS), some_of(NOT_ACTIONS)),
+            any::<bool>(),
+            some_of(RESOURCES),
+            some_of(NOT_RESOURCES),
+        )
+            .prop_map(
+                |(
+                    effect,
+                    not_action,
+                    (actions, not_actions),
+                    not_resource,
+                    resources,
+                    not_resources,
+                )| {
+                    let mut st = json!({"Effect": effect});
+                    if not_action {
+                        st["NotAction"] = not_actions;
+                    } else {
+                        st["Action"] = actions;
+                    }
+                    if not_resource {
+                        st["NotResource"] = not_resources;
+                    } else {
+                        st["Resource"] = resources;
+                    }
+                    st
+                },
+            )
+    }
+
+    fn principal_statement_strategy() -> impl Strategy<Value = Value> {
+        const PRINCIPALS: &[&str] = &[
+            "*",
+            "AWS:*",
+            "AWS:111122223333",
+            "AWS:999988887777",
+            "AWS:444455556666",
+            "AWS:arn:aws:iam::999988887777:root",
+            "AWS:arn:aws:iam::111122223333:role/r",
+        ];
+        const OPERATORS: &[&str] = &[
+            "StringEquals",
+            "StringEqualsIfExists",
+            "StringLike",
+            "StringNotEquals",
+            "ForAnyValue:StringEquals",
+            "ArnLike",
+        ];
+        const ACCOUNTS: &[&str] = &["111122223333", "999988887777", "444455556666", "*", "9999*"];
+        const ORGS: &[&str] = &["o-own1234567", "o-attacker99", "o-*", "*"];
+        const ARNS: &[&str] = &[
+            "arn:aws:iam::111122223333:role/r",
+            "arn:aws:iam::*:role/r",
+            "arn:aws:iam::999988887777:role/r",
+            "arn:aws:iam::111122223333:role/*",
+            "*",
+        ];
+        let key_values = prop_oneof![
+            (
+                one_of(&["aws:PrincipalAccount", "kms:CallerAccount"]),
+                some_of(ACCOUNTS)
+            ),
+            (Just("aws:PrincipalOrgID"), some_of(ORGS)),
+            (Just("aws:PrincipalArn"), some_of(ARNS)),
+        ];
+        let condition = prop_oneof![
+            (one_of(OPERATORS), key_values)
+                .prop_map(|(op, (key, values))| json!({ op: { key: values } })),
+            (
+                one_of(&["aws:PrincipalAccount", "aws:PrincipalOrgID"]),
+                one_of(&["true", "false"])
+            )
+                .prop_map(|(key, v)| json!({"Null": { key: v }})),
+        ];
+        (
+            one_of(&["Allow", "Allow", "Deny"]),
+            one_of(PRINCIPALS),
+            proptest::option::of(condition),
+        )
+            .prop_map(|(effect, principal, condition)| {
+                let principal = match principal.split_once(':') {
+                    Some(("AWS", p)) => json!({"AWS": p}),
+                    _ => json!(principal),
+                };
+                let mut st = json!({"Effect": effect, "Principal": principal,
+                    "Action": "kms:Decrypt", "Resource": "*"});
+                if let Some(c) = condition {
+                    st["Condition"] = c;
+                }
+                st
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn allows_all_agrees_with_the_reference_evaluator(
+            statements in proptest::collection::vec(statement_strategy(), 1..3)
+        ) {
+            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            const IAM: &[&str] = &["iam:AttachUserPolicy", "iam:CreatePolicyVersion", "iam:PassRole"];
+            const ANYWHERE: &[&str] = &[
+                "arn:aws:iam::111122223333:role/x",
+                "arn:aws:s3:::b/k",
+                "arn:aws:ec2:us-east-1:111122223333:instance/i-1",
+            ];
+            const OTHER: &[&str] = &["s3:GetObject", "ec2:RunInstances", "kms:Decrypt", "sts:AssumeRole"];
+            // All of IAM, or everything else, on every resource.
+            let reference = statements.iter().any(|st| {
+                let all = |actions: &[&str]| {
+                    actions.iter().all(|a| ANYWHERE.iter().all(|r| reference::allows_request(st, a, r)))
+                };
+                all(IAM) || all(OTHER)
+            });
+            prop_assert_eq!(allows_all(&policy), reference, "{}", policy);
+        }
+
+        #[test]
+        fn outside_principals_agrees_with_the_reference_evaluator(
+            statements in proptest::collection::vec(principal_statement_strategy(), 1..3)
+        ) {
+            let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            // Outside: an account neither the policy's own nor trusted is let in.
+            let reference = statements.iter().any(|st| {
+                // Any outsider, in an organisation or not (an account can leave one).
+                [ATTACKER, "555566667777"].iter().any(|account| {
+                    [Some("o-attacker99"), None]
+                        .iter()
+                        .any(|org| reference::allows_caller(st, account, *org))
+                })
+            });
+            let found = !outside_principals(&policy, OWN, &trust()).is_empty();
+            // Never an outsider missed. A policy that names another account's principal and
+            // then excludes it by a condition is reported all the same (naming it is worth a
+            // look); with only `*` principals the two agree exactly.
+            if reference {
+                prop_assert!(found, "missed: {}", policy);
+            }
+            let only_everyone = statements
+                .iter()
+                .all(|st| st["Effect"] != "Allow" || st["Principal"] == "*" || st["Principal"]["AWS"] == "*");
+            if only_everyone {
+                prop_assert_eq!(found, reference, "{}", policy);
+            }
+        }
+    }
+
+    #[test]
+    fn the_issues_evasions_are_caught() {
+        let t = trust();
+        let outside = |policy: &str| !outside_principals(policy, OWN, &t).is_empty();
+        for condition in [
+            r#"{"StringEquals":{"aws:PrincipalAccount":"999988887777"}}"#,
+            r#"{"StringEquals":{"aws:PrincipalOrgID":"o-attacker99"}}"#,
+            r#"{"StringNotEquals":{"aws:PrincipalAccount":"111122223333"}}"#,
+            r#"{"Null":{"aws:PrincipalOrgID":"false"}}"#,
+        ] {
+            let policy = format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*","Condition":{condition}}}]}}"#
+            );
+            assert!(outside(&policy), "{policy}");
+        }
+        for (action, resource) in [
+            (r#""Action":"*""#, r#""NotResource":"arn:aws:s3:::x/*""#),
+            (r#""Action":"*""#, r#""Resource":"arn:*""#),
+            (
+                r#""NotAction":"s3:*""#,
+                r#""NotResource":"arn:aws:s3:::x/*""#,
+            ),
+            (r#""Action":"IAM:*""#, r#""Resource":"*""#),
+        ] {
+            let policy = format!(r#"{{"Statement":[{{"Effect":"Allow",{action},{resource}}}]}}"#);
+            assert!(allows_all(&policy), "{policy}");
+        }
     }
 }
