@@ -191,7 +191,15 @@ fn state_show_explains_what_was_learned_and_reset_forgets_it() {
     let s = default.to_str().unwrap();
     // What is known about the principals: when each was first seen, and its first-seen
     // values with their first and last sightings.
-    let shown = trailhound(&["state", "show", "--state", s, "arn:aws:iam::"]);
+    let shown = trailhound(&[
+        "state",
+        "show",
+        "--state",
+        s,
+        "--limit",
+        "1000",
+        "arn:aws:iam::",
+    ]);
     assert!(shown.status.success(), "{}", text(&shown.stderr));
     let shown = text(&shown.stdout);
     assert!(shown.contains("\nentities ("), "{shown}");
