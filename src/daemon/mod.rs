@@ -149,6 +149,8 @@ pub struct Daemon {
     sinks: Vec<Sink>,
     options: Options,
     metrics: Arc<Metrics>,
+    /// The statistics' counts of clamped objects and evicted entries already in the metrics.
+    counted: (u64, u64),
 }
 
 /// What becomes of a message once its batch has been examined: its acknowledgement. Every
@@ -191,6 +193,7 @@ impl Daemon {
             sinks,
             options,
             metrics,
+            counted: (0, 0),
         }
     }
 
@@ -399,6 +402,18 @@ impl Daemon {
         for f in &findings {
             m.inc(Metric::Findings, &[("severity", f.severity_label())]);
         }
+        // Records dated past their delivery, and state entries forgotten at the caps.
+        let stats = self.examiner.stats();
+        let (clamped, evicted) = (stats.clamped(), stats.evicted());
+        for (kind, now, before) in [
+            ("event-time-clamped", clamped, self.counted.0),
+            ("state-evicted", evicted, self.counted.1),
+        ] {
+            if now > before {
+                m.add(Metric::Errors, &[("kind", kind)], (now - before) as f64);
+            }
+        }
+        self.counted = (clamped, evicted);
         let now_ms = chrono::Utc::now().timestamp_millis();
         if let Some(t) = newest {
             m.set(

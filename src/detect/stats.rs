@@ -44,6 +44,58 @@ const HOUR: i64 = 3_600_000_000;
 /// delivers a file within about 15 minutes of its events.
 pub const CLOCK_SLACK: i64 = HOUR;
 
+/// Most entries kept for one account in each table of what the statistics learn: first-seen
+/// values and rate histories per detection and account, entities per account. A flood of
+/// distinct keys, sessions or addresses (whoever holds a credential can make one) grows the
+/// state no further: the least recently seen entries are forgotten first.
+pub const MAX_ENTRIES_PER_ACCOUNT: usize = 20_000;
+
+/// Holds each group of `table` (keys alike in their first `group_parts` parts) to `max`
+/// entries, forgetting the least recent (by `recency`) first. Returns how many were forgotten.
+fn cap<V>(
+    table: &mut crate::detect::state::Table<V>,
+    group_parts: usize,
+    max: usize,
+    recency: impl Fn(&V) -> i64,
+) -> usize {
+    let group = |key: &str| -> String {
+        key.split('\u{1f}')
+            .take(group_parts)
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
+    };
+    let mut counts: HashMap<String, usize> = HashMap::default();
+    for (key, _) in table.iter() {
+        *counts.entry(group(key)).or_default() += 1;
+    }
+    let over: HashSet<String> = counts
+        .into_iter()
+        .filter(|(_, n)| *n > max)
+        .map(|(g, _)| g)
+        .collect();
+    if over.is_empty() {
+        return 0;
+    }
+    let mut by_group: HashMap<String, Vec<(i64, String)>> = HashMap::default();
+    for (key, value) in table.iter() {
+        let g = group(key);
+        if over.contains(&g) {
+            by_group
+                .entry(g)
+                .or_default()
+                .push((recency(value), key.clone()));
+        }
+    }
+    let mut forget: HashSet<String> = HashSet::default();
+    for (_, mut entries) in by_group {
+        entries.sort();
+        let extra = entries.len() - max;
+        forget.extend(entries.into_iter().take(extra).map(|(_, k)| k));
+    }
+    table.retain(|key, _| !forget.contains(key));
+    forget.len()
+}
+
 /// Records of one first-seen value or one rate bucket kept in a finding, at most.
 const MAX_EVENTS: usize = 200;
 /// How long the objects learned from are remembered past the latest record (so replaying
@@ -102,6 +154,8 @@ pub struct Stats {
     chunk_objects: HashMap<String, (i64, i64)>,
     /// Objects whose records were dated past their delivery: see [`Stats::clamped`].
     clamped: u64,
+    /// Entries forgotten at the caps: see [`Stats::evicted`].
+    evicted: u64,
     /// Objects of the chunk learned from in an earlier run.
     replayed: HashSet<String>,
     /// Signals (sequence steps) given, by detection id, in this run.
@@ -521,6 +575,7 @@ impl Stats {
             state,
             chunk_objects: HashMap::default(),
             clamped: 0,
+            evicted: 0,
             replayed: HashSet::default(),
             signals: HashMap::default(),
             chunk: ChunkRecords::default(),
@@ -1397,6 +1452,27 @@ impl Stats {
             matches.retain(|m| m.time >= horizon - 86_400_000_000);
             !matches.is_empty()
         });
+        // What a flood of new keys, sessions or addresses could grow: held to its caps.
+        let evicted = cap(&mut self.state.values, 2, MAX_ENTRIES_PER_ACCOUNT, |s| {
+            s.last
+        }) + cap(&mut self.state.entities, 1, MAX_ENTRIES_PER_ACCOUNT, |s| {
+            s.last
+        }) + cap(&mut self.state.rates, 2, MAX_ENTRIES_PER_ACCOUNT, |h| {
+            h.buckets.keys().next_back().copied().unwrap_or(i64::MIN)
+        });
+        if evicted > 0 {
+            self.evicted += evicted as u64;
+            tracing::warn!(
+                "the state held more than {MAX_ENTRIES_PER_ACCOUNT} entries for one account and \
+                 detection: forgot the {evicted} least recently seen"
+            );
+        }
+    }
+
+    /// Entries forgotten because an account (and detection) reached its cap
+    /// ([`MAX_ENTRIES_PER_ACCOUNT`]), since this value was made.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// The rules in the engine's order.
@@ -1487,6 +1563,31 @@ mod tests {
         let (baseline, threshold) = rate_threshold(&rate(false), &h, (start + 6) * TEN_MINUTES);
         assert_eq!(baseline, 0.0);
         assert_eq!(threshold, 20.0);
+    }
+
+    #[test]
+    fn a_flood_of_values_is_held_to_the_cap_forgetting_the_least_recent() {
+        let mut state = crate::detect::state::State::default();
+        let key = |detection: &str, account: &str, i: usize| {
+            format!("{detection}\u{1f}{account}\u{1f}AKIA{i:016}\u{1f}203.0.113.0/24")
+        };
+        // One account floods one detection; another account stays small.
+        for i in 0..120 {
+            state.values.insert(key("d", "1", i), Seen::new(i as i64));
+        }
+        for i in 0..10 {
+            state.values.insert(key("d", "2", i), Seen::new(i as i64));
+            state.values.insert(key("e", "1", i), Seen::new(i as i64));
+        }
+        let forgotten = cap(&mut state.values, 2, 100, |s| s.last);
+        assert_eq!(forgotten, 20);
+        assert_eq!(state.values.len(), 120);
+        // The 20 least recently seen of the flooded group went; the rest stayed.
+        assert!(state.values.get(&key("d", "1", 19)).is_none());
+        assert!(state.values.get(&key("d", "1", 20)).is_some());
+        assert!(state.values.get(&key("d", "2", 0)).is_some());
+        assert!(state.values.get(&key("e", "1", 0)).is_some());
+        assert_eq!(cap(&mut state.values, 2, 100, |s| s.last), 0);
     }
 
     #[test]
