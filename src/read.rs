@@ -180,47 +180,31 @@ impl fmt::Display for ReadReport {
             self.body_mb_per_second(),
         )?;
         if !self.skipped_keys.is_empty() {
-            let parts: Vec<String> = self
-                .skipped_keys
-                .iter()
-                .map(|(k, n)| format!("{n} {k}"))
-                .collect();
             write!(
                 f,
                 "\nskipped keys that hold no events: {}",
-                parts.join(", ")
+                counts(&self.skipped_keys)
             )?;
         }
         if self.has_problems() {
             write!(f, "\n{} objects had problems", self.objects_with_problems)?;
             if !self.object_problems.is_empty() {
-                let parts: Vec<String> = self
-                    .object_problems
-                    .iter()
-                    .map(|(k, n)| format!("{n} {k}"))
-                    .collect();
-                write!(f, " ({})", parts.join(", "))?;
+                write!(f, " ({})", counts(&self.object_problems))?;
             }
             if !self.skipped_records.is_empty() {
-                let parts: Vec<String> = self
-                    .skipped_records
-                    .iter()
-                    .map(|(k, n)| format!("{n} {k}"))
-                    .collect();
                 write!(
                     f,
                     "; {} records skipped ({})",
                     self.skipped_record_count(),
-                    parts.join(", ")
+                    counts(&self.skipped_records)
                 )?;
             }
             if !self.flagged_records.is_empty() {
-                let parts: Vec<String> = self
-                    .flagged_records
-                    .iter()
-                    .map(|(k, n)| format!("{n} {k}"))
-                    .collect();
-                write!(f, "; records kept but flagged: {}", parts.join(", "))?;
+                write!(
+                    f,
+                    "; records kept but flagged: {}",
+                    counts(&self.flagged_records)
+                )?;
             }
             for detail in &self.details {
                 write!(f, "\n  {detail}")?;
@@ -228,6 +212,12 @@ impl fmt::Display for ReadReport {
         }
         Ok(())
     }
+}
+
+/// Counts by kind as `3 too-large, 1 corrupt-gzip`.
+fn counts<K: std::fmt::Display>(by_kind: &BTreeMap<K, usize>) -> String {
+    let parts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    parts.join(", ")
 }
 
 /// Objects waiting to be read, shared by the workers that read them.

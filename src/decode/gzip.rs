@@ -32,9 +32,8 @@ pub enum InflateError {
 pub fn inflate(gz: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
     out.clear();
     // The trailer holds the (last member's) size mod 2^32: a good first guess for capacity.
-    if gz.len() >= 18 {
-        let tail: [u8; 4] = gz[gz.len() - 4..].try_into().expect("four bytes");
-        let hint = u32::from_le_bytes(tail) as usize;
+    if let Some(tail) = gz.last_chunk::<4>().filter(|_| gz.len() >= 18) {
+        let hint = u32::from_le_bytes(*tail) as usize;
         out.reserve(hint.min(limit).saturating_add(crate::decode::PADDING));
     }
     let mut reader = MultiGzDecoder::new(gz).take(limit as u64 + 1);

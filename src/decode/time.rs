@@ -38,7 +38,10 @@ fn parse_fast(b: &[u8]) -> Option<i64> {
 /// Formats microseconds since the epoch as CloudTrail does (`2024-05-01T12:34:56Z`), with
 /// fractional seconds only when there are any.
 pub fn format_event_time(micros: i64) -> String {
-    let t = DateTime::from_timestamp_micros(micros).expect("timestamp in range");
+    // Out of chrono's range (only a value no parsed time gives): the number itself.
+    let Some(t) = DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
     if micros % 1_000_000 == 0 {
         t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     } else {
@@ -63,6 +66,7 @@ mod tests {
         );
         assert_eq!(format_event_time(fast), "2023-07-10T11:42:09Z");
         assert_eq!(format_event_time(fast + 5), "2023-07-10T11:42:09.000005Z");
+        assert_eq!(format_event_time(i64::MAX), i64::MAX.to_string());
     }
 
     #[test]
