@@ -30,6 +30,9 @@ pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod finding;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod memory;
 pub mod read;
 pub mod simulate;
 pub mod source;

@@ -49,6 +49,9 @@ pub struct ReadReport {
     pub details: Vec<String>,
     /// Wall time spent reading.
     pub elapsed: Duration,
+    /// The memory budget reading had, and the most of it reserved at once (bytes).
+    pub memory_budget: usize,
+    pub memory_peak: usize,
 }
 
 impl ReadReport {
@@ -80,42 +83,20 @@ impl ReadReport {
         }
         self.objects_with_problems += 1;
         for problem in &decoded.problems {
-            match problem {
-                crate::decode::Problem::Object(e) => {
-                    *self.object_problems.entry(e.kind()).or_default() += 1
-                }
-                crate::decode::Problem::Record { problem, .. } => {
-                    let counts = if problem.keeps_record() {
-                        &mut self.flagged_records
-                    } else {
-                        &mut self.skipped_records
-                    };
-                    *counts.entry(problem.kind()).or_default() += 1
-                }
+            if let crate::decode::Problem::Object(e) = problem {
+                *self.object_problems.entry(e.kind()).or_default() += 1
             }
             tracing::warn!(object = key, "{problem}");
             if self.details.len() < MAX_REPORTED_DETAILS {
                 self.details.push(format!("{key}: {problem}"));
             }
         }
-        // Records beyond the per-object detail limit are counted too.
-        let detailed = |flagged: bool| {
-            decoded
-                .problems
-                .iter()
-                .filter(|p| {
-                    matches!(p, crate::decode::Problem::Record { problem, .. }
-                        if problem.keeps_record() == flagged)
-                })
-                .count()
-        };
-        let skipped = detailed(false);
-        if decoded.skipped_records > skipped {
-            *self.skipped_records.entry("other").or_default() += decoded.skipped_records - skipped;
+        // Every record problem, beyond the per-object detail limit too.
+        for (kind, n) in &decoded.skipped_by_kind {
+            *self.skipped_records.entry(kind).or_default() += n;
         }
-        let flagged = detailed(true);
-        if decoded.flagged_records > flagged {
-            *self.flagged_records.entry("other").or_default() += decoded.flagged_records - flagged;
+        for (kind, n) in &decoded.flagged_by_kind {
+            *self.flagged_records.entry(kind).or_default() += n;
         }
     }
 
@@ -152,6 +133,8 @@ impl ReadReport {
         self.details
             .extend(other.details.iter().take(room).cloned());
         self.elapsed = self.elapsed.max(other.elapsed);
+        self.memory_budget = self.memory_budget.max(other.memory_budget);
+        self.memory_peak = self.memory_peak.max(other.memory_peak);
     }
 
     /// Records per second over the elapsed time.
@@ -179,6 +162,21 @@ impl fmt::Display for ReadReport {
             self.records_per_second(),
             self.body_mb_per_second(),
         )?;
+        if self.memory_budget > 0 {
+            write!(
+                f,
+                "\nmemory for reading: at most {:.1} MB of the {:.1} MB budget",
+                self.memory_peak as f64 / 1e6,
+                self.memory_budget as f64 / 1e6,
+            )?;
+            if let Some(resident) = crate::memory::peak_resident() {
+                write!(
+                    f,
+                    "; {:.1} MB resident at most (the process)",
+                    resident as f64 / 1e6
+                )?;
+            }
+        }
         if !self.skipped_keys.is_empty() {
             write!(
                 f,
@@ -224,6 +222,8 @@ fn counts<K: std::fmt::Display>(by_kind: &BTreeMap<K, usize>) -> String {
 pub struct ReadQueue {
     objects: Vec<ObjectRef>,
     next: AtomicUsize,
+    /// Decompressed body bytes of the objects taken since the chunk started.
+    chunk_body_bytes: AtomicUsize,
     options: DecodeOptions,
     report: Mutex<ReadReport>,
     progress: Option<ProgressBar>,
@@ -235,6 +235,7 @@ impl ReadQueue {
         Self {
             objects,
             next: AtomicUsize::new(0),
+            chunk_body_bytes: AtomicUsize::new(0),
             options,
             report: Mutex::new(ReadReport::default()),
             progress: None,
@@ -256,11 +257,37 @@ impl ReadQueue {
 
     /// Reads objects until the queue is empty or `emit` returns false, passing on batches of
     /// about [`BATCH_ROWS`] records (the records of several small objects go together).
-    pub fn work(&self, decoder: &mut Decoder, mut emit: impl FnMut(RecordBatch) -> bool) {
-        while let Some(object) = self.objects.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+    pub fn work(&self, decoder: &mut Decoder, emit: impl FnMut(RecordBatch) -> bool) {
+        self.work_until(decoder, usize::MAX, emit);
+    }
+
+    /// [`work`](Self::work), but taking no further object once the objects taken since the
+    /// last [`start_chunk`](Self::start_chunk) hold `chunk_bytes` of decompressed body
+    /// between them. Every object's stored bytes, body and parse are reserved from the
+    /// options' memory budget before they are spent.
+    pub fn work_until(
+        &self,
+        decoder: &mut Decoder,
+        chunk_bytes: usize,
+        mut emit: impl FnMut(RecordBatch) -> bool,
+    ) {
+        let budget = &self.options.budget;
+        // A stored object the budget could not hold is refused, as one over the size limit.
+        let limit = self.options.max_object_bytes.min(budget.fetch_ceiling());
+        loop {
+            if self.chunk_body_bytes.load(Ordering::Relaxed) >= chunk_bytes {
+                break;
+            }
+            let Some(object) = self.objects.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
             let key = object.key();
-            let decoded = match object.fetch(self.options.max_object_bytes) {
-                Ok(bytes) => decoder.decode_pending(&key, &bytes),
+            let stored = budget.reserve_fetch_blocking(object.size.min(limit as u64) as usize);
+            let decoded = match object.fetch(limit) {
+                Ok(bytes) => {
+                    let mut allowance = crate::memory::DecodeAllowance::new(budget);
+                    decoder.decode_pending_within(&key, &bytes, &mut allowance)
+                }
                 Err(e) => {
                     self.report
                         .lock()
@@ -269,6 +296,9 @@ impl ReadQueue {
                     continue;
                 }
             };
+            drop(stored);
+            self.chunk_body_bytes
+                .fetch_add(decoded.body_bytes, Ordering::Relaxed);
             self.report
                 .lock()
                 .expect("report lock")
@@ -291,10 +321,33 @@ impl ReadQueue {
         }
     }
 
+    /// Starts a new chunk for [`work_until`](Self::work_until); false when every object has
+    /// been taken.
+    pub fn start_chunk(&self) -> bool {
+        self.chunk_body_bytes.store(0, Ordering::Relaxed);
+        self.next.load(Ordering::Relaxed) < self.objects.len()
+    }
+
+    /// Objects taken so far.
+    pub fn taken(&self) -> usize {
+        self.next.load(Ordering::Relaxed).min(self.objects.len())
+    }
+
+    /// The report so far, emptied (for reports chunk by chunk).
+    pub fn take_report(&self) -> ReadReport {
+        let report = std::mem::take(&mut *self.report.lock().expect("report lock"));
+        self.finished(report)
+    }
+
     /// The report so far.
     pub fn report(&self) -> ReadReport {
-        let mut report = self.report.lock().expect("report lock").clone();
+        self.finished(self.report.lock().expect("report lock").clone())
+    }
+
+    fn finished(&self, mut report: ReadReport) -> ReadReport {
         report.elapsed = self.started.elapsed();
+        report.memory_budget = self.options.budget.total();
+        report.memory_peak = self.options.budget.peak();
         report
     }
 }
@@ -397,14 +450,13 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The default size of a replay chunk: stored bytes of log objects read and examined
+/// The default size of a replay chunk: decompressed bytes of log objects read and examined
 /// together.
-pub const DEFAULT_CHUNK: &str = "8MiB";
+pub const DEFAULT_CHUNK: &str = "64MiB";
 
-/// Objects in order of delivery (the time in their key, then the key), cut into chunks of at
-/// most `chunk_bytes` stored bytes (an object larger than that is a chunk of its own). Records
-/// come roughly in event-time order this way, which keeps what statistics hold in work small.
-pub fn delivery_chunks(mut objects: Vec<ObjectRef>, chunk_bytes: usize) -> Vec<Vec<ObjectRef>> {
+/// Objects in order of delivery: the time in their key, then the key. Records come roughly in
+/// event-time order this way, which keeps what statistics hold in work small.
+pub fn delivery_order(objects: &mut [ObjectRef]) {
     objects.sort_by_cached_key(|o| {
         let key = o.key();
         (
@@ -412,21 +464,6 @@ pub fn delivery_chunks(mut objects: Vec<ObjectRef>, chunk_bytes: usize) -> Vec<V
             key,
         )
     });
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0u64;
-    for o in objects {
-        if !current.is_empty() && size + o.size > chunk_bytes as u64 {
-            out.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        size += o.size;
-        current.push(o);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 /// Event times a run keeps: from `since` (inclusive) to `until` (exclusive), in microseconds
@@ -486,6 +523,42 @@ pub struct ReadChunk {
     pub report: ReadReport,
 }
 
+/// The next chunk of `queue`'s objects, read on `threads` threads: objects until their
+/// decompressed bodies reach `chunk_bytes`, their records in batches of one `eventSource`
+/// each. `None` once every object has been read.
+pub fn read_chunk(queue: &ReadQueue, chunk_bytes: usize, threads: usize) -> Option<ReadChunk> {
+    if !queue.start_chunk() {
+        return None;
+    }
+    let before = queue.taken();
+    let started = Instant::now();
+    let batches = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                let mut decoder = queue.decoder().grouping_by_source();
+                let mut mine = Vec::new();
+                queue.work_until(&mut decoder, chunk_bytes, |batch| {
+                    mine.push(batch);
+                    true
+                });
+                batches.lock().expect("batches lock").extend(mine);
+            });
+        }
+    });
+    let objects = queue.taken() - before;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        objects,
+        "read chunk"
+    );
+    Some(ReadChunk {
+        objects,
+        batches: batches.into_inner().expect("batches lock"),
+        report: queue.take_report(),
+    })
+}
+
 /// Why reading ahead failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadAheadError {
@@ -504,9 +577,11 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts reading `chunks` with `threads` readers each.
+    /// Starts reading `objects`, in their order, with `threads` readers, in chunks of about
+    /// `chunk_bytes` of decompressed body (an object larger than that is a chunk of its own).
     pub fn spawn(
-        chunks: Vec<Vec<ObjectRef>>,
+        objects: Vec<ObjectRef>,
+        chunk_bytes: usize,
         options: DecodeOptions,
         threads: usize,
     ) -> Result<Self, ReadAheadError> {
@@ -514,21 +589,8 @@ impl ReadAhead {
         let thread = std::thread::Builder::new()
             .name("trailhound-read".into())
             .spawn(move || {
-                for chunk in chunks {
-                    let objects = chunk.len();
-                    let started = Instant::now();
-                    let (batches, report) =
-                        read_all_by_source(chunk, options.clone(), threads, None);
-                    tracing::debug!(
-                        ms = started.elapsed().as_secs_f64() * 1e3,
-                        objects,
-                        "read chunk"
-                    );
-                    let read = ReadChunk {
-                        objects,
-                        batches,
-                        report,
-                    };
+                let queue = ReadQueue::new(objects, options);
+                while let Some(read) = read_chunk(&queue, chunk_bytes, threads) {
                     if sender.send(read).is_err() {
                         break; // the caller stopped
                     }
@@ -565,36 +627,45 @@ mod tests {
     use super::*;
     use crate::source::{KeyKind, Location};
 
-    fn object(key: &str, size: u64) -> ObjectRef {
-        ObjectRef {
-            location: Location::File(key.into()),
-            size,
-            kind: KeyKind::CloudTrailLog,
-        }
-    }
-
     #[test]
-    fn chunks_follow_delivery_time_and_respect_the_size() {
-        let late = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T1200Z_b.json.gz";
-        let early = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T0800Z_a.json.gz";
-        let middle = "AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T1000Z_c.json.gz";
-        let chunks = delivery_chunks(
-            vec![object(late, 6), object(early, 6), object(middle, 6)],
-            12,
-        );
-        let keys: Vec<Vec<String>> = chunks
-            .iter()
-            .map(|c| c.iter().map(ObjectRef::key).collect())
+    fn chunks_follow_delivery_time_and_are_cut_by_decoded_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = |time: &str, id: &str| {
+            format!("AWSLogs/1/CloudTrail/us-east-1/2026/10/05/1_CloudTrail_us-east-1_20261005T{time}Z_{id}.json")
+        };
+        let mut objects = Vec::new();
+        for (time, id) in [("1200", "late"), ("0800", "early"), ("1000", "middle")] {
+            let key = name(time, id);
+            let path = dir.path().join(&key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let body = format!(
+                r#"{{"Records":[{{"eventTime":"2026-10-05T{}:00:00Z","eventID":"{id}"}}]}}"#,
+                &time[..2]
+            );
+            std::fs::write(&path, &body).unwrap();
+            objects.push(ObjectRef {
+                location: Location::File(path),
+                size: body.len() as u64,
+                kind: KeyKind::CloudTrailLog,
+            });
+        }
+        delivery_order(&mut objects);
+        let body = objects[0].size as usize;
+        // Two bodies fill a chunk of one and a half.
+        let reader = ReadAhead::spawn(objects, body * 3 / 2, DecodeOptions::default(), 1).unwrap();
+        let chunks: Vec<Vec<String>> = reader
+            .map(|chunk| {
+                let mut ids = Vec::new();
+                for batch in &chunk.batches {
+                    let column = batch.column_by_name("eventid").unwrap();
+                    let column = datafusion::arrow::array::AsArray::as_string::<i32>(column);
+                    ids.extend(column.iter().flatten().map(str::to_string));
+                }
+                assert_eq!(chunk.objects, ids.len());
+                ids
+            })
             .collect();
-        assert_eq!(
-            keys,
-            vec![
-                vec![early.to_string(), middle.to_string()],
-                vec![late.to_string()]
-            ]
-        );
-        // An object larger than a chunk is a chunk of its own.
-        assert_eq!(delivery_chunks(vec![object(early, 100)], 12).len(), 1);
+        assert_eq!(chunks, vec![vec!["early", "middle"], vec!["late"]]);
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let decode_with = |projection: Projection| {
         let options = DecodeOptions {
             projection,
-            max_object_bytes: limit,
+            ..args.read.decode_options()
         };
         best(&|| {
             parallel(
@@ -140,7 +140,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             let ctx = sql::new_session(threads).expect("session");
             let table = Arc::new(CloudTrailTable::new(
                 listing.objects.clone(),
-                limit,
+                args.read.decode_options(),
                 threads,
             ));
             sql::register_objects(&ctx, table).expect("register");
@@ -177,10 +177,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let mut slowest = String::new();
     if args.with_detections {
         let engine = args.pack.engine(&runtime, threads)?;
-        let options = DecodeOptions {
-            projection: Projection::all(),
-            max_object_bytes: limit,
-        };
+        let options = args.read.decode_options();
         let (batches, _) = crate::read::read_all_by_source(
             listing.objects.clone(),
             options.clone(),
@@ -211,14 +208,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             (started.elapsed(), found.map_or(0, |f| f.len()))
         });
         // As replay works: a chunk of objects at a time, read then examined, one state.
-        let chunk_bytes = super::parse_size(crate::read::DEFAULT_CHUNK).unwrap_or(8 << 20);
+        let chunk_bytes = super::parse_size(crate::read::DEFAULT_CHUNK).unwrap_or(64 << 20);
         let (replay_time, _) = best(&|| {
             let started = Instant::now();
             let found = fresh().and_then(|mut examiner| {
-                for chunk in crate::read::delivery_chunks(listing.objects.clone(), chunk_bytes) {
-                    let (batches, _) =
-                        crate::read::read_all_by_source(chunk, options.clone(), threads, None);
-                    runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
+                let mut objects = listing.objects.clone();
+                crate::read::delivery_order(&mut objects);
+                let queue = crate::read::ReadQueue::new(objects, options.clone());
+                while let Some(read) = crate::read::read_chunk(&queue, chunk_bytes, threads) {
+                    runtime.block_on(examiner.examine(Chunk::cloudtrail(read.batches)))?;
                 }
                 examiner.finish()
             });

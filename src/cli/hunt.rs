@@ -124,7 +124,7 @@ async fn one_shot(
     sql::register_invocations(&ctx, invocations)?;
     let table = Arc::new(CloudTrailTable::new(
         listing.objects,
-        args.read.max_object_size,
+        args.read.decode_options(),
         threads,
     ));
     sql::register_objects(&ctx, table.clone())?;

@@ -134,9 +134,25 @@ pub struct ReadArgs {
     /// Largest object accepted, decompressed, as bytes or with a unit (`512MiB`, `2GB`).
     #[arg(long, default_value = "1GiB", value_parser = parse_size, env = "TRAILHOUND_MAX_OBJECT_SIZE")]
     pub max_object_size: usize,
+
+    /// Memory for reading, shared by every reader: stored objects, their decompressed bodies
+    /// and the parse of those bodies. An object waits until its share is free; one that needs
+    /// more than the whole budget is read a record at a time. The detections' own work comes
+    /// on top (the default leaves room for it in 4 GB).
+    #[arg(long, default_value = crate::memory::DEFAULT_BUDGET_TEXT, value_parser = parse_size, env = "TRAILHOUND_MEMORY_BUDGET")]
+    pub memory_budget: usize,
 }
 
 impl ReadArgs {
+    /// Decoding options for every column, with these limits and one shared budget.
+    pub fn decode_options(&self) -> crate::decode::DecodeOptions {
+        crate::decode::DecodeOptions {
+            max_object_bytes: self.max_object_size,
+            budget: crate::memory::Budget::new(self.memory_budget),
+            ..Default::default()
+        }
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(crate::read::default_threads)

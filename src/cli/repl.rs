@@ -13,7 +13,7 @@ use rustyline::DefaultEditor;
 
 use super::hunt::{finish, split_statements, HuntArgs};
 use super::output::{write_results, OutputFormat};
-use crate::decode::{schema, DecodeOptions};
+use crate::decode::schema;
 use crate::read::{read_all, ReadReport};
 use crate::source::Listing;
 use crate::sql;
@@ -61,10 +61,7 @@ pub fn run(
     );
     let (batches, read) = read_all(
         listing.objects,
-        DecodeOptions {
-            max_object_bytes: args.read.max_object_size,
-            ..Default::default()
-        },
+        args.read.decode_options(),
         threads,
         progress,
     );

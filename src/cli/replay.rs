@@ -1,7 +1,7 @@
 //! `trailhound replay SOURCE...`: every detection over historical logs, findings out.
 //!
 //! Argument handling and output. The work is the library's: objects are read in order of
-//! delivery time a chunk at a time ([`crate::read::delivery_chunks`], [`ReadAhead`]), so
+//! delivery time a chunk at a time ([`crate::read::delivery_order`], [`ReadAhead`]), so
 //! memory stays bounded whatever the size of the history, and each chunk goes through the
 //! [`Examiner`], which gives every finding at the end, built from all of its records.
 
@@ -18,13 +18,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::rules::{PackArgs, PendingEngine};
 use super::ReadArgs;
-use crate::decode::DecodeOptions;
 use crate::detect::state::{self, Store};
 use crate::detect::stats::StatsOptions;
 use crate::detect::{Chunk, Delivery, ExamineOptions, Examiner, RunError, Severity};
 use crate::finding::{iso_time, short_arn, Finding, FindingFormat};
 use crate::read::{
-    delivery_chunks, read_invocations, ReadAhead, ReadReport, TimeWindow, DEFAULT_CHUNK,
+    delivery_order, read_invocations, ReadAhead, ReadReport, TimeWindow, DEFAULT_CHUNK,
 };
 use crate::simulate::score::score;
 use crate::source;
@@ -78,8 +77,9 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
 
-    /// Stored bytes of log objects read and examined together; larger chunks use more memory
-    /// (8 MiB of gzip is about 70 MB of JSON, and peaks near 0.7 GB resident).
+    /// Decompressed bytes of log objects read and examined together (an object larger than
+    /// that is a chunk of its own); larger chunks use more memory. See --memory-budget for
+    /// what reading may hold at once.
     #[arg(long, default_value = DEFAULT_CHUNK, value_parser = super::parse_size, value_name = "SIZE")]
     pub chunk_size: usize,
 
@@ -213,16 +213,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         );
         bar
     });
-    let decode = DecodeOptions {
-        max_object_bytes: args.read.max_object_size,
-        ..Default::default()
-    };
+    let decode = args.read.decode_options();
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
     // The next chunk is read while this one is examined.
+    delivery_order(&mut listing.objects);
     let mut reader = ReadAhead::spawn(
-        delivery_chunks(listing.objects, args.chunk_size),
+        std::mem::take(&mut listing.objects),
+        args.chunk_size,
         decode,
         read_threads,
     )?;

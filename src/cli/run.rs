@@ -9,7 +9,6 @@ use clap::Args;
 use super::rules::PackArgs;
 use super::ReadArgs;
 use crate::daemon::{AllowedPlace, Daemon, Metrics, Options};
-use crate::decode::DecodeOptions;
 use crate::detect::state::{self, Store};
 use crate::detect::stats::StatsOptions;
 use crate::detect::{Delivery, ExamineOptions, Examiner, Severity};
@@ -159,10 +158,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             batch_messages: args.batch_messages.max(1),
             drain: args.drain,
             listen: args.listen,
-            decode: DecodeOptions {
-                max_object_bytes: args.read.max_object_size,
-                ..Default::default()
-            },
+            decode: args.read.decode_options(),
             fetch_concurrency: args.fetch_concurrency.max(1),
             allowed: args.allowed_buckets.clone(),
             expected_bucket_owner: args.expected_bucket_owner.clone(),

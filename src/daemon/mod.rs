@@ -526,6 +526,7 @@ impl Daemon {
         let m = &self.metrics;
         let limit = self.options.decode.max_object_bytes;
         let options = self.options.decode.clone();
+        let budget = &self.options.decode.budget;
         let client = self.s3.clone();
         let owner = self.options.expected_bucket_owner.clone();
         let fetched: Vec<(
@@ -539,20 +540,25 @@ impl Daemon {
                     let options = options.clone();
                     let owner = owner.clone();
                     async move {
-                        let bytes = s3::fetch(
+                        let bytes = s3::fetch_within(
                             &client,
                             &w.object.bucket,
                             &w.object.key,
                             limit,
                             owner.as_deref(),
+                            Some(budget),
                         )
                         .await;
                         let decoded = match bytes {
-                            Ok(bytes) => {
+                            Ok((bytes, reserved)) => {
                                 let key = format!("s3://{}/{}", w.object.bucket, w.object.key);
                                 let kind = classify(&w.object.key);
                                 tokio::task::spawn_blocking(move || {
-                                    crate::decode::decode_object(kind, &key, &bytes, &options)
+                                    let decoded =
+                                        crate::decode::decode_object(kind, &key, &bytes, &options);
+                                    // The stored bytes' share, given back with them.
+                                    drop((bytes, reserved));
+                                    decoded
                                 })
                                 .await
                                 .map_err(|e| {
@@ -586,7 +592,17 @@ impl Daemon {
                             object = format!("s3://{}/{}", object.bucket, object.key).as_str(),
                             "{p}"
                         );
-                        m.inc(Metric::Errors, &[("kind", p.kind())]);
+                        if let crate::decode::Problem::Object(e) = p {
+                            m.inc(Metric::Errors, &[("kind", e.kind())]);
+                        }
+                    }
+                    // Every record problem, beyond the detailed ones too.
+                    for (kind, n) in decoded
+                        .skipped_by_kind
+                        .iter()
+                        .chain(&decoded.flagged_by_kind)
+                    {
+                        m.add(Metric::Errors, &[("kind", kind)], *n as f64);
                     }
                     m.inc(
                         Metric::Objects,

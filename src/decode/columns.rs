@@ -472,6 +472,10 @@ pub enum RecordProblem {
     BadTimestamp(String),
     #[error("the record is not valid JSON: {0}")]
     InvalidJson(String),
+    /// Its parse alone would need more memory than its object's allowance leaves
+    /// (`--memory-budget`).
+    #[error("reading the record needs {needed} bytes of memory; the memory budget leaves {room}")]
+    OverBudget { needed: usize, room: usize },
     /// Kept: the field is held whole as its JSON text in `unmapped`.
     #[error("a field outside the schema nests deeper than {limit} levels; it is kept as text")]
     TooDeep { limit: usize },
@@ -644,24 +648,25 @@ fn check_required(nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
     for _ in 0..len {
         let value = &nodes[i + 1..];
         match nodes[i] {
-            Node::String("eventTime") => time = Some(value[0]),
+            Node::String("eventTime") => time = Some(value),
             Node::String("eventID") => id = Some(value[0]),
             _ => {}
         }
         i += 1 + value_len(value);
     }
-    match time {
-        None | Some(Node::Static(StaticNode::Null)) => {
+    match time.map(|value| (value[0], value)) {
+        None | Some((Node::Static(StaticNode::Null), _)) => {
             return Err(RecordProblem::Missing("eventTime"))
         }
-        Some(Node::String(s)) if parse_event_time(s).is_some() => {}
-        Some(Node::String(s)) => return Err(RecordProblem::BadEventTime(s.to_string())),
-        Some(other) => {
+        Some((Node::String(s), _)) if parse_event_time(s).is_some() => {}
+        Some((Node::String(s), _)) => return Err(RecordProblem::BadEventTime(preview(s))),
+        Some((_, value)) => {
+            // The whole value (an object or array is more than its first node).
             let mut text = Vec::new();
-            write_value(&[other], &mut text);
-            return Err(RecordProblem::BadEventTime(
-                String::from_utf8_lossy(&text).into_owned(),
-            ));
+            write_value(&value[..value_len(value).min(value.len())], &mut text);
+            return Err(RecordProblem::BadEventTime(preview(
+                &String::from_utf8_lossy(&text),
+            )));
         }
     }
     match id {
@@ -670,6 +675,18 @@ fn check_required(nodes: &[Node<'_>]) -> Result<(), RecordProblem> {
         Some(_) => Err(RecordProblem::BadEventId),
     }
 }
+
+/// At most [`PREVIEW_CHARS`] characters of `text`, for a problem report: the value is the
+/// attacker's to make as long as they like.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Characters of a bad value a problem report shows.
+const PREVIEW_CHARS: usize = 120;
 
 #[cfg(test)]
 mod tests {

@@ -27,13 +27,37 @@ pub enum InflateError {
     },
 }
 
+/// The size the gzip trailer states (the last member's, modulo 2^32): a hint only, since
+/// whoever wrote the object chose it.
+pub fn size_hint(gz: &[u8]) -> Option<usize> {
+    gz.last_chunk::<4>()
+        .filter(|_| gz.len() >= 18)
+        .map(|tail| u32::from_le_bytes(*tail) as usize)
+}
+
+/// How many bytes `gz` inflates to (up to a fault, if corrupt), learned without keeping
+/// them; `None` when more than `limit`.
+pub fn inflated_len(gz: &[u8], limit: usize) -> Option<usize> {
+    let mut reader = MultiGzDecoder::new(gz).take(limit as u64 + 1);
+    let mut sink = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    loop {
+        match reader.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    (total <= limit).then_some(total)
+}
+
 /// Decompresses `gz` into `out` (cleared first), refusing more than `limit` bytes of output.
 /// On a corrupt or truncated stream, `out` keeps the bytes decompressed before the fault.
 pub fn inflate(gz: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
     out.clear();
     // The trailer holds the (last member's) size mod 2^32: a good first guess for capacity.
-    if let Some(tail) = gz.last_chunk::<4>().filter(|_| gz.len() >= 18) {
-        let hint = u32::from_le_bytes(*tail) as usize;
+    if let Some(hint) = size_hint(gz) {
         out.reserve(hint.min(limit).saturating_add(crate::decode::PADDING));
     }
     let mut reader = MultiGzDecoder::new(gz).take(limit as u64 + 1);

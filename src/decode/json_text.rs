@@ -41,7 +41,13 @@ pub fn write_value(nodes: &[Node<'_>], out: &mut Vec<u8>) {
 }
 
 fn write_at(nodes: &[Node<'_>], at: usize, out: &mut Vec<u8>) -> usize {
-    match nodes[at] {
+    // A slice cut short of its containers' contents (a caller's defect) ends in nulls rather
+    // than out of bounds.
+    let Some(&node) = nodes.get(at) else {
+        out.extend_from_slice(b"null");
+        return at + 1;
+    };
+    match node {
         Node::String(s) => {
             write_string(s, out);
             at + 1
@@ -57,7 +63,7 @@ fn write_at(nodes: &[Node<'_>], at: usize, out: &mut Vec<u8>) -> usize {
                 if n > 0 {
                     out.push(b',');
                 }
-                if let Node::String(key) = nodes[i] {
+                if let Some(Node::String(key)) = nodes.get(i) {
                     write_string(key, out);
                 }
                 out.push(b':');

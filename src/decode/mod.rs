@@ -19,7 +19,7 @@ pub mod time;
 pub use columns::{Projection, RecordProblem, RecordsBuilder, MAX_UNMAPPED_DEPTH};
 pub use gzip::{inflate, is_gzip, InflateError};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use simd_json::{Buffers, Node, Tape};
@@ -41,6 +41,9 @@ pub enum ObjectError {
     Inflate(#[from] InflateError),
     #[error("the object is larger than the {limit}-byte limit (see --max-object-size)")]
     TooLarge { limit: usize },
+    /// Reading the object would take more memory than the whole budget holds.
+    #[error("reading the object needs {needed} bytes of memory, more than the {ceiling} bytes the memory budget can give one object (see --memory-budget)")]
+    OverBudget { needed: usize, ceiling: usize },
     #[error("the body is not CloudTrail JSON: {found}; expected {{\"Records\":[...]}}, a JSON array of records, or JSON Lines")]
     Shape { found: String },
     #[error("the body ends in the middle of a record, after {complete} complete records")]
@@ -62,6 +65,7 @@ impl ObjectError {
                 "too-large"
             }
             ObjectError::Inflate(InflateError::Corrupt { .. }) => "corrupt-gzip",
+            ObjectError::OverBudget { .. } => "over-budget",
             ObjectError::Shape { .. } => "unknown-shape",
             ObjectError::Truncated { .. } => "truncated",
             ObjectError::Json { .. } => "invalid-json",
@@ -85,6 +89,7 @@ impl RecordProblem {
             RecordProblem::InvalidJson(_) => "invalid-record-json",
             RecordProblem::TooDeep { .. } => "too-deep",
             RecordProblem::DuplicateKey(_) => "duplicate-key",
+            RecordProblem::OverBudget { .. } => "over-budget",
         }
     }
 }
@@ -154,13 +159,23 @@ pub struct DecodedObject {
     /// Records kept but flagged (a duplicate key, a field nested too deep), including those
     /// beyond the detailed list.
     pub flagged_records: usize,
+    /// Every record problem, detailed or not, counted by [`RecordProblem::kind`]: skipped
+    /// records, then flagged ones.
+    pub skipped_by_kind: BTreeMap<&'static str, usize>,
+    pub flagged_by_kind: BTreeMap<&'static str, usize>,
 }
 
 impl DecodedObject {
     pub(crate) fn note(&mut self, problem: Problem) {
         match &problem {
-            Problem::Record { problem, .. } if problem.keeps_record() => self.flagged_records += 1,
-            Problem::Record { .. } => self.skipped_records += 1,
+            Problem::Record { problem, .. } if problem.keeps_record() => {
+                self.flagged_records += 1;
+                *self.flagged_by_kind.entry(problem.kind()).or_default() += 1;
+            }
+            Problem::Record { problem, .. } => {
+                self.skipped_records += 1;
+                *self.skipped_by_kind.entry(problem.kind()).or_default() += 1;
+            }
             Problem::Object(_) => {}
         }
         if self.problems.len() < MAX_DETAILED_PROBLEMS {
@@ -189,6 +204,8 @@ pub struct DecodeOptions {
     pub projection: Projection,
     /// Largest decompressed body accepted, in bytes.
     pub max_object_bytes: usize,
+    /// The memory every reader using these options shares (stored bytes, bodies, parses).
+    pub budget: crate::memory::Budget,
 }
 
 impl Default for DecodeOptions {
@@ -196,8 +213,73 @@ impl Default for DecodeOptions {
         Self {
             projection: Projection::all(),
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            budget: crate::memory::Budget::new(crate::memory::DEFAULT_BUDGET),
         }
     }
+}
+
+/// The memory a decoder may spend on one object's body and its parse (see
+/// [`crate::memory`]). The decoder asks for what an object needs before spending it.
+pub trait Allowance {
+    /// Bytes held now.
+    fn granted(&self) -> usize;
+    /// Gives back what is held, waits for `bytes` (at most [`ceiling`](Self::ceiling)) and
+    /// returns what was granted.
+    fn regrant(&mut self, bytes: usize) -> usize;
+    /// The most that can ever be granted.
+    fn ceiling(&self) -> usize;
+}
+
+/// No bound but the decoder's own `max_object_bytes`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unbounded;
+
+impl Allowance for Unbounded {
+    fn granted(&self) -> usize {
+        usize::MAX
+    }
+    fn regrant(&mut self, _: usize) -> usize {
+        usize::MAX
+    }
+    fn ceiling(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// Memory a parse of `body` takes besides the body: simd-json's copy of its strings, and a
+/// tape node and structural indexes for every value. Each value follows one of `[ { , :` (or
+/// starts the body), so counting those bytes bounds the values from above.
+fn parse_cost(body: &[u8]) -> usize {
+    let values = body
+        .iter()
+        .filter(|&&b| matches!(b, b'[' | b'{' | b',' | b':'))
+        .count()
+        + 1;
+    body.len() + values * VALUE_BYTES
+}
+
+/// The most [`parse_cost`] can be for a body of `len` bytes: a value every two bytes.
+fn parse_cost_bound(len: usize) -> usize {
+    len.saturating_add((len / 2 + 1).saturating_mul(VALUE_BYTES))
+}
+
+/// Memory per parsed value: its tape node and (at most two) structural indexes.
+const VALUE_BYTES: usize = std::mem::size_of::<Node<'static>>() + 8;
+
+/// What an object is first expected to cost per byte of body (body, strings, tape) before
+/// its parse is counted: CloudTrail's records cost about this.
+const EXPECTED_COST_PER_BYTE: usize = 4;
+
+/// Buffers larger than this are not kept from one object to the next.
+const RETAINED_BYTES: usize = 16 << 20;
+
+/// How an object's body is parsed once loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParseMode {
+    /// In one go: the allowance covers the whole parse.
+    Whole,
+    /// A record at a time, each within what the body leaves of the allowance.
+    OneByOne { room: usize },
 }
 
 /// Decodes objects into `cloudtrail` batches, reusing its buffers from one object to the next.
@@ -333,8 +415,21 @@ impl Decoder {
     /// often hold a few records each, and a batch per object costs every later step). The
     /// result counts this object's records and problems; its `batch` is always `None`.
     pub fn decode_pending(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
-        let work =
-            std::panic::AssertUnwindSafe(|| self.decode_pending_unguarded(source_key, stored));
+        self.decode_pending_within(source_key, stored, &mut Unbounded)
+    }
+
+    /// [`decode_pending`](Self::decode_pending), spending no more memory on the object's body
+    /// and parse than `allowance` grants. A body whose parse cannot fit the most the allowance
+    /// can give is read a record at a time; what even that cannot fit is reported, not read.
+    pub fn decode_pending_within(
+        &mut self,
+        source_key: &str,
+        stored: &[u8],
+        allowance: &mut dyn Allowance,
+    ) -> DecodedObject {
+        let work = std::panic::AssertUnwindSafe(|| {
+            self.decode_pending_unguarded(source_key, stored, allowance)
+        });
         match std::panic::catch_unwind(work) {
             Ok(out) => out,
             Err(panic) => {
@@ -365,7 +460,12 @@ impl Decoder {
         }
     }
 
-    fn decode_pending_unguarded(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
+    fn decode_pending_unguarded(
+        &mut self,
+        source_key: &str,
+        stored: &[u8],
+        allowance: &mut dyn Allowance,
+    ) -> DecodedObject {
         #[cfg(test)]
         if source_key == tests::PANIC_KEY {
             panic!("decoding {source_key}");
@@ -375,10 +475,10 @@ impl Decoder {
             stored_bytes: stored.len(),
             ..Default::default()
         };
-        let loaded = self.load(stored);
+        let loaded = self.load_within(stored, allowance);
         out.body_bytes = self.body.len();
         match loaded {
-            Ok(()) => self.decode_body(&mut out),
+            Ok(mode) => self.decode_body(&mut out, mode),
             Err(ObjectError::Inflate(InflateError::Corrupt {
                 decompressed,
                 source,
@@ -391,10 +491,18 @@ impl Decoder {
                     },
                 )));
                 if !self.body.is_empty() {
-                    self.decode_body(&mut out);
+                    let mode = self.parse_mode(allowance);
+                    self.decode_body(&mut out, mode);
                 }
             }
             Err(e) => out.note(Problem::Object(e)),
+        }
+        if self.body.capacity() > RETAINED_BYTES {
+            // What a large object needed is not kept for the next (the allowance is given
+            // back with the object).
+            self.body = Vec::new();
+            self.buffers = Buffers::new(1 << 20);
+            self.tape = Tape::null();
         }
         out.records = self.held.count - self.object_start;
         self.held.builder.end_object(source_key);
@@ -404,23 +512,120 @@ impl Decoder {
         out
     }
 
-    /// Puts the object's body (decompressed if need be) in `self.body`.
-    fn load(&mut self, stored: &[u8]) -> Result<(), ObjectError> {
+    /// Puts the object's body (decompressed if need be) in `self.body`, within `allowance`,
+    /// and says how to parse it. The allowance is asked for what the body and its parse need
+    /// before they are spent: first a guess from the stored size (or the gzip trailer's),
+    /// then, if the guess was short, the counted need, loading again from nothing.
+    fn load_within(
+        &mut self,
+        stored: &[u8],
+        allowance: &mut dyn Allowance,
+    ) -> Result<ParseMode, ObjectError> {
         let limit = self.options.max_object_bytes;
-        if is_gzip(stored) {
-            inflate(stored, &mut self.body, limit)?;
+        let gz = is_gzip(stored);
+        let guess = if gz {
+            gzip::size_hint(stored).unwrap_or(stored.len())
         } else {
-            if stored.len() > limit {
-                return Err(ObjectError::TooLarge { limit });
+            stored.len()
+        };
+        let mut want = guess
+            .min(limit)
+            .saturating_mul(EXPECTED_COST_PER_BYTE)
+            .saturating_add(PADDING);
+        // At most three rounds: the guess, the real body size, the counted parse.
+        for _ in 0..3 {
+            if allowance.granted() < want {
+                self.release_body();
+                allowance.regrant(want);
             }
-            self.body.clear();
-            self.body.reserve(stored.len() + PADDING);
-            self.body.extend_from_slice(stored);
+            let granted = allowance.granted();
+            let room = granted.saturating_sub(PADDING).min(limit);
+            let loaded = if gz {
+                inflate(stored, &mut self.body, room).map_err(ObjectError::from)
+            } else if stored.len() > room {
+                Err(ObjectError::TooLarge { limit: room })
+            } else {
+                self.body.clear();
+                self.body.reserve(stored.len() + PADDING);
+                self.body.extend_from_slice(stored);
+                Ok(())
+            };
+            match loaded {
+                Ok(()) => {}
+                Err(
+                    ObjectError::TooLarge { .. }
+                    | ObjectError::Inflate(InflateError::TooLarge { .. }),
+                ) if room < limit => {
+                    // Larger than its trailer said, or than the allowance: learn its size
+                    // (without keeping it) and ask again.
+                    self.release_body();
+                    let size = if gz {
+                        gzip::inflated_len(stored, limit)
+                    } else {
+                        Some(stored.len())
+                    };
+                    let Some(size) = size.filter(|&n| n <= limit) else {
+                        return Err(ObjectError::TooLarge { limit });
+                    };
+                    let needed = size.saturating_add(PADDING);
+                    if needed > allowance.ceiling() {
+                        return Err(ObjectError::OverBudget {
+                            needed,
+                            ceiling: allowance.ceiling(),
+                        });
+                    }
+                    want = needed.saturating_add(
+                        parse_cost_bound(size).min(allowance.ceiling().saturating_sub(needed)),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            match self.parse_need(allowance) {
+                Ok(mode) => return Ok(mode),
+                Err(needed) => want = needed,
+            }
         }
-        Ok(())
+        Ok(self.parse_mode(allowance))
     }
 
-    fn decode_body(&mut self, out: &mut DecodedObject) {
+    /// How the loaded body can be parsed within what `allowance` holds, or the bytes to ask
+    /// for so it can be parsed whole.
+    fn parse_need(&self, allowance: &dyn Allowance) -> Result<ParseMode, usize> {
+        let granted = allowance.granted();
+        let body = self.body.len().saturating_add(PADDING);
+        if body.saturating_add(parse_cost_bound(self.body.len())) <= granted {
+            return Ok(ParseMode::Whole);
+        }
+        let needed = body.saturating_add(parse_cost(&self.body));
+        if needed <= granted {
+            Ok(ParseMode::Whole)
+        } else if needed <= allowance.ceiling() {
+            Err(needed)
+        } else {
+            Ok(ParseMode::OneByOne {
+                room: granted.saturating_sub(body),
+            })
+        }
+    }
+
+    /// [`parse_need`](Self::parse_need) with no more to ask for.
+    fn parse_mode(&self, allowance: &dyn Allowance) -> ParseMode {
+        let granted = allowance.granted();
+        self.parse_need(allowance)
+            .unwrap_or_else(|_| ParseMode::OneByOne {
+                room: granted.saturating_sub(self.body.len().saturating_add(PADDING)),
+            })
+    }
+
+    /// Frees the body's memory (before its allowance is given back).
+    fn release_body(&mut self) {
+        self.body = Vec::new();
+        self.buffers = Buffers::new(1 << 10);
+        self.tape = Tape::null();
+    }
+
+    fn decode_body(&mut self, out: &mut DecodedObject, mode: ParseMode) {
         let len = self.body.len();
         let start = skip_space(&self.body, 0);
         let shape = match self.body.get(start) {
@@ -447,7 +652,11 @@ impl Decoder {
             }
         };
         if let Shape::Lines = shape {
-            self.decode_lines(out);
+            self.decode_lines(out, mode);
+            return;
+        }
+        if let ParseMode::OneByOne { room } = mode {
+            self.salvage_body(out, room);
             return;
         }
         self.body.resize(len + PADDING, 0);
@@ -471,14 +680,15 @@ impl Decoder {
                 self.tape = tape.reset();
                 // Parsing rewrote strings in place: read the body again before salvaging.
                 self.body.truncate(len);
-                self.salvage_body(out);
+                self.salvage_body(out, usize::MAX);
             }
         }
     }
 
     /// Reads `{"Records":[...]}` or `[...]` record by record, keeping every good one, when the
-    /// body as a whole is not valid JSON.
-    fn salvage_body(&mut self, out: &mut DecodedObject) {
+    /// body as a whole is not valid JSON or its parse would not fit the memory allowed. A
+    /// record whose own parse needs more than `room` bytes is reported and skipped.
+    fn salvage_body(&mut self, out: &mut DecodedObject, room: usize) {
         let body = std::mem::take(&mut self.body);
         let mut at = skip_space(&body, 0);
         let array_start = match body.get(at) {
@@ -537,6 +747,23 @@ impl Decoder {
                 }));
                 break;
             };
+            if end == at {
+                // A stray `}` where a record should start: no value to read, one byte to skip.
+                out.record_problem(
+                    index,
+                    None,
+                    RecordProblem::InvalidJson(format!("unexpected '}}' at byte {at}")),
+                );
+                index += 1;
+                at += 1;
+                continue;
+            }
+            if let Some(needed) = over_room(&body[at..end], room) {
+                out.record_problem(index, None, RecordProblem::OverBudget { needed, room });
+                index += 1;
+                at = end;
+                continue;
+            }
             scratch.clear();
             scratch.extend_from_slice(&body[at..end]);
             scratch.resize(end - at + PADDING, 0);
@@ -558,8 +785,13 @@ impl Decoder {
         self.body = body;
     }
 
-    /// JSON Lines: every non-blank line is a record; a bad line is reported and skipped.
-    fn decode_lines(&mut self, out: &mut DecodedObject) {
+    /// JSON Lines: every non-blank line is a record; a bad line is reported and skipped, and
+    /// so is a line whose parse would need more than the memory allowed.
+    fn decode_lines(&mut self, out: &mut DecodedObject, mode: ParseMode) {
+        let room = match mode {
+            ParseMode::Whole => usize::MAX,
+            ParseMode::OneByOne { room } => room,
+        };
         let len = self.body.len();
         self.body.resize(len + PADDING, 0);
         let mut slot = std::mem::replace(&mut self.tape, Tape::null());
@@ -574,6 +806,15 @@ impl Decoder {
             let (s, e) = trim(&self.body, line_start, line_end);
             line_start = next;
             if s == e {
+                continue;
+            }
+            if let Some(needed) = over_room(&self.body[s..e], room) {
+                out.record_problem(
+                    index,
+                    Some(line_no),
+                    RecordProblem::OverBudget { needed, room },
+                );
+                index += 1;
                 continue;
             }
             let mut tape = slot.reset();
@@ -702,6 +943,20 @@ fn value_end(b: &[u8], at: usize) -> Option<usize> {
     None
 }
 
+/// The bytes parsing `record` on its own needs, when that is more than `room`.
+fn over_room(record: &[u8], room: usize) -> Option<usize> {
+    if room == usize::MAX {
+        return None;
+    }
+    // Its copy with padding, and the parse.
+    let quick = record.len() + PADDING + parse_cost_bound(record.len());
+    if quick <= room {
+        return None;
+    }
+    let needed = record.len() + PADDING + parse_cost(record);
+    (needed > room).then_some(needed)
+}
+
 fn describe_start(body: &[u8], first: u8) -> String {
     let preview: String = String::from_utf8_lossy(&body[..body.len().min(24)])
         .chars()
@@ -734,7 +989,13 @@ pub fn decode_object(
         Some(crate::source::LogTable::BedrockInvocations) => {
             bedrock::decode(source_key, stored, options.max_object_bytes)
         }
-        _ => Decoder::new(options.clone()).decode(source_key, stored),
+        _ => {
+            let mut allowance = crate::memory::DecodeAllowance::new(&options.budget);
+            let mut decoder = Decoder::new(options.clone());
+            let mut out = decoder.decode_pending_within(source_key, stored, &mut allowance);
+            out.batch = decoder.take_pending();
+            out
+        }
     }
 }
 
@@ -1055,5 +1316,141 @@ mod tests {
         assert_eq!(value_end(b, 0), Some(b.len() - 2));
         assert_eq!(value_end(b"12, 3", 0), Some(2));
         assert_eq!(value_end(br#"{"a":"#, 0), None);
+    }
+
+    /// An allowance with a fixed ceiling that records what it was asked for.
+    struct Recorded {
+        granted: usize,
+        ceiling: usize,
+        asked: Vec<usize>,
+    }
+
+    impl Allowance for Recorded {
+        fn granted(&self) -> usize {
+            self.granted
+        }
+        fn regrant(&mut self, bytes: usize) -> usize {
+            self.asked.push(bytes);
+            self.granted = bytes.min(self.ceiling);
+            self.granted
+        }
+        fn ceiling(&self) -> usize {
+            self.ceiling
+        }
+    }
+
+    fn within(stored: &[u8], ceiling: usize) -> (DecodedObject, Recorded) {
+        let mut allowance = Recorded {
+            granted: 0,
+            ceiling,
+            asked: Vec::new(),
+        };
+        let mut decoder = Decoder::new(DecodeOptions::default());
+        let mut out = decoder.decode_pending_within("k", stored, &mut allowance);
+        out.batch = decoder.take_pending();
+        (out, allowance)
+    }
+
+    fn gzip(body: &str) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(body.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_body_larger_than_its_trailer_says_is_asked_for_again() {
+        let records: Vec<String> = (0..2000).map(|i| record(&format!("id{i}"))).collect();
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        // Two gzip members: the trailer gives the size of the last, one byte.
+        let mut stored = gzip(&body);
+        stored.extend(gzip(" "));
+        let (out, allowance) = within(&stored, 64 << 20);
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(2000));
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(allowance.asked.len(), 2, "{:?}", allowance.asked);
+        assert!(allowance.asked[1] >= body.len(), "{:?}", allowance.asked);
+    }
+
+    #[test]
+    fn a_parse_larger_than_the_ceiling_goes_a_record_at_a_time() {
+        // A million tiny values (a parse of 30 MB or so) and two records, in 2 MB of body.
+        let body = format!(
+            r#"{{"Records":[{},{}{}]}}"#,
+            record("first"),
+            "0,".repeat(1 << 20),
+            record("last")
+        );
+        let ceiling = 8 << 20;
+        let (out, allowance) = within(body.as_bytes(), ceiling);
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(2));
+        assert_eq!(out.problems.len(), MAX_DETAILED_PROBLEMS);
+        assert!(allowance.asked.iter().all(|&a| a <= 64 << 20));
+        assert!(allowance.granted <= ceiling);
+        // Unbounded, the same records.
+        let whole = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert_eq!(whole.batch.map(|b| b.num_rows()), Some(2));
+    }
+
+    #[test]
+    fn a_record_larger_than_what_the_body_leaves_is_reported() {
+        let big = format!(
+            r#"{{"eventTime":"2024-03-01T10:00:00Z","eventID":"big","x":[{}0]}}"#,
+            "0,".repeat(1 << 20)
+        );
+        let body = format!(r#"{{"Records":[{},{big}]}}"#, record("small"));
+        let (out, _) = within(body.as_bytes(), 4 << 20);
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(1));
+        assert!(
+            out.problems[0].to_string().contains("memory budget"),
+            "{}",
+            out.problems[0]
+        );
+        assert_eq!(out.problems[0].kind(), "over-budget");
+    }
+
+    #[test]
+    fn a_body_larger_than_the_ceiling_is_refused() {
+        let body = format!(r#"{{"Records":[{}]}}{}"#, record("a"), " ".repeat(8 << 20));
+        let (out, allowance) = within(&gzip(&body), 4 << 20);
+        assert!(out.batch.is_none());
+        assert_eq!(out.problems.len(), 1);
+        assert_eq!(out.problems[0].kind(), "over-budget", "{}", out.problems[0]);
+        assert!(allowance.granted <= 4 << 20);
+    }
+
+    /// Found by fuzzing: an object as `eventTime` was reported by writing out its first
+    /// tape node alone, which read past the slice.
+    #[test]
+    fn an_object_as_event_time_is_a_record_problem() {
+        let good = record("a");
+        let bad = record("b").replace(
+            r#""eventTime":"2024-03-01T10:00:00Z""#,
+            r#""eventTime":{"at":["noon",{"x":1}]}"#,
+        );
+        assert_ne!(bad, record("b"), "the test record has moved on");
+        let body = format!(r#"{{"Records":[{good},{bad}]}}"#);
+        let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(1));
+        let problem = out.problems[0].to_string();
+        // The whole value, as the report quotes it.
+        assert!(
+            problem.contains(r#"{\"at\":[\"noon\",{\"x\":1}]}"#),
+            "{problem}"
+        );
+    }
+
+    /// Found by fuzzing: a stray `}` among the records of a body being salvaged made a
+    /// zero-length value, and the salvage loop never moved on.
+    #[test]
+    fn a_stray_brace_among_records_is_skipped_not_looped_on() {
+        let body = format!(r#"{{"Records":[{},}} {}]"#, record("a"), record("b"));
+        let out = Decoder::new(DecodeOptions::default()).decode("k", body.as_bytes());
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(2));
+        assert_eq!(out.problems.len(), 1);
+        assert!(
+            out.problems[0].to_string().contains("unexpected '}'"),
+            "{}",
+            out.problems[0]
+        );
     }
 }

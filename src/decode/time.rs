@@ -3,12 +3,20 @@
 
 use chrono::{DateTime, NaiveDate};
 
+/// `0000-01-01T00:00:00Z` and `9999-12-31T23:59:59.999999Z`, in microseconds since the epoch.
+const FIRST_MICROS: i64 = -62_167_219_200_000_000;
+const LAST_MICROS: i64 = 253_402_300_799_999_999;
+
 /// Parses an ISO-8601 / RFC 3339 time into microseconds since the Unix epoch (UTC).
 pub fn parse_event_time(s: &str) -> Option<i64> {
     parse_fast(s.as_bytes()).or_else(|| {
         DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| t.timestamp_micros())
+            // Four-digit years once in UTC, as CloudTrail writes them: an offset or a leap
+            // second must not carry a time into a year that cannot be written back the same
+            // way.
+            .filter(|micros| (FIRST_MICROS..=LAST_MICROS).contains(micros))
     })
 }
 
@@ -52,6 +60,29 @@ pub fn format_event_time(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: an offset carried the last second of 9999 into the year 10000,
+    /// which formats as `+10000-…` and does not parse back.
+    #[test]
+    fn times_outside_four_digit_years_are_refused() {
+        assert_eq!(
+            parse_event_time("9999-12-31T23:59:59.999999999-23:59"),
+            None
+        );
+        assert_eq!(parse_event_time("0000-01-01T00:30:00+01:00"), None);
+        assert_eq!(parse_event_time("9999-12-31T23:59:60Z"), None);
+        assert_eq!(
+            parse_event_time("0000-01-01T00:00:00Z"),
+            Some(FIRST_MICROS),
+            "the first time kept"
+        );
+        assert_eq!(
+            parse_event_time("9999-12-31T23:59:59.999999Z"),
+            Some(LAST_MICROS)
+        );
+        let last = parse_event_time("9999-12-31T23:59:59+00:00").unwrap();
+        assert_eq!(parse_event_time(&format_event_time(last)), Some(last));
+    }
 
     #[test]
     fn common_and_general_forms_agree() {

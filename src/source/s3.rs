@@ -69,6 +69,24 @@ pub async fn fetch(
     limit: usize,
     owner: Option<&str>,
 ) -> Result<Vec<u8>, FetchError> {
+    fetch_within(client, bucket, key, limit, owner, None)
+        .await
+        .map(|(bytes, _)| bytes)
+}
+
+/// [`fetch`], reserving the object's stored bytes from `budget` (when given) once S3 has said
+/// how many there are and before reading them. An object larger than the budget's share for
+/// stored bytes is refused as too large. The reservation comes back with the bytes, to be
+/// dropped when they are.
+pub async fn fetch_within(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    limit: usize,
+    owner: Option<&str>,
+    budget: Option<&crate::memory::Budget>,
+) -> Result<(Vec<u8>, Option<crate::memory::Reservation>), FetchError> {
+    let limit = budget.map_or(limit, |b| limit.min(b.fetch_ceiling()));
     let names = || (bucket.to_string(), key.to_string());
     let response = client
         .get_object()
@@ -110,6 +128,12 @@ pub async fn fetch(
     if length > limit {
         return Err(too_large());
     }
+    let reserved = match budget {
+        Some(budget) => Some(budget.reserve_fetch(length).await),
+        None => None,
+    };
+    // Without a stated length, no more than was reserved.
+    let limit = reserved.as_ref().map_or(limit, |r| limit.min(r.bytes()));
     let mut body = response.body;
     let mut out = Vec::with_capacity(length);
     while let Some(part) = body.try_next().await.map_err(|e| {
@@ -126,7 +150,7 @@ pub async fn fetch(
         }
         out.extend_from_slice(&part);
     }
-    Ok(out)
+    Ok((out, reserved))
 }
 
 /// An `s3://bucket/prefix` source.

@@ -25,7 +25,8 @@ use crate::source::ObjectRef;
 /// The `cloudtrail` table over a fixed set of objects.
 pub struct CloudTrailTable {
     objects: Arc<Vec<ObjectRef>>,
-    max_object_bytes: usize,
+    /// Limits and budget for every scan (each scan sets its own projection).
+    options: DecodeOptions,
     partitions: usize,
     report: Arc<Mutex<ReadReport>>,
     queues: Mutex<Vec<Arc<ReadQueue>>>,
@@ -41,11 +42,12 @@ impl fmt::Debug for CloudTrailTable {
 }
 
 impl CloudTrailTable {
-    /// A table reading `objects` on `partitions` parallel streams.
-    pub fn new(objects: Vec<ObjectRef>, max_object_bytes: usize, partitions: usize) -> Self {
+    /// A table reading `objects` on `partitions` parallel streams, with the limits and memory
+    /// budget of `options`.
+    pub fn new(objects: Vec<ObjectRef>, options: DecodeOptions, partitions: usize) -> Self {
         Self {
             objects: Arc::new(objects),
-            max_object_bytes,
+            options,
             partitions: partitions.max(1),
             report: Arc::new(Mutex::new(ReadReport::default())),
             queues: Mutex::new(Vec::new()),
@@ -88,7 +90,7 @@ impl TableProvider for CloudTrailTable {
             self.objects.as_ref().clone(),
             DecodeOptions {
                 projection,
-                max_object_bytes: self.max_object_bytes,
+                ..self.options.clone()
             },
         ));
         self.queues.lock().expect("queues lock").push(queue.clone());

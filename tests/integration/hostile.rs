@@ -228,3 +228,91 @@ fn a_record_from_the_far_future_does_not_move_the_states_clock() {
         after["values"].as_object().unwrap().len()
     );
 }
+
+/// Writes `body` gzipped, streamed `repeat` times, as an object named with `tag`.
+fn write_gzip(dir: &Path, tag: &str, pieces: &[&[u8]], repeat: usize) {
+    let folder = dir.join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05");
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(format!(
+        "111122223333_CloudTrail_us-east-1_20261005T1000Z_{tag}.json.gz"
+    ));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    use std::io::Write;
+    gz.write_all(pieces[0]).unwrap();
+    for _ in 0..repeat {
+        gz.write_all(pieces[1]).unwrap();
+    }
+    gz.write_all(pieces[2]).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+}
+
+/// Objects made to exhaust memory, beside a genuine one, read within a 96 MiB budget: 32 MB
+/// of tiny values (a parse of half a gigabyte in one go) and a 300 MB gzip bomb. hunt reads
+/// the genuine record, reports both, and the process stays near its budget.
+#[test]
+fn bombs_are_read_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    write_object(
+        dir.path(),
+        "genuinegenuineg1",
+        &[record("genuine-stop", "StopLogging", "")],
+    );
+    let zeros = "0,".repeat(1 << 20);
+    write_gzip(
+        dir.path(),
+        "tinyvaluestinyva",
+        &[b"{\"Records\":[", zeros.as_bytes(), b"0]}"],
+        16,
+    );
+    let spaces = " ".repeat(1 << 20);
+    write_gzip(
+        dir.path(),
+        "spacesspacesspac",
+        &[b"{\"Records\":[]}", spaces.as_bytes(), b""],
+        300,
+    );
+    let out = trailhound(&[
+        "hunt",
+        "--memory-budget",
+        "96MiB",
+        "--format",
+        "csv",
+        "SELECT eventid FROM cloudtrail",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        text(&out.stdout).lines().collect::<Vec<_>>(),
+        ["eventid", "genuine-stop"],
+        "{stderr}"
+    );
+    // 16 Mi + 1 tiny values, none a record, each counted; the bomb refused whole.
+    assert!(
+        stderr.contains("16777217 records skipped (16777217 not-an-object)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 over-budget"), "{stderr}");
+    let megabytes = |after: &str| -> f64 {
+        let at = stderr
+            .find(after)
+            .unwrap_or_else(|| panic!("no {after:?}: {stderr}"));
+        let number = stderr[at + after.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap();
+        number.parse().unwrap()
+    };
+    let budget = 96.0 * 1.048576;
+    assert!(
+        megabytes("memory for reading: at most ") <= budget,
+        "{stderr}"
+    );
+    // The process besides reading (the binary, DataFusion, the allocator's slack) needs
+    // well under 100 MB here; reading the tiny values whole would have taken 600 MB.
+    let resident = megabytes("budget; ");
+    assert!(
+        resident < budget + 100.0,
+        "{resident} MB resident\n{stderr}"
+    );
+}

@@ -9,6 +9,7 @@ mod daemon;
 mod dynamodb;
 mod dynamodb_lapse;
 mod fidelity;
+mod fuzz_regressions;
 mod hostile;
 mod hunt;
 mod replay;
