@@ -96,8 +96,15 @@ pub struct RunArgs {
     )]
     pub expected_bucket_owner: Option<String>,
 
-    /// Objects fetched and decoded at once (each holds up to --max-object-size in memory
-    /// while it is decoded).
+    /// The role cannot list the trail bucket (no s3:ListBucket): S3 then answers 403 rather
+    /// than 404 for an object that no longer exists, so a 403 is taken to mean "gone" (the
+    /// message is deleted, counted as outcome="access-denied") instead of being retried until
+    /// the dead-letter queue. The shipped policy grants ListBucket, which keeps a real denial
+    /// (a broken policy) apart from a missing key; leave this off with it.
+    #[arg(long, env = "TRAILHOUND_CANNOT_LIST")]
+    pub cannot_list: bool,
+
+    /// Objects fetched and decoded at once (all of them within --memory-budget).
     #[arg(long, default_value_t = 16, env = "TRAILHOUND_FETCH_CONCURRENCY")]
     pub fetch_concurrency: usize,
 
@@ -162,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             fetch_concurrency: args.fetch_concurrency.max(1),
             allowed: args.allowed_buckets.clone(),
             expected_bucket_owner: args.expected_bucket_owner.clone(),
+            denied_is_gone: args.cannot_list,
         },
         std::sync::Arc::new(Metrics::default()),
     );

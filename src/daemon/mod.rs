@@ -61,6 +61,9 @@ pub struct Options {
     pub allowed: Vec<AllowedPlace>,
     /// The account that must own every bucket read (`ExpectedBucketOwner`).
     pub expected_bucket_owner: Option<String>,
+    /// A 403 on GetObject means the object is gone (the role cannot list the bucket, so S3
+    /// says 403 for a missing key), not a failure worth retrying.
+    pub denied_is_gone: bool,
 }
 
 /// A bucket (and key prefix) the daemon may read from.
@@ -117,6 +120,7 @@ impl Default for Options {
             retry_after: Duration::from_secs(10),
             allowed: Vec::new(),
             expected_bucket_owner: None,
+            denied_is_gone: false,
         }
     }
 }
@@ -616,7 +620,9 @@ impl Daemon {
                 }
                 Err(e) => {
                     m.inc(Metric::Errors, &[("kind", e.kind())]);
-                    if e.is_transient() {
+                    let gone =
+                        self.options.denied_is_gone && matches!(e, s3::FetchError::Denied { .. });
+                    if e.is_transient() && !gone {
                         tracing::warn!(
                             message = batch[i].id.as_str(),
                             "keeping the message for redelivery: {}",

@@ -1135,6 +1135,61 @@ fn bedrock_logs_become_findings_and_an_unreadable_object_reaches_the_dlq() {
     assert!(dead[0].contains("_archived.json.gz"), "{}", dead[0]);
 }
 
+/// Where the role cannot list the bucket, S3 answers 403 for a key that is gone: with
+/// `--cannot-list` such a message is deleted at once rather than retried into the DLQ (moto
+/// answers 403 for an archived object, which stands in for it here).
+#[test]
+fn with_cannot_list_a_403_is_taken_as_gone() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("cannot-list", 2);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    let archived = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1000Z_forbidden.json.gz";
+    aws.runtime
+        .block_on(
+            aws.s3
+                .put_object()
+                .bucket("trail")
+                .key(archived)
+                .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+                .body(ByteStream::from(gzip(b"{\"Records\":[]}")))
+                .send(),
+        )
+        .unwrap();
+    let port = free_port();
+    let mut daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &["--retry-after", "1s", "--cannot-list"],
+    );
+    wait_until(
+        dir.path(),
+        Duration::from_secs(60),
+        "the message deleted",
+        || {
+            aws.depth(&queue) == 0
+                && metric(
+                    &metrics_of(port),
+                    "trailhound_objects_total{kind=\"cloudtrail log\",outcome=\"access-denied\"}",
+                ) == 1.0
+        },
+    );
+    let metrics = metrics_of(port);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(aws.depth(&dlq), 0, "{metrics}");
+    // Tried once, not again.
+    assert_eq!(
+        metric(&metrics, "trailhound_errors_total{kind=\"access-denied\"}"),
+        1.0,
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_large_object_is_kept_hidden_by_the_heartbeat_while_in_work() {
     let moto = Moto::start();
