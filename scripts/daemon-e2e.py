@@ -4,10 +4,17 @@ notifications go to an SQS queue (with a dead-letter queue, maxReceiveCount 5) w
 runs; the daemon is killed (SIGKILL) half-way through the uploads and started again.
 
     python3 scripts/daemon-e2e.py BINARY SOURCE_DIR [--kill-at 0.5] [--backlog] [--learning 0s]
+                                    [--hostile] [--memory-budget 512MiB]
 
 With --backlog every object is uploaded before the daemon starts, and it is killed once it has
 read that fraction of them: in the middle of a full batch of messages rather than between
 uploads.
+
+With --hostile, objects written to hurt the reader go in among the genuine ones (into a copy of
+SOURCE_DIR, so replay reads them too): records nested 1,000 deep and with duplicate keys, 32 MB
+of tiny values (a parse of over 500 MB in one go), a 600 MB gzip bomb, a truncated gzip and a
+body that is not JSON. The daemon runs with --memory-budget (512 MiB by default here) and must
+not crash; its peak resident memory is reported.
 
 SOURCE_DIR is what `trailhound simulate --out DIR` writes: log files under AWSLogs/ and
 labels.json naming each attack's eventIDs. Reports, and exits 1 unless all hold:
@@ -31,6 +38,10 @@ import sys
 import tempfile
 import time
 
+import gzip
+import shutil
+import zlib
+
 import boto3
 
 from local_aws import free_port, metrics, start_moto
@@ -44,8 +55,83 @@ def depth(sqs, queue):
     return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
 
 
+def write_gzip(path, parts):
+    """Writes the concatenation of `parts` (bytes, or (bytes, times)) gzipped, streamed."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(path, "wb") as f:
+        for part in parts:
+            data, times = part if isinstance(part, tuple) else (part, 1)
+            for _ in range(times):
+                f.write(z.compress(data))
+        f.write(z.flush())
+
+
+def add_hostile(source):
+    """Hostile objects, in the delivery folder of the first genuine one; their names."""
+    first = sorted(os.path.join(r, n) for r, _, ns in os.walk(source) for n in ns if n.endswith(".json.gz"))[0]
+    folder, name = os.path.split(first)
+    head = "_".join(name.split("_")[:4])  # <account>_CloudTrail_<region>_<time>
+
+    def path(tag):
+        return os.path.join(folder, f"{head}_{tag}.json.gz")
+
+    account = name.split("_")[0]
+
+    def record(i, extra):
+        return ('{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDAHOSTILE",'
+                f'"arn":"arn:aws:iam::{account}:user/mallory","accountId":"{account}",'
+                '"accessKeyId":"AKIAHOSTILE0000000001","userName":"mallory"},'
+                '"eventTime":"2026-10-05T10:00:00Z","eventSource":"cloudtrail.amazonaws.com",'
+                '"eventName":"DescribeTrails","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9",'
+                f'"userAgent":"aws-cli/2.15.0","eventID":"hostile-{i}","eventType":"AwsApiCall",'
+                f'"recipientAccountId":"{account}"{extra}}}')
+
+    deep = "[" * 1000 + "1" + "]" * 1000
+    records = [record(0, f',"weird":{deep}'), record(1, ',"resources":5,"resources":[7]'),
+               record(2, ',"userIdentity":"x","userIdentity":{"type":"Root"}'),
+               record(3, f',"requestParameters":{{"deep":{"[" * 500 + "]" * 500}}},"odd":1,"odd":2')]
+    written = []
+    write_gzip(path("hostilerecordsxx"), ['{"Records":['.encode(), ",".join(records).encode(), b"]}"])
+    written.append(path("hostilerecordsxx"))
+    write_gzip(path("tinyvaluestinyvx"), [b'{"Records":[', (b"0," * (1 << 20), 16), b"0]}"])
+    written.append(path("tinyvaluestinyvx"))
+    write_gzip(path("gzipbombgzipbomb"), [b'{"Records":[]}', (b" " * (1 << 20), 600)])
+    written.append(path("gzipbombgzipbomb"))
+    with open(first, "rb") as f:
+        whole = f.read()
+    with open(path("truncatedtruncat"), "wb") as f:
+        f.write(whole[: len(whole) // 2])
+    written.append(path("truncatedtruncat"))
+    with open(path("notjsonnotjsonno"), "wb") as f:
+        f.write(gzip.compress(b"<html>AccessDenied</html>"))
+    written.append(path("notjsonnotjsonno"))
+    return written
+
+
+def peak_resident(pid):
+    """The process's peak resident memory (VmHWM) in MB, or None."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def main():
     binary, source = sys.argv[1], sys.argv[2]
+    hostile = "--hostile" in sys.argv
+    budget = ["--memory-budget", "512MiB"]
+    if "--memory-budget" in sys.argv:
+        budget = ["--memory-budget", sys.argv[sys.argv.index("--memory-budget") + 1]]
+    hostile_keys = []
+    if hostile:
+        copy = tempfile.mkdtemp()
+        shutil.copytree(source, copy, dirs_exist_ok=True)
+        source = copy
+        hostile_keys = [p[p.index("AWSLogs/"):] for p in add_hostile(source)]
     kill_at = 0.5
     if "--kill-at" in sys.argv:
         kill_at = float(sys.argv[sys.argv.index("--kill-at") + 1])
@@ -95,7 +181,7 @@ def main():
         d = subprocess.Popen(
             [binary, "run", "--queue-url", queue, "--sink", f"file:{work}/findings.jsonl",
              "--state", f"{work}/state.redb", "--listen", f"127.0.0.1:{listen}",
-             "--visibility", "10s", "--log", "info", *learning],
+             "--visibility", "10s", "--log", "info", *learning, *budget],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -162,6 +248,8 @@ def main():
         time.sleep(0.5)
     elapsed = time.time() - started
     last = metrics(listen)
+    alive = daemon.poll() is None
+    resident = peak_resident(daemon.pid)
     daemon.send_signal(signal.SIGTERM)
     code = daemon.wait(timeout=60)
     dlq_depth, queue_depth = depth(sqs, dlq), depth(sqs, queue)
@@ -191,7 +279,7 @@ def main():
 
     # The same files through replay, for comparison.
     replayed = subprocess.run(
-        [binary, "replay", source, "--state", f"{work}/replay.redb", *learning],
+        [binary, "replay", source, "--state", f"{work}/replay.redb", *learning, *budget],
         capture_output=True, text=True, env=env,
     )
     replay_events = {}
@@ -220,7 +308,14 @@ def main():
           f"({len(capped)} more listing the most records a finding lists, 200, where an earlier record "
           f"that arrived late took a later one's place)")
     print(f"attacks            {len(labels['attacks']) - len(missed)} of {len(labels['attacks'])} found")
-    print(f"queue / DLQ        {queue_depth} / {dlq_depth} messages left; SIGTERM exit {code}")
+    print(f"queue / DLQ        {queue_depth} / {dlq_depth} messages left; SIGTERM exit {code}"
+          f"{'' if alive else ' (the daemon had died before it)'}")
+    if hostile:
+        errors = {k: v for k, v in last.items() if k.startswith("trailhound_errors_total")}
+        print(f"hostile objects    {len(hostile_keys)} among the genuine ones; errors counted: "
+              + ", ".join(f"{k[k.index('=') + 2:-2]} {v:.0f}" for k, v in sorted(errors.items())))
+        print(f"memory             budget {budget[1]}; the daemon's peak resident memory "
+              f"{resident:.0f} MB (since its last start)" if resident else "memory             not measured")
     print(f"against replay     {len(replay_ids)} ids from replay; {len(only_daemon)} only from the daemon, "
           f"{len(only_replay)} only from replay")
     print(f"records vs replay  {len(other_records)} of {len(replay_ids & set(final))} shared ids hold other "
@@ -237,7 +332,7 @@ def main():
     for i in only_replay[:10]:
         f = replay_by_id[i]
         print(f"    replay only: {f['service']['additionalInfo']['detection']} {f['severity']} {f['title'][:70]}")
-    ok = (not missed and not rewritten and queue_depth == 0 and dlq_depth == 0 and code == 0
+    ok = (not missed and not rewritten and queue_depth == 0 and dlq_depth == 0 and code == 0 and alive
           and not only_daemon and not only_replay and not other_records)
     print("OK" if ok else f"FAILED; the daemon's log is {work}/daemon.log")
     sys.exit(0 if ok else 1)
