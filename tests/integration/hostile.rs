@@ -316,3 +316,49 @@ fn bombs_are_read_within_the_memory_budget() {
         "{resident} MB resident\n{stderr}"
     );
 }
+
+/// 25,000 calls, each with its own temporary key, session and IPv6 address, in one account:
+/// the state keeps at most 20,000 entries of each kind for the account, forgets the least
+/// recently seen and says so (unbounded, such a flood once made 500,007 entries of 100,000).
+#[test]
+fn a_flood_of_distinct_sessions_stays_within_the_state_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<String> = (0..25_000)
+        .map(|i| {
+            format!(
+                r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AssumedRole","principalId":"AROAFLOOD:s{i}","arn":"arn:aws:sts::111122223333:assumed-role/flood/s{i}","accountId":"111122223333","accessKeyId":"ASIA{i:016}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROAFLOOD","arn":"arn:aws:iam::111122223333:role/flood","accountId":"111122223333","userName":"flood"}}}}}},"eventTime":"2026-10-05T10:{:02}:{:02}Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"2001:db8:{:x}::1","userAgent":"ua-{i}","eventID":"flood-{i}","eventType":"AwsApiCall","recipientAccountId":"111122223333"}}"#,
+                (i / 1000) % 60,
+                i % 60,
+                i
+            )
+        })
+        .collect();
+    write_object(dir.path(), "floodfloodflood1", &records);
+    let state = dir.path().join("state.redb");
+    let out = trailhound(&[
+        "replay",
+        "--learning",
+        "0s",
+        "--log",
+        "info",
+        "--state",
+        state.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("entries for one account and detection: forgot the"),
+        "{stderr}"
+    );
+    let entries: usize = stderr
+        .split("state.redb: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no state size: {stderr}"));
+    // First-seen values, entities and rate histories: 20,000 each at most, and a few more
+    // for the objects learned from.
+    assert!(entries <= 3 * 20_000 + 100, "{entries} entries\n{stderr}");
+    assert!(entries >= 20_000, "{entries} entries\n{stderr}");
+}
