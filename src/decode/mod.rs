@@ -325,11 +325,15 @@ impl Held {
         };
         let builder = match (&mut self.by_source, source) {
             (Some(by_source), Some(source)) => {
+                // Looked up by `&str` first: no key is allocated for a source already seen.
                 if !by_source.contains_key(source) {
                     let builder = RecordsBuilder::new(self.projection.clone(), 256);
                     by_source.insert(source.to_string(), builder);
                 }
-                by_source.get_mut(source).expect("inserted above")
+                match by_source.get_mut(source) {
+                    Some(builder) => builder,
+                    None => &mut self.builder,
+                }
             }
             _ => &mut self.builder,
         };

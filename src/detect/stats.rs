@@ -626,7 +626,9 @@ impl Stats {
             // Keys are a dictionary: look each distinct key up once.
             let (names, index): (Vec<String>, Vec<usize>) =
                 if let Some(dict) = keys.as_any_dictionary_opt() {
-                    let values = cast(dict.values(), &DataType::Utf8).expect("text keys");
+                    let Ok(values) = cast(dict.values(), &DataType::Utf8) else {
+                        continue;
+                    };
                     let values = values.as_string::<i32>();
                     (
                         values
@@ -636,7 +638,9 @@ impl Stats {
                         dict.normalized_keys(),
                     )
                 } else {
-                    let values = cast(keys, &DataType::Utf8).expect("text keys");
+                    let Ok(values) = cast(keys, &DataType::Utf8) else {
+                        continue;
+                    };
                     let values = values.as_string::<i32>();
                     (
                         values

@@ -1059,6 +1059,21 @@ fn bedrock_log(blocked: usize) -> Vec<u8> {
     gzip(body.as_bytes())
 }
 
+/// Puts an archived (Glacier) object, which GetObject refuses with a 403 every time.
+fn put_archived(aws: &Aws, key: &str) {
+    aws.runtime
+        .block_on(
+            aws.s3
+                .put_object()
+                .bucket("trail")
+                .key(key)
+                .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+                .body(ByteStream::from(gzip(b"{\"Records\":[]}")))
+                .send(),
+        )
+        .unwrap();
+}
+
 #[test]
 fn bedrock_logs_become_findings_and_an_unreadable_object_reaches_the_dlq() {
     let moto = Moto::start();
@@ -1075,17 +1090,7 @@ fn bedrock_logs_become_findings_and_an_unreadable_object_reaches_the_dlq() {
     // An archived log: GetObject refuses it (403, InvalidObjectState) every time it is tried,
     // so its message is handed back until the queue's redrive moves it to the DLQ.
     let archived = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1000Z_archived.json.gz";
-    aws.runtime
-        .block_on(
-            aws.s3
-                .put_object()
-                .bucket("trail")
-                .key(archived)
-                .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
-                .body(ByteStream::from(gzip(b"{\"Records\":[]}")))
-                .send(),
-        )
-        .unwrap();
+    put_archived(&aws, archived);
 
     let port = free_port();
     let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &["--retry-after", "1s"]);
@@ -1147,17 +1152,7 @@ fn with_cannot_list_a_403_is_taken_as_gone() {
     aws.bucket("trail");
     aws.notify("trail", &queue);
     let archived = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1000Z_forbidden.json.gz";
-    aws.runtime
-        .block_on(
-            aws.s3
-                .put_object()
-                .bucket("trail")
-                .key(archived)
-                .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
-                .body(ByteStream::from(gzip(b"{\"Records\":[]}")))
-                .send(),
-        )
-        .unwrap();
+    put_archived(&aws, archived);
     let port = free_port();
     let mut daemon = start_daemon(
         &moto,
