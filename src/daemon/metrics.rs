@@ -63,6 +63,8 @@ metrics! {
         "Bytes read, as stored (compressed)";
     Findings => "trailhound_findings_total", Counter, true,
         "Findings sent to the sinks, by severity";
+    FindingsRefused => "trailhound_findings_refused_total", Counter, true,
+        "Findings a sink refused for something in the finding itself (logged in full), by sink";
     Errors => "trailhound_errors_total", Counter, true,
         "Errors, by kind";
     Batches => "trailhound_batches_total", Counter, false,

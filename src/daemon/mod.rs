@@ -360,10 +360,13 @@ impl Daemon {
             let findings = &findings;
             runtime.block_on(async {
                 let send = async {
+                    let mut refused = Vec::new();
                     for sink in sinks.iter_mut() {
-                        sink.send(findings).await?;
+                        for r in sink.send(findings).await? {
+                            refused.push((sink.name(), r));
+                        }
                     }
-                    Ok::<(), crate::finding::sink::SinkError>(())
+                    Ok::<_, crate::finding::sink::SinkError>(refused)
                 };
                 tokio::pin!(send);
                 tokio::select! {
@@ -376,7 +379,23 @@ impl Daemon {
             })
         };
         match sent {
-            Some(Ok(())) => {}
+            Some(Ok(refused)) => {
+                // A finding a sink refused for itself is kept here, in full, rather than
+                // holding back the batch: sending it again would be refused again.
+                for (sink, r) in refused {
+                    let f = &findings[r.index];
+                    tracing::error!(
+                        sink = sink.as_str(),
+                        finding = f.id.as_str(),
+                        detection = f.detection.as_str(),
+                        reason = r.reason.as_str(),
+                        body = serde_json::to_string(f).unwrap_or_default().as_str(),
+                        "the sink refused a finding; it is logged here instead"
+                    );
+                    m.inc(Metric::FindingsRefused, &[("sink", sink.as_str())]);
+                    m.inc(Metric::Errors, &[("kind", "finding-refused")]);
+                }
+            }
             Some(Err(e)) => {
                 tracing::error!(
                     "{}; the batch's messages stay on the queue",

@@ -763,6 +763,128 @@ fn drain_queue(aws: &Aws, queue: &str) -> Vec<String> {
     out
 }
 
+/// A `StopLogging` whose caller chose long names and a user agent carrying U+FFFF: its
+/// finding is larger than the findings queue takes.
+fn oversized_stop_logging() -> Vec<u8> {
+    let long = "m".repeat(1000);
+    let record = json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "principalId": format!("AIDA{long}"),
+            "arn": format!("arn:aws:iam::111122223333:user/{long}"), "accountId": "111122223333",
+            "accessKeyId": "AKIAOVERSIZED0000001", "userName": long},
+        "eventTime": "2026-10-05T10:00:00Z", "eventSource": "cloudtrail.amazonaws.com",
+        "eventName": "StopLogging", "awsRegion": "us-east-1", "sourceIPAddress": "203.0.113.9",
+        "userAgent": format!("\u{ffff}{}", "u".repeat(1000)), "eventID": "oversized-stop-logging",
+        "eventType": "AwsApiCall", "recipientAccountId": "111122223333",
+        "requestParameters": {"name": format!("trail-{}", "n".repeat(1000))},
+    });
+    gzip(json!({ "Records": [record] }).to_string().as_bytes())
+}
+
+/// One finding SQS refuses (larger than the findings queue's message limit) is logged and
+/// counted; the other findings of its batch go out and every message is deleted.
+#[test]
+fn a_finding_a_sink_refuses_does_not_hold_back_the_others() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, dlq) = aws.queue("refusing", 3);
+    aws.bucket("trail");
+    aws.notify("trail", &queue);
+    // The sample's findings are under 4,000 bytes; the oversized one is over 5,000.
+    let findings_queue = aws
+        .runtime
+        .block_on(
+            aws.sqs
+                .create_queue()
+                .queue_name("findings")
+                .attributes(QueueAttributeName::MaximumMessageSize, "5000")
+                .send(),
+        )
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let (files, attacks) = attack_files();
+    let files = &files[..3];
+    aws.put(
+        "trail",
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T1000Z_oversized.json.gz",
+        oversized_stop_logging(),
+    );
+    upload_all(&aws, "trail", files);
+
+    let port = free_port();
+    let sqs_sink = format!("sqs:{findings_queue}");
+    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &["--sink", &sqs_sink]);
+    wait_until(
+        dir.path(),
+        Duration::from_secs(90),
+        "the queue emptied",
+        || {
+            aws.depth(&queue) == 0
+                && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 4.0
+        },
+    );
+    let metrics = metrics_of(port);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    assert_eq!(aws.depth(&dlq), 0);
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("trailhound_findings_refused_total{{sink=\"{sqs_sink}\"}}")
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "trailhound_errors_total{kind=\"finding-refused\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "trailhound_errors_total{kind=\"sink-failed\"}"),
+        0.0
+    );
+    // Every other finding is on the findings queue, the attacks of the three files among them.
+    let found: Vec<Value> = drain_queue(&aws, &findings_queue)
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let mut text = String::new();
+    for path in files {
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+    }
+    let in_files: BTreeMap<String, BTreeSet<String>> = attacks
+        .into_iter()
+        .filter(|(_, ids)| ids.iter().any(|id| text.contains(id.as_str())))
+        .collect();
+    assert!(!in_files.is_empty());
+    for (attack, ids) in &in_files {
+        assert!(
+            found.iter().any(|f| !event_ids(f).is_disjoint(ids)),
+            "{attack} not on the findings queue"
+        );
+    }
+    assert!(!found
+        .iter()
+        .any(|f| event_ids(f).contains("oversized-stop-logging")));
+    // The refused finding is in the log, whole, with SQS's reason.
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused a finding"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(line.contains("oversized-stop-logging"), "{line}");
+    assert!(line.contains("cloudtrail-logging-stopped"), "{line}");
+    assert!(line.contains("InvalidParameterValue"), "{line}");
+}
+
 #[test]
 fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
     let moto = Moto::start();
