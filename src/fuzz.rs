@@ -54,18 +54,25 @@ pub fn envelope(data: &[u8]) {
 }
 
 /// Any bytes as a policy document, with an account, a trusted account or pattern, an address
-/// (the first line is the account, the second the trusted one, the rest the document): the
-/// policy and network functions the detections call must not panic.
+/// (the first line is the account, the second the trusted one, the rest the document, also
+/// read as an address list): the policy and network functions the detections call, and the
+/// threat-list reader, must not panic.
 pub fn policy(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut lines = text.splitn(3, '\n');
     let account = lines.next().unwrap_or_default();
     let trusted = lines.next().unwrap_or_default();
     let policy = lines.next().unwrap_or_default();
+    // The document read as a threat list too (plain or STIX): an error is fine, a panic not.
+    let mut threats = crate::detect::ip_list::IpList::default();
+    let _ = threats.add_text(std::path::Path::new("fuzz"), policy);
     let trust = Trust {
         accounts: BTreeSet::from([trusted.to_string()]),
         pipelines: vec![trusted.to_string()],
+        threats,
+        trusted_networks: Default::default(),
     };
+    let _ = trust.threats.contains_text(account);
     for principal in outside_principals(policy, account, &trust) {
         assert!(!principal.is_empty());
     }

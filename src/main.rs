@@ -30,6 +30,16 @@ fn main() {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().init(),
     }
+    // A pipe closed by its reader (`trailhound rules list | head`) ends the program quietly,
+    // as other command-line tools end, except for the daemon, whose stdout sink reports the
+    // failed write as a sink error and keeps its messages.
+    #[cfg(unix)]
+    if !cli.is_daemon() {
+        // SAFETY: restores the default action of one signal before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

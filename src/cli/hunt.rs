@@ -43,6 +43,10 @@ pub struct HuntArgs {
 
     #[command(flatten)]
     pub read: ReadArgs,
+
+    /// Address lists for `threat_listed(sourceipaddress)` and `trusted_ip(sourceipaddress)`.
+    #[command(flatten)]
+    pub ip_lists: crate::cli::rules::IpListArgs,
 }
 
 /// Splits the positional arguments into SQL (if any) and sources. The first argument is SQL
@@ -113,7 +117,7 @@ async fn one_shot(
     threads: usize,
     format: OutputFormat,
 ) -> anyhow::Result<i32> {
-    let ctx = sql::new_session(threads)?;
+    let ctx = args.ip_lists.session(threads)?;
     let mut report = ReadReport::for_listing(&listing);
     let invocations = crate::read::read_invocations(
         &listing.invocations,

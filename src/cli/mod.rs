@@ -46,6 +46,13 @@ pub enum LogFormat {
     Json,
 }
 
+impl Cli {
+    /// True for `trailhound run`, the long-lived daemon.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Run(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Query CloudTrail with SQL, as the table `cloudtrail`.

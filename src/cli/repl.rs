@@ -46,6 +46,8 @@ pub fn run(
     threads: usize,
     mut format: OutputFormat,
 ) -> anyhow::Result<i32> {
+    // The lists first: a bad file is reported before the logs are read.
+    let ctx = args.ip_lists.session(threads)?;
     let mut report = ReadReport::for_listing(&listing);
     let progress = super::stderr_is_terminal().then(|| {
         ProgressBar::new(0).with_style(
@@ -67,7 +69,6 @@ pub fn run(
     );
     report.merge(&read);
     eprintln!("{report}");
-    let ctx = sql::new_session(threads)?;
     sql::register_batches(&ctx, batches)?;
     let tables = if invocations.is_empty() {
         "table `cloudtrail` is"

@@ -43,6 +43,9 @@ pub struct PackArgs {
         env = "TRAILHOUND_PIPELINES"
     )]
     pub pipelines: Vec<String>,
+
+    #[command(flatten)]
+    pub ip_lists: IpListArgs,
 }
 
 impl PackArgs {
@@ -99,16 +102,88 @@ impl PackArgs {
         threads: usize,
     ) -> anyhow::Result<PendingEngine> {
         let rules = self.load()?;
+        let (threats, trusted_networks) = self.ip_lists.load()?;
         let options = EngineOptions {
             threads,
             trusted_accounts: self.trusted_accounts.iter().cloned().collect(),
             pipelines: self.pipelines.clone(),
+            threats,
+            trusted_networks,
         };
         Ok(PendingEngine {
             rules: rules.clone(),
             task: runtime.spawn(Engine::new(rules, options)),
         })
     }
+}
+
+/// The user's own address lists, as GuardDuty takes them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IpListArgs {
+    /// A threat list, as GuardDuty takes one: plain text with one IP address or CIDR network a
+    /// line (`#` comments), or STIX 2.1 JSON (indicators whose patterns compare
+    /// ipv4-addr:value or ipv6-addr:value, and ipv4-addr/ipv6-addr objects). Any API call
+    /// from a listed address is a finding (threat-list-caller). Repeat for more lists.
+    #[arg(
+        long = "threat-list",
+        value_name = "FILE",
+        value_delimiter = ',',
+        env = "TRAILHOUND_THREAT_LISTS"
+    )]
+    pub threat_lists: Vec<PathBuf>,
+
+    /// Trusted IP ranges, in the same forms as --threat-list: the detections whose signal is
+    /// where a call came from (new networks, instance credentials used elsewhere, the threat
+    /// list itself) leave these addresses out; every other detection still sees them.
+    #[arg(
+        long = "trusted-ips",
+        value_name = "FILE",
+        value_delimiter = ',',
+        env = "TRAILHOUND_TRUSTED_IPS"
+    )]
+    pub trusted_ips: Vec<PathBuf>,
+}
+
+impl IpListArgs {
+    /// The threat list and the trusted ranges, each file's contents logged.
+    pub fn load(&self) -> anyhow::Result<(detect::ip_list::IpList, detect::ip_list::IpList)> {
+        Ok((
+            load_ip_lists("--threat-list", &self.threat_lists)?,
+            load_ip_lists("--trusted-ips", &self.trusted_ips)?,
+        ))
+    }
+
+    /// A SQL session on which `threat_listed` and `trusted_ip` know the lists (for `hunt`).
+    pub fn session(&self, threads: usize) -> anyhow::Result<datafusion::prelude::SessionContext> {
+        let (threats, trusted_networks) = self.load()?;
+        let trust = crate::sql::security::Trust {
+            threats,
+            trusted_networks,
+            ..Default::default()
+        };
+        Ok(crate::sql::new_session_with(
+            threads,
+            &std::sync::Arc::new(trust),
+        )?)
+    }
+}
+
+/// The lists given to `option`, in one; what each held is logged.
+fn load_ip_lists(option: &str, paths: &[PathBuf]) -> anyhow::Result<detect::ip_list::IpList> {
+    let mut list = detect::ip_list::IpList::default();
+    for path in paths {
+        let loaded = list
+            .load(path)
+            .map_err(|e| anyhow::anyhow!("{option}: {e}"))?;
+        tracing::info!(
+            list = %path.display(),
+            form = loaded.form,
+            networks = loaded.networks,
+            skipped_indicators = loaded.skipped,
+            "{option} loaded"
+        );
+    }
+    Ok(list)
 }
 
 /// Detections being planned in the background.
@@ -247,10 +322,16 @@ fn test(args: TestArgs) -> anyhow::Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // The tests' own pipeline is declared, whatever the user's are.
-    let mut pack = args.pack.clone();
-    pack.pipelines = vec![ruletest::TEST_PIPELINE.to_string()];
-    let engine = std::sync::Arc::new(pack.engine(&runtime, 1)?);
+    // The tests' own pipeline and address lists are declared, whatever the user's are.
+    let pack = &args.pack;
+    let engine = std::sync::Arc::new(
+        runtime
+            .block_on(Engine::new(
+                pack.load()?,
+                ruletest::engine_options(pack.trusted_accounts.iter().cloned().collect()),
+            ))
+            .map_err(|errors| anyhow::anyhow!(detect::describe_errors(&errors)))?,
+    );
     for id in &args.ids {
         if !engine.rules().any(|r| &r.id == id) {
             bail!("no detection has the id {id:?} (see `trailhound rules list`)");

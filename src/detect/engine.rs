@@ -45,6 +45,10 @@ pub struct EngineOptions {
     pub trusted_accounts: BTreeSet<String>,
     /// The deployment pipelines' role or user ARN patterns, for `is_pipeline`.
     pub pipelines: Vec<String>,
+    /// The user's threat list, for `threat_listed`.
+    pub threats: super::ip_list::IpList,
+    /// The user's trusted ranges, for `trusted_ip`.
+    pub trusted_networks: super::ip_list::IpList,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +57,8 @@ impl Default for EngineOptions {
             threads: crate::read::default_threads(),
             trusted_accounts: BTreeSet::new(),
             pipelines: Vec::new(),
+            threats: Default::default(),
+            trusted_networks: Default::default(),
         }
     }
 }
@@ -169,6 +175,8 @@ impl Engine {
         let trusted = Arc::new(crate::sql::security::Trust {
             accounts: options.trusted_accounts,
             pipelines: options.pipelines,
+            threats: options.threats,
+            trusted_networks: options.trusted_networks,
         });
         let ctx = crate::sql::new_session_with(threads, &trusted).map_err(|e| {
             vec![RuleError {

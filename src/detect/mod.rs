@@ -8,6 +8,7 @@
 //! * [`examine`]: the one pipeline from a chunk of decoded batches to findings (every
 //!   detection, the statistics, aggregation, claiming), shared by replay, the daemon, `bench`
 //!   and `rules test`.
+//! * [`ip_list`]: the threat list and trusted ranges the user brings.
 //! * [`ruletest`]: the tests each detection file carries.
 //! * [`stats`]: statistical detections (first-seen, rates, sequences) and [`state`], what
 //!   they learn and keep between runs.
@@ -18,6 +19,7 @@ pub mod aggregate;
 pub mod engine;
 pub mod examine;
 pub mod fields;
+pub mod ip_list;
 pub mod rule;
 pub mod ruletest;
 pub mod state;

@@ -25,6 +25,32 @@ pub const TEST_ACCOUNT: &str = "111122223333";
 /// the role `test-pipeline` are the pipeline's.
 pub const TEST_PIPELINE: &str = "arn:aws:iam::*:role/test-pipeline";
 
+/// The threat list the tests run with: one address and one network (documentation ranges).
+pub const TEST_THREAT_LIST: &str = "198.51.100.66\n2001:db8:bad::/48\n";
+
+/// The trusted ranges the tests run with.
+pub const TEST_TRUSTED_IPS: &str = "203.0.113.128/25\n";
+
+/// How the tests' engine runs: one thread, the user's trusted accounts, and the tests' own
+/// pipeline, threat list and trusted ranges (a test must pass whatever the user brings).
+pub fn engine_options(
+    trusted_accounts: std::collections::BTreeSet<String>,
+) -> super::EngineOptions {
+    let list = |text: &str| {
+        let mut l = super::ip_list::IpList::default();
+        l.add_text(std::path::Path::new("(tests)"), text)
+            .expect("the tests' own list parses");
+        l
+    };
+    super::EngineOptions {
+        threads: 1,
+        trusted_accounts,
+        pipelines: vec![TEST_PIPELINE.to_string()],
+        threats: list(TEST_THREAT_LIST),
+        trusted_networks: list(TEST_TRUSTED_IPS),
+    }
+}
+
 /// What one test did.
 #[derive(Debug, Clone)]
 pub struct Outcome {

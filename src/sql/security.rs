@@ -15,6 +15,9 @@
 //! * `ip_network(address)`, `is_private_ip(address)`: an address's /24 (IPv4) or /48 (IPv6),
 //!   and whether it is off the internet.
 //! * `is_pipeline(arn, issuer_arn)`: whether the caller is a declared deployment pipeline.
+//! * `threat_listed(address)`, `trusted_ip(address)`: whether an address is on the user's
+//!   threat list (`--threat-list`) or in their trusted ranges (`--trusted-ips`); false for
+//!   anything that is not an address and when no list was given.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +42,10 @@ pub struct Trust {
     /// characters): IAM roles (`arn:aws:iam::*:role/github-actions-*`) or users. For
     /// `is_pipeline`.
     pub pipelines: Vec<String>,
+    /// `--threat-list`: addresses any call from is a finding, for `threat_listed`.
+    pub threats: crate::detect::ip_list::IpList,
+    /// `--trusted-ips`: ranges the network-based detections leave out, for `trusted_ip`.
+    pub trusted_networks: crate::detect::ip_list::IpList,
 }
 
 impl Trust {
@@ -553,6 +560,20 @@ pub fn functions(trusted: &TrustedAccounts) -> Vec<ScalarUDF> {
             "is_private_ip",
             1,
             Body::Bool(|a, _| Some(is_private_ip(a[0]?))),
+            trusted,
+        ),
+        function(
+            "threat_listed",
+            1,
+            Body::Bool(|a, trust| Some(trust.threats.contains_text(a[0]?))),
+            trusted,
+        ),
+        function(
+            "trusted_ip",
+            1,
+            Body::Bool(|a, trust| {
+                Some(a[0].is_some_and(|ip| trust.trusted_networks.contains_text(ip)))
+            }),
             trusted,
         ),
         function(

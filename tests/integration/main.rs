@@ -12,5 +12,6 @@ mod fidelity;
 mod fuzz_regressions;
 mod hostile;
 mod hunt;
+mod intel;
 mod replay;
 mod statistics;
