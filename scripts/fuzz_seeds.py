@@ -96,6 +96,12 @@ def main():
         write(corpus, "fuzz_policy", f"{own}\no-abc\n{json.dumps(doc)}")
     write(corpus, "fuzz_policy", "10.1.2.3\narn:aws:iam::*:role/deploy-*\n{}")
     write(corpus, "fuzz_policy", "2001:db8::1\ns3://bucket/key\naGVsbG8=")
+    # Address lists (threat lists, trusted ranges), plain and STIX 2.1, are read by the same
+    # target: the repository's examples.
+    intel = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "intel")
+    for name in sorted(os.listdir(intel)) if os.path.isdir(intel) else []:
+        with open(os.path.join(intel, name), encoding="utf-8") as f:
+            write(corpus, "fuzz_policy", f"198.51.100.66\n{own}\n{f.read()}")
     key = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/x_CloudTrail_us-east-1_20240501T1200Z_a+b%2Fc.json.gz"
     s3 = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
                        "s3": {"bucket": {"name": "trail"}, "object": {"key": key, "size": 1234}}}]}
