@@ -193,6 +193,10 @@ pub struct Sequence {
     pub steps: Vec<String>,
     /// The steps must happen in the order listed.
     pub ordered: bool,
+    /// One record may be more than one step (an `AttachUserPolicy` that is also the key's
+    /// first call from a new network). Off by default: each step is its own record, and a
+    /// finding counts each record once.
+    pub shared_events: bool,
 }
 
 /// A sample record set and what the detection must make of it.
@@ -318,6 +322,8 @@ struct RawSequence {
     steps: Vec<String>,
     #[serde(default)]
     ordered: bool,
+    #[serde(default)]
+    shared_events: bool,
 }
 
 #[derive(Deserialize)]
@@ -663,6 +669,7 @@ fn stateful_of(
                 join,
                 steps: t.steps.clone(),
                 ordered: t.ordered,
+                shared_events: t.shared_events,
             }))
         }
         other => {

@@ -32,7 +32,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::aggregate;
 use super::fields::Match;
-use super::rule::{Join, Rate, Rule, Stateful};
+use super::rule::{Join, Rate, Rule, Sequence, Stateful};
 use super::state::{key, parts, KeptFinding, RateHistory, Reported, Seen, State, Step};
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{cloudtrail_schema, SOURCE_KEY_COLUMN};
@@ -412,6 +412,91 @@ fn median(values: &mut [f64]) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// Steps of `seq` within `[from, to]` (in the listed order when it is `ordered`), one for each
+/// of its steps, each a record of its own unless `shared_events`; `None` when there is no
+/// such choice. The search tries other candidates when one record would be two steps, up to
+/// a budget; past it (a flood of steps) records may be shared rather than the sequence
+/// missed.
+fn choose_steps<'a>(
+    seq: &Sequence,
+    steps: &'a [Step],
+    from: i64,
+    to: i64,
+) -> Option<Vec<&'a Step>> {
+    fn search<'a>(
+        wanted: &[String],
+        steps: &'a [Step],
+        (from, to, after): (i64, i64, i64),
+        (ordered, shared): (bool, bool),
+        chosen: &mut Vec<&'a Step>,
+        budget: &mut usize,
+    ) -> bool {
+        let Some((first, rest)) = wanted.split_first() else {
+            return true;
+        };
+        for s in steps {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            let fits = first.split('|').any(|w| w.trim() == s.detection)
+                && s.time >= from
+                && s.time <= to
+                && (!ordered || s.time >= after)
+                && (shared
+                    || !chosen
+                        .iter()
+                        .any(|c| c.event_ids.iter().any(|e| s.event_ids.contains(e))));
+            if !fits {
+                continue;
+            }
+            chosen.push(s);
+            if search(
+                rest,
+                steps,
+                (from, to, s.time),
+                (ordered, shared),
+                chosen,
+                budget,
+            ) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    let mut chosen = Vec::new();
+    let mut budget = SEQUENCE_SEARCH_BUDGET;
+    let window = (from, to, from);
+    if search(
+        &seq.steps,
+        steps,
+        window,
+        (seq.ordered, seq.shared_events),
+        &mut chosen,
+        &mut budget,
+    ) {
+        return Some(chosen);
+    }
+    if budget > 0 || seq.shared_events {
+        return None;
+    }
+    chosen.clear();
+    let mut budget = SEQUENCE_SEARCH_BUDGET;
+    search(
+        &seq.steps,
+        steps,
+        window,
+        (seq.ordered, true),
+        &mut chosen,
+        &mut budget,
+    )
+    .then_some(chosen)
+}
+
+/// Candidate steps a sequence's search looks at, at most, before it lets records be shared.
+const SEQUENCE_SEARCH_BUDGET: usize = 20_000;
 
 /// Who a sequence step belongs to.
 fn join_key(join: Join, record: &serde_json::Value) -> Option<String> {
@@ -1334,30 +1419,9 @@ impl Stats {
                 }
             }
             let window = micros(seq.window);
-            let mut chosen: Vec<&Step> = Vec::new();
-            let mut after = m.time - window;
-            let mut complete = true;
-            for wanted in &seq.steps {
-                let found = steps.iter().find(|s| {
-                    wanted.split('|').any(|w| w.trim() == s.detection)
-                        && s.time >= m.time - window
-                        && s.time <= m.time
-                        && (!seq.ordered || s.time >= after)
-                });
-                match found {
-                    Some(s) => {
-                        after = s.time;
-                        chosen.push(s);
-                    }
-                    None => {
-                        complete = false;
-                        break;
-                    }
-                }
-            }
-            if !complete {
+            let Some(mut chosen) = choose_steps(seq, steps, m.time - window, m.time) else {
                 continue;
-            }
+            };
             let fk = key(&[&rule.id, &account, &who]);
             if self
                 .state
@@ -1368,9 +1432,14 @@ impl Stats {
                 continue;
             }
             chosen.sort_by_key(|s| s.time);
+            // Each record once, whatever steps it is (`count` is distinct events).
             let mut events: Vec<Match> = Vec::new();
+            let mut listed: HashSet<&str> = HashSet::default();
             for s in &chosen {
                 for e in &s.event_ids {
+                    if !listed.insert(e.as_str()) {
+                        continue;
+                    }
                     events.push(Match {
                         event_id: e.clone(),
                         time: s.time,

@@ -241,3 +241,99 @@ fn a_state_file_in_use_is_refused_with_a_clear_error() {
     let out = trailhound(&["replay", d, "--state", state.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// A key's call on `day` of October 2026 from `ip`.
+fn key_call(day: u32, ip: &str, source: &str, name: &str, params: Value) -> Value {
+    serde_json::json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDASEQTEST", "arn": "arn:aws:iam::111122223333:user/erin",
+                         "accountId": "111122223333", "accessKeyId": "AKIASEQTEST000000001", "userName": "erin"},
+        "eventTime": format!("2026-10-{day:02}T10:00:00Z"), "eventSource": source, "eventName": name,
+        "awsRegion": "eu-west-1", "sourceIPAddress": ip, "userAgent": "aws-cli/2.15.0",
+        "requestParameters": params, "eventID": format!("seq-{day}"), "eventType": "AwsApiCall",
+        "readOnly": false, "recipientAccountId": "111122223333"
+    })
+}
+
+/// One record that is two steps (an administrator policy attached in a key's first call from
+/// a new network) makes no finding of the built-in sequence, whose steps are records of their
+/// own; a sequence that says `shared_events = true` finds it, listing and counting it once.
+#[test]
+fn one_record_is_one_step_unless_the_sequence_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    for day in 1..=10 {
+        let record = if day < 10 {
+            key_call(
+                day,
+                "198.51.100.20",
+                "s3.amazonaws.com",
+                "ListBuckets",
+                Value::Null,
+            )
+        } else {
+            key_call(
+                day,
+                "192.0.2.66",
+                "iam.amazonaws.com",
+                "AttachUserPolicy",
+                serde_json::json!({"userName": "x", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+            )
+        };
+        let folder = logs.join(format!(
+            "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/{day:02}"
+        ));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(format!(
+                "111122223333_CloudTrail_eu-west-1_202610{day:02}T1010Z_seq{day:02}.json"
+            )),
+            serde_json::json!({ "Records": [record] }).to_string(),
+        )
+        .unwrap();
+    }
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("shared.toml"),
+        r#"id = "shared-step-sequence"
+kind = "sequence"
+title = "A key's first call from a new network changes permissions"
+description = "{entity}: {steps}"
+type = "AttackSequence:IAMUser/SharedStepTest"
+severity = 7
+category = "credential-misuse"
+
+[sequence]
+window = "1h"
+join = "access_key"
+shared_events = true
+steps = ["access-key-new-network", "privilege-or-logging-change"]
+"#,
+    )
+    .unwrap();
+    let found = findings(&trailhound(&[
+        "replay",
+        logs.to_str().unwrap(),
+        "--learning",
+        "1d",
+        "--detections",
+        rules.to_str().unwrap(),
+    ]));
+    assert!(
+        !found
+            .iter()
+            .any(|f| detection(f) == "new-place-then-privilege-change"),
+        "{found:#?}"
+    );
+    let shared: Vec<&Value> = found
+        .iter()
+        .filter(|f| detection(f) == "shared-step-sequence")
+        .collect();
+    assert_eq!(shared.len(), 1, "{found:#?}");
+    assert_eq!(shared[0]["service"]["count"], 1);
+    assert_eq!(
+        shared[0]["service"]["additionalInfo"]["eventIds"],
+        serde_json::json!(["seq-10"])
+    );
+}
