@@ -217,6 +217,33 @@ pub enum RulesCommand {
     ///
     /// Exits 1 when any detection fails to load or any test fails.
     Test(TestArgs),
+    /// Which ATT&CK techniques (the cloud matrix, AWS) and which attack-simulation
+    /// techniques (Stratus Red Team's AWS catalogue) the detections find, and which they do
+    /// not.
+    ///
+    /// A detection covers the techniques its `mitre` and `stratus` fields name; a technique
+    /// counts as covered at Medium when one of its detections is Medium (4) or more.
+    Coverage(CoverageArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CoverageFormat {
+    /// Tactic by tactic, for reading.
+    Text,
+    /// Tables, as the README carries them.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    #[command(flatten)]
+    pub pack: PackArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CoverageFormat::Text)]
+    pub format: CoverageFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -253,7 +280,132 @@ pub fn run(args: RulesArgs) -> anyhow::Result<i32> {
     match args.command {
         RulesCommand::List(a) => list(a),
         RulesCommand::Test(a) => test(a),
+        RulesCommand::Coverage(a) => coverage(a),
     }
+}
+
+fn coverage(args: CoverageArgs) -> anyhow::Result<i32> {
+    use crate::detect::coverage::{self, Row};
+    let rules = args.pack.load()?;
+    for (rule, id) in coverage::unknown_simulations(&rules) {
+        eprintln!("trailhound: warning: {rule} names {id:?}, which the attack-simulation catalogue does not hold");
+    }
+    let attack = coverage::attack(&rules);
+    let simulations = coverage::simulations(&rules);
+    let names = |row: &Row, most: usize| -> String {
+        let mut parts: Vec<String> = row
+            .detections
+            .iter()
+            .take(most)
+            .map(|r| format!("{} ({})", r.id, r.severity.label()))
+            .collect();
+        if row.detections.len() > most {
+            parts.push(format!("+{} more", row.detections.len() - most));
+        }
+        if parts.is_empty() {
+            "not covered".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    // Techniques, once each (a technique of several tactics is one technique).
+    let matrix: Vec<&Row> = {
+        let mut seen = std::collections::BTreeSet::new();
+        attack
+            .iter()
+            .filter(|r| r.group.is_some() && seen.insert(r.id.clone()))
+            .collect()
+    };
+    let attack_summary = format!(
+        "ATT&CK cloud matrix (AWS): {} of {} techniques covered, {} at Medium or more",
+        matrix.iter().filter(|r| !r.detections.is_empty()).count(),
+        matrix.len(),
+        matrix.iter().filter(|r| r.covered_at_medium()).count()
+    );
+    let in_scope: Vec<&Row> = simulations.iter().filter(|r| r.group.is_some()).collect();
+    let simulation_summary = format!(
+        "Attack simulation (Stratus Red Team, AWS): {} of {} techniques in trailhound's families covered at Medium or more; {} of {} outside them covered",
+        in_scope.iter().filter(|r| r.covered_at_medium()).count(),
+        in_scope.len(),
+        simulations
+            .iter()
+            .filter(|r| r.group.is_none() && !r.detections.is_empty())
+            .count(),
+        simulations.iter().filter(|r| r.group.is_none()).count()
+    );
+    match args.format {
+        CoverageFormat::Json => {
+            let row = |r: &Row| {
+                serde_json::json!({
+                    "id": r.id,
+                    "name": r.name,
+                    "group": r.group,
+                    "coveredAtMedium": r.covered_at_medium(),
+                    "detections": r.detections.iter().map(|d| serde_json::json!({"id": d.id, "severity": d.severity.0})).collect::<Vec<_>>(),
+                })
+            };
+            let doc = serde_json::json!({
+                "attack": attack.iter().map(row).collect::<Vec<_>>(),
+                "simulations": simulations.iter().map(row).collect::<Vec<_>>(),
+            });
+            println!("{doc:#}");
+        }
+        CoverageFormat::Markdown => {
+            println!("{attack_summary}.\n");
+            println!("| tactic | technique | detections |\n|---|---|---|");
+            for r in &attack {
+                println!(
+                    "| {} | {} {} | {} |",
+                    r.group.unwrap_or("(other)"),
+                    r.id,
+                    r.name,
+                    names(r, 6)
+                );
+            }
+            println!("\n{simulation_summary}.\n");
+            println!("| technique | family | detections |\n|---|---|---|");
+            for r in &simulations {
+                println!(
+                    "| `{}` | {} | {} |",
+                    r.id,
+                    r.group.unwrap_or("(not claimed)"),
+                    names(r, 6)
+                );
+            }
+        }
+        CoverageFormat::Text => {
+            println!("{attack_summary}");
+            let width = attack
+                .iter()
+                .map(|r| r.id.len() + r.name.len() + 1)
+                .max()
+                .unwrap_or(0);
+            let mut tactic = None;
+            for r in &attack {
+                if r.group != tactic {
+                    tactic = r.group;
+                    println!(
+                        "\n{}",
+                        r.group.unwrap_or("Other techniques the detections name")
+                    );
+                }
+                let label = format!("{} {}", r.id, r.name);
+                println!("  {label:width$}  {}", names(r, 4));
+            }
+            println!("\n{simulation_summary}\n");
+            let width = simulations.iter().map(|r| r.id.len()).max().unwrap_or(0);
+            for r in &simulations {
+                let mark = match (r.group, r.covered_at_medium()) {
+                    (None, _) => " ",
+                    (Some(_), true) => "+",
+                    (Some(_), false) => "!",
+                };
+                println!("{mark} {:width$}  {}", r.id, names(r, 4));
+            }
+            println!("\n(+ covered at Medium or more; ! in a family trailhound claims and not covered at Medium)");
+        }
+    }
+    Ok(0)
 }
 
 fn list(args: ListArgs) -> anyhow::Result<i32> {

@@ -8,6 +8,7 @@
 //! * [`examine`]: the one pipeline from a chunk of decoded batches to findings (every
 //!   detection, the statistics, aggregation, claiming), shared by replay, the daemon, `bench`
 //!   and `rules test`.
+//! * [`coverage`]: the ATT&CK and attack-simulation techniques the pack finds.
 //! * [`ip_list`]: the threat list and trusted ranges the user brings.
 //! * [`ruletest`]: the tests each detection file carries.
 //! * [`stats`]: statistical detections (first-seen, rates, sequences) and [`state`], what
@@ -16,6 +17,7 @@
 //! The built-in pack is compiled into the binary; [`load`] adds a user's own directories.
 
 pub mod aggregate;
+pub mod coverage;
 pub mod engine;
 pub mod examine;
 pub mod fields;

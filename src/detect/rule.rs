@@ -226,6 +226,9 @@ pub struct Rule {
     pub severity: Severity,
     pub category: String,
     pub mitre: Vec<String>,
+    /// Attack-simulation techniques the detection finds (Stratus Red Team ids such as
+    /// `aws.defense-evasion.cloudtrail-stop`), for `rules coverage`.
+    pub stratus: Vec<String>,
     /// The detection's query over the table; `None` for a sequence, which is made of other
     /// detections' findings and signals, not of records.
     pub sql: Option<String>,
@@ -255,6 +258,8 @@ struct RawRule {
     category: Spanned<String>,
     #[serde(default)]
     mitre: Vec<String>,
+    #[serde(default)]
+    stratus: Vec<String>,
     #[serde(default)]
     sql: Option<Spanned<String>>,
     #[serde(default)]
@@ -440,6 +445,19 @@ impl Rule {
                 ));
             }
         }
+        for t in &raw.stratus {
+            let ok = t.starts_with("aws.")
+                && t.split('.').count() == 3
+                && t.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
+            if !ok {
+                return Err(err(
+                    None,
+                    format!("stratus {t:?} is not an attack-simulation technique id such as aws.defense-evasion.cloudtrail-stop"),
+                ));
+            }
+        }
         let stateful = stateful_of(&raw, &err)?;
         let (sql, sql_line) = match (raw.sql, &stateful) {
             (Some(_), Some(Stateful::Sequence(_))) => {
@@ -559,6 +577,7 @@ impl Rule {
             severity,
             category,
             mitre: raw.mitre,
+            stratus: raw.stratus,
             sql,
             sql_line,
             group_by,

@@ -3,6 +3,7 @@
 //! server. One test binary for them all: the crate is linked once instead of once per file.
 
 mod common;
+mod coverage;
 mod moto;
 
 mod daemon;
