@@ -148,6 +148,10 @@ pub struct FirstSeen {
     pub min_entity_age: Duration,
     /// Report findings; when false the detector only signals sequences.
     pub report: bool,
+    /// An entity that keeps showing new values (this many, each within the lookback of the
+    /// one before) is volatile: its new values are neither findings nor sequence steps. A CI
+    /// role on hosted runners comes from a new network every run; a person does not.
+    pub volatile_after: Option<u64>,
 }
 
 /// Parameters of a rate detector.
@@ -303,6 +307,7 @@ struct RawFirstSeen {
     lookback: Option<String>,
     min_entity_age: Option<String>,
     report: Option<bool>,
+    volatile_after: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -629,6 +634,7 @@ fn stateful_of(
                 min_entity_age: duration_or_zero(&t.min_entity_age, "1d")
                     .map_err(|m| err(Some(at), format!("first_seen.min_entity_age: {m}")))?,
                 report: t.report.unwrap_or(true),
+                volatile_after: t.volatile_after,
             }))
         }
         "rate" => {

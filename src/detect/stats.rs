@@ -971,6 +971,12 @@ impl Stats {
                     let vk = key(&[&rule.id, account, entity, value]);
                     let mut sighting = self.state.values.get(&vk).copied();
                     let mut reported = false;
+                    // How many new values the entity has shown, each within the lookback of
+                    // the one before (three parts: no value's key can be the same).
+                    let nk = key(&[&rule.id, account, entity]);
+                    let mut novelty = p
+                        .volatile_after
+                        .and_then(|_| self.state.values.get(&nk).copied());
                     for (pos, i) in members.iter().enumerate() {
                         let o = seen.at(*i);
                         let new = match &mut sighting {
@@ -987,8 +993,22 @@ impl Stats {
                                 true
                             }
                         };
+                        // An entity whose values are always new: its new ones say nothing.
+                        let volatile = new
+                            && p.volatile_after.is_some_and(|n| {
+                                novelty.is_some_and(|s| {
+                                    o.time - s.last <= micros(p.lookback) && s.count >= n
+                                })
+                            });
+                        if new && p.volatile_after.is_some() {
+                            match &mut novelty {
+                                Some(s) if o.time - s.last <= micros(p.lookback) => s.saw(o.time),
+                                _ => novelty = Some(Seen::new(o.time)),
+                            }
+                        }
                         // A young entity's values are all new: neither a finding nor a step.
                         if new
+                            && !volatile
                             && !learning(o.time)
                             && o.time - entity_first >= micros(p.min_entity_age)
                         {
@@ -1011,6 +1031,9 @@ impl Stats {
                     }
                     if let Some(s) = sighting {
                         self.state.values.insert(vk, s);
+                    }
+                    if let Some(s) = novelty {
+                        self.state.values.insert(nk, s);
                     }
                 }
                 Some(Stateful::Rate(p)) => {

@@ -40,6 +40,13 @@ pub struct Account {
     pub auditor: Actor,
     pub backup: Actor,
     pub scientists: Vec<Actor>,
+    /// A service summarising the day's tickets with Bedrock every night, with an IAM user's
+    /// long-term key, from the data centre.
+    pub nightly: Actor,
+    /// Where each person works from at night when on call (their home network).
+    pub homes: Vec<String>,
+    /// A new employee's first day, and the employee (console, then a key of their own).
+    pub hire: Option<(NaiveDate, Actor, Actor)>,
     pub key_arn: String,
     pub buckets: Vec<String>,
     pub secrets: Vec<String>,
@@ -77,6 +84,39 @@ const PEOPLE: &[&str] = &[
 ];
 
 impl Account {
+    /// A new employee joins on `day`: a console user who, from the next day, also works
+    /// with an access key of their own.
+    pub fn hire(&mut self, rng: &mut impl Rng, day: NaiveDate) {
+        let name = "new-hire-quinn".to_string();
+        let office = self
+            .humans
+            .first()
+            .map_or_else(|| "203.0.113.20".to_string(), |h| h.source_ip.clone());
+        let console = Actor {
+            account: self.id.clone(),
+            principal: Principal::User {
+                name: name.clone(),
+                key: access_key(rng, "ASIA"),
+            },
+            source_ip: office.clone(),
+            user_agent: CONSOLE_UA.into(),
+            vpc_endpoint: None,
+            console: true,
+        };
+        let cli = Actor {
+            account: self.id.clone(),
+            principal: Principal::User {
+                name,
+                key: access_key(rng, "AKIA"),
+            },
+            source_ip: office,
+            user_agent: CLI_UA.to_string() + "bedrock-runtime.converse",
+            vpc_endpoint: None,
+            console: false,
+        };
+        self.hire = Some((day, console, cli));
+    }
+
     pub fn new(rng: &mut impl Rng, index: usize, scale: f64) -> Self {
         let id = format!(
             "{:012}",
@@ -246,6 +286,20 @@ impl Account {
                 a
             })
             .collect();
+        let nightly = Actor {
+            account: id.clone(),
+            principal: Principal::User {
+                name: "svc-ticket-summaries".into(),
+                key: access_key(rng, "AKIA"),
+            },
+            source_ip: format!("198.51.100.{}", rng.random_range(60..90)),
+            user_agent: "Boto3/1.35.36 md/Botocore#1.35.36 ua/2.0 os/linux#5.15.0-124-generic md/arch#x86_64 lang/python#3.11.10 md/pyimpl#CPython cfg/retry-mode#standard Botocore/1.35.36".into(),
+            vpc_endpoint: None,
+            console: false,
+        };
+        let homes = (0..pool(4.0))
+            .map(|_| format!("192.0.2.{}", rng.random_range(100..250)))
+            .collect();
         let key_arn = format!(
             "arn:aws:kms:{MAIN_REGION}:{id}:key/{}",
             super::identity::uuid(rng)
@@ -271,6 +325,9 @@ impl Account {
             auditor,
             backup,
             scientists,
+            nightly,
+            homes,
+            hire: None,
             key_arn,
             buckets,
             secrets,
@@ -336,15 +393,19 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
         };
         for _ in 0..ci_runs {
             let t0 = at(rng, day, hour);
+            // Hosted runners: a fresh machine from a cloud provider's large ranges each run.
+            let mut runner = acct.ci.clone();
+            runner.source_ip = runner_address(rng);
+            let runner = &runner;
             out.push(
-                Call::new(&acct.ci, "sts.amazonaws.com", "AssumeRoleWithWebIdentity", MAIN_REGION)
+                Call::new(runner, "sts.amazonaws.com", "AssumeRoleWithWebIdentity", MAIN_REGION)
                     .write()
                     .req(json!({"roleArn": format!("arn:aws:iam::{}:role/github-actions-deploy", acct.id), "roleSessionName": "GitHubActions", "durationSeconds": 3600}))
                     .resp(json!({"subjectFromWebIdentityToken": "repo:example-org/platform:ref:refs/heads/main", "audience": "sts.amazonaws.com", "provider": format!("arn:aws:iam::{}:oidc-provider/token.actions.githubusercontent.com", acct.id)}))
                     .render(t0, rng),
             );
             for i in 0..draw(rng, 250.0 * scale.sqrt()) {
-                out.push(terraform_call(rng, acct, i).render(t0 + i as i64 * 150_000, rng));
+                out.push(terraform_call(rng, acct, runner, i).render(t0 + i as i64 * 150_000, rng));
             }
         }
         // The application: Bedrock invocations with a daily rhythm, KMS and secrets.
@@ -491,6 +552,122 @@ pub fn benign_day(rng: &mut impl Rng, acct: &Account, day: NaiveDate, scale: f64
                 }
             }
         }
+        // A service summarising tickets with Bedrock every night, with a long-term key.
+        if hour == 3 {
+            for _ in 0..draw(rng, 30.0) {
+                let mut call = Call::new(
+                    &acct.nightly,
+                    "bedrock.amazonaws.com",
+                    "InvokeModel",
+                    MAIN_REGION,
+                )
+                .req(json!({"modelId": MODELS[1]}))
+                .resource(
+                    format!(
+                        "arn:aws:bedrock:{MAIN_REGION}::foundation-model/{}",
+                        MODELS[1]
+                    ),
+                    "AWS::Bedrock::FoundationModel",
+                );
+                call.read_only = true;
+                out.push(call.render(at(rng, day, hour), rng));
+            }
+        }
+        // On call: now and then someone is paged at night and works from home in the
+        // console: restarts, scaling, a look at the alarms.
+        if matches!(hour, 2 | 3) && rng.random_bool(0.1) && !acct.humans.is_empty() {
+            let i = rng.random_range(0..acct.humans.len());
+            let mut engineer = acct.humans[i].clone();
+            engineer.source_ip = acct.homes[i % acct.homes.len()].clone();
+            let t0 = at(rng, day, hour);
+            out.push(
+                Call::new(&engineer, "signin.amazonaws.com", "ConsoleLogin", MAIN_REGION)
+                    .write()
+                    .event_type("AwsConsoleSignIn")
+                    .resp(json!({"ConsoleLogin": "Success"}))
+                    .additional(json!({"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No", "MFAIdentifier": format!("arn:aws:iam::{}:mfa/{}", acct.id, name_of(&engineer)), "MFAUsed": "Yes"}))
+                    .render(t0, rng),
+            );
+            for n in 0..draw(rng, 25.0) {
+                let t = t0 + 30_000_000 + n as i64 * 45_000_000;
+                let call = match n % 6 {
+                    0 => Call::new(&engineer, "cloudwatch.amazonaws.com", "DescribeAlarms", MAIN_REGION).req(json!({"stateValue": "ALARM"})),
+                    1 => Call::new(&engineer, "ecs.amazonaws.com", "UpdateService", MAIN_REGION).write().req(json!({"cluster": "prod", "service": "chat-api", "forceNewDeployment": true})),
+                    2 => Call::new(&engineer, "logs.amazonaws.com", "FilterLogEvents", MAIN_REGION).req(json!({"logGroupName": "/ecs/chat-api", "filterPattern": "ERROR"})),
+                    3 => Call::new(&engineer, "autoscaling.amazonaws.com", "SetDesiredCapacity", MAIN_REGION).write().req(json!({"autoScalingGroupName": "batch-workers", "desiredCapacity": 6})),
+                    4 => Call::new(&engineer, "ec2.amazonaws.com", "RebootInstances", MAIN_REGION).write().req(json!({"instancesSet": {"items": [{"instanceId": "i-0123456789abcdef0"}]}})),
+                    _ => Call::new(&engineer, "ecs.amazonaws.com", "DescribeServices", MAIN_REGION).req(json!({"cluster": "prod", "services": ["chat-api"]})),
+                };
+                out.push(call.render(t, rng));
+            }
+        }
+        // A new employee's first week: the console on the first day, a key of their own from
+        // the second, the Bedrock playground and the CLI as they find their way.
+        if let Some((first, console, cli)) = &acct.hire {
+            let since = (day - *first).num_days();
+            if (0..7).contains(&since) && weekday && working_hour(hour) {
+                if hour == 9 {
+                    out.push(
+                        Call::new(console, "signin.amazonaws.com", "ConsoleLogin", MAIN_REGION)
+                            .write()
+                            .event_type("AwsConsoleSignIn")
+                            .resp(json!({"ConsoleLogin": "Success"}))
+                            .additional(json!({"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No", "MFAIdentifier": format!("arn:aws:iam::{}:mfa/{}", acct.id, name_of(console)), "MFAUsed": "Yes"}))
+                            .render(at(rng, day, hour), rng),
+                    );
+                }
+                if since == 1 && hour == 10 {
+                    let key = match &cli.principal {
+                        Principal::User { key, .. } => key.clone(),
+                        _ => String::new(),
+                    };
+                    out.push(
+                        Call::new(console, "iam.amazonaws.com", "CreateAccessKey", MAIN_REGION)
+                            .write()
+                            .req(json!({"userName": name_of(console)}))
+                            .resp(json!({"accessKey": {"accessKeyId": key, "status": "Active", "userName": name_of(console), "createDate": "now"}}))
+                            .render(at(rng, day, hour), rng),
+                    );
+                }
+                for _ in 0..draw(rng, 15.0) {
+                    out.push(console_call(rng, console, acct).render(at(rng, day, hour), rng));
+                }
+                if since >= 1 && hour > 10 {
+                    for n in 0..draw(rng, 6.0) {
+                        let call = match n % 4 {
+                            0 => Call::new(cli, "s3.amazonaws.com", "ListBuckets", MAIN_REGION)
+                                .req(json!({"Host": "s3.amazonaws.com"})),
+                            1 => Call::new(
+                                cli,
+                                "bedrock.amazonaws.com",
+                                "ListFoundationModels",
+                                MAIN_REGION,
+                            )
+                            .req(json!({})),
+                            2 => {
+                                let mut c = Call::new(
+                                    cli,
+                                    "bedrock.amazonaws.com",
+                                    "Converse",
+                                    MAIN_REGION,
+                                )
+                                .req(json!({"modelId": MODELS[1]}));
+                                c.read_only = true;
+                                c
+                            }
+                            _ => Call::new(
+                                cli,
+                                "ec2.amazonaws.com",
+                                "DescribeInstances",
+                                MAIN_REGION,
+                            )
+                            .req(json!({"instancesSet": {}, "filterSet": {}})),
+                        };
+                        out.push(call.render(at(rng, day, hour), rng));
+                    }
+                }
+            }
+        }
         // Auditors sweep every account on Monday mornings: they read everything.
         if day.weekday() == Weekday::Mon && hour == 7 {
             let t0 = at(rng, day, hour);
@@ -550,8 +727,18 @@ const ROLES: [&str; 3] = [
     "SageMakerExecution",
 ];
 
-fn terraform_call<'a>(rng: &mut impl Rng, acct: &'a Account, i: usize) -> Call<'a> {
-    let ci = &acct.ci;
+/// An address of a hosted CI runner: anywhere in a cloud provider's large public ranges.
+fn runner_address(rng: &mut impl Rng) -> String {
+    let first = *[4u8, 13, 20, 40, 52, 104].choose(rng).expect("ranges");
+    format!(
+        "{first}.{}.{}.{}",
+        rng.random_range(0..=255),
+        rng.random_range(0..=255),
+        rng.random_range(1..=254)
+    )
+}
+
+fn terraform_call<'a>(rng: &mut impl Rng, acct: &Account, ci: &'a Actor, i: usize) -> Call<'a> {
     let bucket = acct.buckets[i % acct.buckets.len()].clone();
     match i % 25 {
         0 => Call::new(ci, "kms.amazonaws.com", "PutKeyPolicy", MAIN_REGION)

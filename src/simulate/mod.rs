@@ -4,7 +4,10 @@
 //! * Several accounts; people signing in with MFA and working weekdays; CI deploying with
 //!   Terraform nightly and on weekday afternoons; Lambda functions and EC2 instances; AWS
 //!   services; an application calling Bedrock models with a daily rhythm; data scientists
-//!   using SageMaker; auditors sweeping every account on Monday mornings.
+//!   using SageMaker; auditors sweeping every account on Monday mornings; a service calling
+//!   Bedrock every night with an IAM user's long-term key; CI on hosted runners whose
+//!   addresses come from a cloud provider's large ranges, a new one each run; engineers on call
+//!   working from home at night; a new employee's first week (with nine days or more).
 //! * The noise that fools naive detectors: auditors reading everything, occasional
 //!   AccessDenied, Terraform re-applying the same key policy, a nightly long-term key.
 //! * Files of about five minutes per account and region, gzip, records in no order, under
@@ -105,9 +108,15 @@ pub fn simulate(config: &SimConfig, out: &Path) -> Result<SimSummary, SimError> 
         ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let accounts: Vec<activity::Account> = (0..config.accounts as usize)
+    let mut accounts: Vec<activity::Account> = (0..config.accounts as usize)
         .map(|i| activity::Account::new(&mut rng, i, config.scale))
         .collect();
+    // With time to learn first, someone joins the first account halfway through.
+    if config.days >= 9 {
+        let day = config.start + Duration::days(i64::from(config.days / 2));
+        let mut hire_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x6869_7265);
+        accounts[0].hire(&mut hire_rng, day);
+    }
     let last_day = config.start + Duration::days(i64::from(config.days) - 1);
     let (attack_records, labels) = if config.attacks {
         attacks::attacks(&mut rng, &accounts, last_day, config.days, config.scale)
