@@ -37,3 +37,4 @@ pub mod read;
 pub mod simulate;
 pub mod source;
 pub mod sql;
+pub mod sync;

@@ -110,6 +110,20 @@ impl ReadReport {
         }
     }
 
+    /// Records dropped with a batch that did not assemble (a fault of trailhound's own),
+    /// counted as skipped and as an object problem of each object they came from.
+    fn add_lost(&mut self, lost: &crate::decode::BatchError) {
+        *self.skipped_records.entry("internal-error").or_default() += lost.records;
+        for key in &lost.sources {
+            self.objects_with_problems += 1;
+            *self.object_problems.entry("internal-error").or_default() += 1;
+            tracing::error!(object = key.as_str(), "{lost}");
+            if self.details.len() < MAX_REPORTED_DETAILS {
+                self.details.push(format!("{key}: {lost}"));
+            }
+        }
+    }
+
     /// Adds another report's counts to this one.
     pub fn merge(&mut self, other: &ReadReport) {
         self.objects += other.objects;
@@ -289,36 +303,42 @@ impl ReadQueue {
                     decoder.decode_pending_within(&key, &bytes, &mut allowance)
                 }
                 Err(e) => {
-                    self.report
-                        .lock()
-                        .expect("report lock")
-                        .add_fetch_error(&key, &e);
+                    crate::sync::lock(&self.report).add_fetch_error(&key, &e);
                     continue;
                 }
             };
             drop(stored);
             self.chunk_body_bytes
                 .fetch_add(decoded.body_bytes, Ordering::Relaxed);
-            self.report
-                .lock()
-                .expect("report lock")
-                .add_object(&key, &decoded);
+            crate::sync::lock(&self.report).add_object(&key, &decoded);
             if let Some(bar) = &self.progress {
                 bar.inc(1);
             }
-            if decoder.pending() >= BATCH_ROWS {
-                for batch in decoder.take_full(BATCH_ROWS) {
-                    if !emit(batch) {
-                        return;
-                    }
-                }
-            }
-        }
-        for batch in decoder.take_all() {
-            if !emit(batch) {
+            if decoder.pending() >= BATCH_ROWS && !self.hand_on(decoder, BATCH_ROWS, &mut emit) {
                 return;
             }
         }
+        self.hand_on(decoder, 1, &mut emit);
+    }
+
+    /// Emits the decoder's batches of at least `rows` records, reporting any that did not
+    /// assemble; false when `emit` wants no more.
+    fn hand_on(
+        &self,
+        decoder: &mut Decoder,
+        rows: usize,
+        emit: &mut impl FnMut(RecordBatch) -> bool,
+    ) -> bool {
+        let batches = decoder.take_full(rows);
+        for lost in decoder.take_lost() {
+            crate::sync::lock(&self.report).add_lost(&lost);
+        }
+        for batch in batches {
+            if !emit(batch) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Starts a new chunk for [`work_until`](Self::work_until); false when every object has
@@ -335,13 +355,13 @@ impl ReadQueue {
 
     /// The report so far, emptied (for reports chunk by chunk).
     pub fn take_report(&self) -> ReadReport {
-        let report = std::mem::take(&mut *self.report.lock().expect("report lock"));
+        let report = std::mem::take(&mut *crate::sync::lock(&self.report));
         self.finished(report)
     }
 
     /// The report so far.
     pub fn report(&self) -> ReadReport {
-        self.finished(self.report.lock().expect("report lock").clone())
+        self.finished(crate::sync::lock(&self.report).clone())
     }
 
     fn finished(&self, mut report: ReadReport) -> ReadReport {
@@ -398,14 +418,14 @@ fn read_with(
                     mine.push(batch);
                     true
                 });
-                batches.lock().expect("batches lock").extend(mine);
+                crate::sync::lock(&batches).extend(mine);
             });
         }
     });
     if let Some(bar) = &queue.progress {
         bar.finish_and_clear();
     }
-    (batches.into_inner().expect("batches lock"), queue.report())
+    (crate::sync::into_inner(batches), queue.report())
 }
 
 /// Reads Bedrock model invocation logs on `threads` threads into `bedrock_invocations`
@@ -427,7 +447,7 @@ pub fn read_invocations(
                     let result = object.fetch(max_object_bytes).map(|bytes| {
                         crate::decode::bedrock::decode(&key, &bytes, max_object_bytes)
                     });
-                    let mut out = out.lock().expect("invocations lock");
+                    let mut out = crate::sync::lock(&out);
                     match result {
                         Ok(decoded) => {
                             out.1.add_object(&key, &decoded);
@@ -439,7 +459,7 @@ pub fn read_invocations(
             });
         }
     });
-    let (batches, mut read) = out.into_inner().expect("invocations lock");
+    let (batches, mut read) = crate::sync::into_inner(out);
     read.elapsed = started.elapsed();
     report.merge(&read);
     batches
@@ -542,7 +562,7 @@ pub fn read_chunk(queue: &ReadQueue, chunk_bytes: usize, threads: usize) -> Opti
                     mine.push(batch);
                     true
                 });
-                batches.lock().expect("batches lock").extend(mine);
+                crate::sync::lock(&batches).extend(mine);
             });
         }
     });
@@ -554,7 +574,7 @@ pub fn read_chunk(queue: &ReadQueue, chunk_bytes: usize, threads: usize) -> Opti
     );
     Some(ReadChunk {
         objects,
-        batches: batches.into_inner().expect("batches lock"),
+        batches: crate::sync::into_inner(batches),
         report: queue.take_report(),
     })
 }

@@ -66,11 +66,11 @@ fn parallel<S: Send>(
                 while let Some((key, bytes)) = objects.get(next.fetch_add(1, Ordering::Relaxed)) {
                     mine += work(&mut s, key, bytes);
                 }
-                *total.lock().expect("total lock") += mine;
+                *crate::sync::lock(&total) += mine;
             });
         }
     });
-    (started.elapsed(), total.into_inner().expect("total lock"))
+    (started.elapsed(), crate::sync::into_inner(total))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {

@@ -103,7 +103,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 impl Metrics {
     /// Adds `by` to a counter.
     pub fn add(&self, metric: Metric, pairs: &[(&str, &str)], by: f64) {
-        let mut s = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::sync::lock(&self.series);
         *s.entry((metric, labels(pairs))).or_default() += by;
     }
 
@@ -113,19 +113,19 @@ impl Metrics {
 
     /// Sets a gauge.
     pub fn set(&self, metric: Metric, pairs: &[(&str, &str)], value: f64) {
-        let mut s = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::sync::lock(&self.series);
         s.insert((metric, labels(pairs)), value);
     }
 
     /// A series' value (0 when never set).
     pub fn get(&self, metric: Metric, pairs: &[(&str, &str)]) -> f64 {
-        let s = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let s = crate::sync::lock(&self.series);
         s.get(&(metric, labels(pairs))).copied().unwrap_or(0.0)
     }
 
     /// Prometheus's text exposition format.
     pub fn render(&self) -> String {
-        let s = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let s = crate::sync::lock(&self.series);
         let mut out = String::new();
         for &metric in Metric::ALL {
             let name = metric.name();

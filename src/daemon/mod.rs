@@ -135,10 +135,7 @@ pub struct Health {
 impl Health {
     /// Why the daemon is unhealthy, if it is.
     pub fn problem(&self) -> Option<String> {
-        self.failing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::sync::lock(&self.failing).clone()
     }
 }
 
@@ -677,7 +674,7 @@ impl Daemon {
         let m = &self.metrics;
         // Out of the heartbeat's hands first: a message being deleted needs no renewal.
         {
-            let mut flight = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut flight = crate::sync::lock(in_flight);
             for message in batch {
                 flight.remove(&message.id);
             }
@@ -759,15 +756,12 @@ async fn poll(
         match received {
             Ok(messages) => {
                 backoff = Duration::from_millis(500);
-                *health.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *crate::sync::lock(&health.failing) = None;
                 health
                     .metrics
                     .add(Metric::MessagesReceived, &[], messages.len() as f64);
                 for m in messages {
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(m.id.clone(), m.clone());
+                    crate::sync::lock(&in_flight).insert(m.id.clone(), m.clone());
                     if tx.send(m).await.is_err() {
                         return;
                     }
@@ -779,7 +773,7 @@ async fn poll(
                 health
                     .metrics
                     .inc(Metric::Errors, &[("kind", "receive-failed")]);
-                *health.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                *crate::sync::lock(&health.failing) = Some(e.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {},
                     _ = stop.wait_for(|s| *s) => return,
@@ -807,21 +801,12 @@ async fn heartbeat(
                 tokio::time::sleep(every).await;
             },
         }
-        let messages: Vec<Message> = in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let messages: Vec<Message> = crate::sync::lock(&in_flight).values().cloned().collect();
         for m in messages {
             match queue.set_visibility(&m, visibility).await {
                 Ok(()) => metrics.inc(Metric::VisibilityExtended, &[]),
                 // Deleted or released since it was looked up: nothing to keep hidden.
-                Err(_)
-                    if !in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains_key(&m.id) => {}
+                Err(_) if !crate::sync::lock(&in_flight).contains_key(&m.id) => {}
                 Err(e) => tracing::warn!(
                     message = m.id.as_str(),
                     "heartbeat: {}",

@@ -245,8 +245,12 @@ pub fn as_api_call(
     })
 }
 
-/// Builds a `bedrock_invocations` batch.
-pub fn batch_of(rows: &[Invocation], source_key: &str) -> RecordBatch {
+/// Builds a `bedrock_invocations` batch. Every column is one value per row, so an error here
+/// is a fault of trailhound's own.
+pub fn batch_of(
+    rows: &[Invocation],
+    source_key: &str,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let text = |f: fn(&Invocation) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     };
@@ -255,11 +259,11 @@ pub fn batch_of(rows: &[Invocation], source_key: &str) -> RecordBatch {
     };
     let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.timestamp))
         .with_timezone("UTC");
-    let identity = StructArray::new(
+    let identity = StructArray::try_new(
         identity_fields(),
         vec![text(|r| r.identity_arn.as_deref())],
         None,
-    );
+    )?;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(times),
         text(|r| r.account_id.as_deref()),
@@ -276,7 +280,7 @@ pub fn batch_of(rows: &[Invocation], source_key: &str) -> RecordBatch {
         text(|r| r.schema_version.as_deref()),
         Arc::new(StringArray::from(vec![source_key; rows.len()])),
     ];
-    RecordBatch::try_new(bedrock_schema(), columns).expect("columns follow the schema")
+    RecordBatch::try_new(bedrock_schema(), columns)
 }
 
 /// Decodes one Bedrock invocation log object (gzip or plain JSON Lines; a JSON array or a
@@ -345,9 +349,17 @@ pub fn decode(source_key: &str, stored: &[u8], max_object_bytes: usize) -> Decod
             }
         }
     }
-    out.records = rows.len();
     if !rows.is_empty() {
-        out.batch = Some(batch_of(&rows, source_key));
+        match batch_of(&rows, source_key) {
+            Ok(batch) => {
+                out.records = rows.len();
+                out.batch = Some(batch);
+            }
+            Err(e) => out.note(Problem::Object(ObjectError::Internal {
+                detail: e.to_string(),
+                dropped: rows.len(),
+            })),
+        }
     }
     out
 }

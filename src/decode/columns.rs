@@ -13,6 +13,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use simd_json::{Node, StaticNode};
 
@@ -339,17 +340,23 @@ impl Column {
         }
     }
 
-    fn finish(&mut self, kind: &Kind) -> ArrayRef {
-        match self {
-            Column::Skipped => unreachable!("skipped columns are not output"),
+    fn finish(&mut self, kind: &Kind) -> Result<ArrayRef, ArrowError> {
+        Ok(match self {
+            Column::Skipped => {
+                return Err(ArrowError::InvalidArgumentError(
+                    "a column outside the projection was asked for".into(),
+                ))
+            }
             Column::Text(b) | Column::Json(b, _) | Column::Bool(b) => Arc::new(b.finish()),
             Column::Time(b) => Arc::new(b.finish()),
-            Column::Struct(s) => Arc::new(s.finish()),
+            Column::Struct(s) => Arc::new(s.finish()?),
             Column::List(l) => {
                 let Kind::ListOfStruct(defs) = kind else {
-                    unreachable!("list column has a list kind")
+                    return Err(ArrowError::InvalidArgumentError(
+                        "a list column without a list kind".into(),
+                    ));
                 };
-                let items = l.item.finish();
+                let items = l.item.finish()?;
                 let offsets = std::mem::replace(&mut l.offsets, vec![0]);
                 l.item_validity_len = 0;
                 let field = Arc::new(Field::new(
@@ -357,14 +364,14 @@ impl Column {
                     DataType::Struct(schema::struct_fields(defs)),
                     true,
                 ));
-                Arc::new(ListArray::new(
+                Arc::new(ListArray::try_new(
                     field,
                     OffsetBuffer::new(offsets.into()),
                     Arc::new(items),
                     l.validity.finish(),
-                ))
+                )?)
             }
-        }
+        })
     }
 }
 
@@ -442,19 +449,31 @@ impl StructColumn {
         self.validity.append_null();
     }
 
-    fn finish(&mut self) -> StructArray {
+    fn finish(&mut self) -> Result<StructArray, ArrowError> {
         let arrays = self
             .children
             .iter_mut()
             .zip(self.defs)
             .map(|(c, d)| c.finish(&d.kind))
-            .collect();
-        StructArray::new(
+            .collect::<Result<Vec<_>, _>>()?;
+        StructArray::try_new(
             schema::struct_fields(self.defs),
             arrays,
             self.validity.finish(),
         )
     }
+}
+
+/// A batch whose columns did not assemble: a fault of trailhound's own, never of the input.
+/// Its records are dropped and reported against the objects they came from.
+#[derive(Debug, thiserror::Error)]
+#[error("assembling a batch of {records} records failed ({detail}); they were dropped (please report this)")]
+pub struct BatchError {
+    pub detail: String,
+    /// Records dropped with the batch.
+    pub records: usize,
+    /// Keys of the objects they came from.
+    pub sources: Vec<String>,
 }
 
 /// Why a record was not added to the table.
@@ -567,28 +586,45 @@ impl RecordsBuilder {
 
     /// Takes the records appended so far as a batch, tagging those not yet assigned to an
     /// object with `source_key`.
-    pub fn finish(&mut self, source_key: &str) -> RecordBatch {
+    pub fn finish(&mut self, source_key: &str) -> Result<RecordBatch, BatchError> {
         self.end_object(source_key);
         self.finish_objects()
     }
 
     /// Takes the records appended so far as a batch, each tagged with the key of the object
-    /// it came from (as told by [`end_object`](Self::end_object)).
-    pub fn finish_objects(&mut self) -> RecordBatch {
+    /// it came from (as told by [`end_object`](Self::end_object)). Should the columns not
+    /// assemble (a fault of trailhound's own: every record appends to every column), the
+    /// records are dropped, the builder starts empty, and the error names their objects.
+    pub fn finish_objects(&mut self) -> Result<RecordBatch, BatchError> {
         self.end_object("");
         let rows = std::mem::take(&mut self.rows);
         let sources = std::mem::take(&mut self.sources);
+        self.assemble(rows, &sources).map_err(|e| {
+            *self = RecordsBuilder::new(self.projection.clone(), 256);
+            BatchError {
+                detail: e.to_string(),
+                records: rows,
+                sources: sources.into_iter().map(|(key, _)| key).collect(),
+            }
+        })
+    }
+
+    fn assemble(
+        &mut self,
+        rows: usize,
+        sources: &[(String, usize)],
+    ) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.projection.indices().len());
         for &index in self.projection.indices() {
             let array: ArrayRef = if index < RECORD_FIELDS.len() {
-                self.top.children[index].finish(&RECORD_FIELDS[index].kind)
+                self.top.children[index].finish(&RECORD_FIELDS[index].kind)?
             } else if index == schema::UNMAPPED_INDEX {
-                Arc::new(
-                    self.unmapped_column
-                        .as_mut()
-                        .expect("unmapped column is built when projected")
-                        .finish(),
-                )
+                let Some(unmapped) = self.unmapped_column.as_mut() else {
+                    return Err(ArrowError::InvalidArgumentError(
+                        "the unmapped column was not built".into(),
+                    ));
+                };
+                Arc::new(unmapped.finish())
             } else {
                 let mut keys = Vec::with_capacity(rows);
                 let mut start = 0;
@@ -597,10 +633,10 @@ impl RecordsBuilder {
                     start = *end;
                 }
                 let values = StringArray::from_iter_values(sources.iter().map(|(k, _)| k));
-                Arc::new(
-                    DictionaryArray::try_new(Int32Array::from(keys), Arc::new(values))
-                        .expect("a key for every object"),
-                )
+                Arc::new(DictionaryArray::try_new(
+                    Int32Array::from(keys),
+                    Arc::new(values),
+                )?)
             };
             columns.push(array);
         }
@@ -611,7 +647,6 @@ impl RecordsBuilder {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .expect("builder output matches the schema")
     }
 
     /// The schema of the batches this builder makes.
@@ -707,7 +742,32 @@ mod tests {
             let tape = simd_json::to_tape(&mut bytes).unwrap();
             outcomes.push(builder.append(&tape.0));
         }
-        (builder.finish("a/key.json.gz"), outcomes)
+        (builder.finish("a/key.json.gz").unwrap(), outcomes)
+    }
+
+    #[test]
+    fn a_batch_that_does_not_assemble_is_an_error_naming_its_objects() {
+        let mut builder = RecordsBuilder::new(Projection::all(), 4);
+        let append = |builder: &mut RecordsBuilder, id: &str| {
+            let mut bytes =
+                format!(r#"{{"eventTime":"2024-01-01T00:00:00Z","eventID":"{id}"}}"#).into_bytes();
+            let tape = simd_json::to_tape(&mut bytes).unwrap();
+            builder.append(&tape.0).unwrap();
+        };
+        append(&mut builder, "a");
+        builder.end_object("first.json.gz");
+        append(&mut builder, "b");
+        builder.end_object("second.json.gz");
+        // A column one value longer than the others: the fault the error stands for.
+        builder.top.children[0].append_null();
+        let err = builder.finish_objects().unwrap_err();
+        assert_eq!(err.records, 2);
+        assert_eq!(err.sources, ["first.json.gz", "second.json.gz"]);
+        assert!(err.to_string().contains("2 records"), "{err}");
+        // The builder starts again whole: the next records make a batch.
+        append(&mut builder, "c");
+        let batch = builder.finish("third.json.gz").unwrap();
+        assert_eq!(batch.num_rows(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod roundtrip;
 pub mod schema;
 pub mod time;
 
-pub use columns::{Projection, RecordProblem, RecordsBuilder, MAX_UNMAPPED_DEPTH};
+pub use columns::{BatchError, Projection, RecordProblem, RecordsBuilder, MAX_UNMAPPED_DEPTH};
 pub use gzip::{inflate, is_gzip, InflateError};
 
 use std::collections::{BTreeMap, HashMap};
@@ -313,6 +313,8 @@ struct Held {
     /// Records in all builders.
     count: usize,
     projection: Projection,
+    /// Batches that did not assemble since the last [`Decoder::take_lost`].
+    lost: Vec<BatchError>,
 }
 
 impl Held {
@@ -351,6 +353,7 @@ impl Decoder {
                 by_source: None,
                 count: 0,
                 projection: options.projection.clone(),
+                lost: Vec::new(),
             },
             options,
             body: Vec::new(),
@@ -377,8 +380,20 @@ impl Decoder {
     /// `sourcekey` column.
     pub fn decode(&mut self, source_key: &str, stored: &[u8]) -> DecodedObject {
         let mut out = self.decode_pending(source_key, stored);
-        out.batch = self.take_pending();
+        self.take_pending_into(&mut out);
         out
+    }
+
+    /// Sets `out.batch` to the pending records, noting a batch that did not assemble as
+    /// `out`'s problem.
+    fn take_pending_into(&mut self, out: &mut DecodedObject) {
+        out.batch = self.take_pending();
+        for lost in self.take_lost() {
+            out.note(Problem::Object(ObjectError::Internal {
+                detail: lost.detail,
+                dropped: lost.records,
+            }));
+        }
     }
 
     /// Records decoded by [`decode_pending`](Self::decode_pending) and not yet taken.
@@ -393,7 +408,19 @@ impl Decoder {
             return None;
         }
         self.held.count -= self.held.builder.len();
-        Some(self.held.builder.finish_objects())
+        match self.held.builder.finish_objects() {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                self.held.lost.push(e);
+                None
+            }
+        }
+    }
+
+    /// Batches that did not assemble since the last call (see
+    /// [`RecordsBuilder::finish_objects`]); their records were dropped.
+    pub fn take_lost(&mut self) -> Vec<BatchError> {
+        std::mem::take(&mut self.held.lost)
     }
 
     /// Batches of the builders holding at least `rows` pending records.
@@ -404,7 +431,10 @@ impl Decoder {
         for builder in builders {
             if builder.len() >= rows.max(1) {
                 self.held.count -= builder.len();
-                out.push(builder.finish_objects());
+                match builder.finish_objects() {
+                    Ok(batch) => out.push(batch),
+                    Err(e) => self.held.lost.push(e),
+                }
             }
         }
         out
@@ -458,7 +488,9 @@ impl Decoder {
     /// Empties the decoder (its pending records included) as if it were new.
     fn reset(&mut self) {
         let grouping = self.held.by_source.is_some();
+        let lost = self.take_lost();
         *self = Decoder::new(self.options.clone());
+        self.held.lost = lost;
         if grouping {
             self.held.by_source = Some(HashMap::new());
         }
@@ -997,7 +1029,7 @@ pub fn decode_object(
             let mut allowance = crate::memory::DecodeAllowance::new(&options.budget);
             let mut decoder = Decoder::new(options.clone());
             let mut out = decoder.decode_pending_within(source_key, stored, &mut allowance);
-            out.batch = decoder.take_pending();
+            decoder.take_pending_into(&mut out);
             out
         }
     }

@@ -734,13 +734,13 @@ impl ChunkTable {
     /// batch costs each rule a little). The work is shared among the table's threads.
     fn set(&self, batches: Vec<RecordBatch>) {
         let by_source = group_by_source(&batches, self.partitions);
-        *self.current.write().expect("chunk lock") = Arc::new(by_source);
+        *crate::sync::write(&self.current) = Arc::new(by_source);
     }
 
     /// Puts `batches` in the table as they are.
     fn set_whole(&self, batches: Vec<RecordBatch>) {
         let whole = HashMap::from([(String::new(), batches)]);
-        *self.current.write().expect("chunk lock") = Arc::new(whole);
+        *crate::sync::write(&self.current) = Arc::new(whole);
     }
 }
 
@@ -762,7 +762,7 @@ impl PartitionStream for ChunkPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let chunk = Arc::clone(&self.current.read().expect("chunk lock"));
+        let chunk = Arc::clone(&crate::sync::read(&self.current));
         let chosen: Vec<RecordBatch> = match &self.sources {
             Some(sources) => sources
                 .iter()
@@ -837,7 +837,7 @@ fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, V
                         Err(_) => run.iter().for_each(|b| split_by_source(b, &mut mine)),
                     }
                 }
-                let mut out = out.lock().expect("group lock");
+                let mut out = crate::sync::lock(&out);
                 for (source, batch) in mine {
                     let pieces = out.entry(source).or_default();
                     let mut at = 0;
@@ -850,7 +850,7 @@ fn group_by_source(batches: &[RecordBatch], threads: usize) -> HashMap<String, V
             });
         }
     });
-    out.into_inner().expect("group lock")
+    crate::sync::into_inner(out)
 }
 
 /// The event source of every row of `batch`, when they all have the same one.

@@ -209,10 +209,10 @@ async fn run_test(
         cloudtrail,
     )?);
     if !invocations.is_empty() {
-        chunk.invocations = vec![bedrock::batch_of(
-            &invocations,
-            &format!("test of {}", rule.id),
-        )];
+        chunk.invocations = vec![
+            bedrock::batch_of(&invocations, &format!("test of {}", rule.id))
+                .map_err(|e| e.to_string())?,
+        ];
     }
     let mut examiner = examiner_for(engine, Some(index))?;
     let findings = examine(&mut examiner, chunk).await?;

@@ -56,8 +56,8 @@ impl CloudTrailTable {
 
     /// What the scans so far have read and skipped. Each scan reads the objects once.
     pub fn report(&self) -> ReadReport {
-        let mut report = self.report.lock().expect("report lock").clone();
-        for queue in self.queues.lock().expect("queues lock").iter() {
+        let mut report = crate::sync::lock(&self.report).clone();
+        for queue in crate::sync::lock(&self.queues).iter() {
             report.merge(&queue.report());
         }
         report
@@ -93,7 +93,7 @@ impl TableProvider for CloudTrailTable {
                 ..self.options.clone()
             },
         ));
-        self.queues.lock().expect("queues lock").push(queue.clone());
+        crate::sync::lock(&self.queues).push(queue.clone());
         let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions)
             .map(|_| {
                 Arc::new(QueuePartition {
