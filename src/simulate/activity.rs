@@ -92,28 +92,22 @@ impl Account {
             .humans
             .first()
             .map_or_else(|| "203.0.113.20".to_string(), |h| h.source_ip.clone());
-        let console = Actor {
-            account: self.id.clone(),
-            principal: Principal::User {
-                name: name.clone(),
-                key: access_key(rng, "ASIA"),
-            },
-            source_ip: office.clone(),
-            user_agent: CONSOLE_UA.into(),
-            vpc_endpoint: None,
-            console: true,
-        };
-        let cli = Actor {
-            account: self.id.clone(),
-            principal: Principal::User {
-                name,
-                key: access_key(rng, "AKIA"),
-            },
-            source_ip: office,
-            user_agent: CLI_UA.to_string() + "bedrock-runtime.converse",
-            vpc_endpoint: None,
-            console: false,
-        };
+        let console = Actor::user(
+            &self.id,
+            name.clone(),
+            access_key(rng, "ASIA"),
+            office.clone(),
+            CONSOLE_UA.into(),
+            true,
+        );
+        let cli = Actor::user(
+            &self.id,
+            name,
+            access_key(rng, "AKIA"),
+            office,
+            CLI_UA.to_string() + "bedrock-runtime.converse",
+            false,
+        );
         self.hire = Some((day, console, cli));
     }
 
@@ -133,17 +127,14 @@ impl Account {
                 } else {
                     format!("{}{}", PEOPLE[i % PEOPLE.len()], i / PEOPLE.len())
                 };
-                Actor {
-                    account: id.clone(),
-                    principal: Principal::User {
-                        name,
-                        key: access_key(rng, "ASIA"),
-                    },
-                    source_ip: office_ip(rng),
-                    user_agent: CONSOLE_UA.into(),
-                    vpc_endpoint: None,
-                    console: true,
-                }
+                Actor::user(
+                    &id,
+                    name,
+                    access_key(rng, "ASIA"),
+                    office_ip(rng),
+                    CONSOLE_UA.into(),
+                    true,
+                )
             })
             .collect();
         let role = |role: &str,
@@ -257,17 +248,14 @@ impl Account {
             false,
             rng,
         );
-        let backup = Actor {
-            account: id.clone(),
-            principal: Principal::User {
-                name: "svc-backup".into(),
-                key: access_key(rng, "AKIA"),
-            },
-            source_ip: format!("198.51.100.{}", rng.random_range(20..60)),
-            user_agent: CLI_UA.to_string() + "rds.describe-db-snapshots",
-            vpc_endpoint: None,
-            console: false,
-        };
+        let backup = Actor::user(
+            &id,
+            "svc-backup".into(),
+            access_key(rng, "AKIA"),
+            format!("198.51.100.{}", rng.random_range(20..60)),
+            CLI_UA.to_string() + "rds.describe-db-snapshots",
+            false,
+        );
         let scientists = (0..pool(2.0))
             .map(|i| {
                 let person = PEOPLE[(i + 7) % PEOPLE.len()];
@@ -286,17 +274,14 @@ impl Account {
                 a
             })
             .collect();
-        let nightly = Actor {
-            account: id.clone(),
-            principal: Principal::User {
-                name: "svc-ticket-summaries".into(),
-                key: access_key(rng, "AKIA"),
-            },
-            source_ip: format!("198.51.100.{}", rng.random_range(60..90)),
-            user_agent: "Boto3/1.35.36 md/Botocore#1.35.36 ua/2.0 os/linux#5.15.0-124-generic md/arch#x86_64 lang/python#3.11.10 md/pyimpl#CPython cfg/retry-mode#standard Botocore/1.35.36".into(),
-            vpc_endpoint: None,
-            console: false,
-        };
+        let nightly = Actor::user(
+            &id,
+            "svc-ticket-summaries".into(),
+            access_key(rng, "AKIA"),
+            format!("198.51.100.{}", rng.random_range(60..90)),
+            "Boto3/1.35.36 md/Botocore#1.35.36 ua/2.0 os/linux#5.15.0-124-generic md/arch#x86_64 lang/python#3.11.10 md/pyimpl#CPython cfg/retry-mode#standard Botocore/1.35.36".into(),
+            false,
+        );
         let homes = (0..pool(4.0))
             .map(|_| format!("192.0.2.{}", rng.random_range(100..250)))
             .collect();

@@ -39,6 +39,25 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An IAM user calling with `key` (AKIA... long-term, ASIA... a console session's).
+    pub fn user(
+        account: &str,
+        name: String,
+        key: String,
+        source_ip: String,
+        user_agent: String,
+        console: bool,
+    ) -> Self {
+        Actor {
+            account: account.to_string(),
+            principal: Principal::User { name, key },
+            source_ip,
+            user_agent,
+            vpc_endpoint: None,
+            console,
+        }
+    }
+
     /// The `userIdentity` object.
     pub fn identity(&self, at: &str) -> Value {
         let account = &self.account;

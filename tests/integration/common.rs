@@ -96,3 +96,19 @@ pub fn statistical_ids(found: &[Value], kinds: &BTreeMap<String, String>) -> Vec
 pub fn statistical_set(found: &[Value], kinds: &BTreeMap<String, String>) -> BTreeSet<String> {
     statistical_ids(found, kinds).into_iter().collect()
 }
+
+/// Writes `records` as one plain-JSON CloudTrail object of account 111122223333 in
+/// eu-west-1, dated 2026-10-`day` (`tag` tells objects of one day apart).
+pub fn write_day_log(root: &Path, day: u32, tag: &str, records: &[Value]) {
+    let folder = root.join(format!(
+        "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/{day:02}"
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join(format!(
+            "111122223333_CloudTrail_eu-west-1_202610{day:02}T0910Z_{tag}{day:02}.json"
+        )),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+}

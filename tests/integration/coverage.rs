@@ -49,22 +49,27 @@ fn every_claimed_simulation_technique_is_found_at_medium_or_more() {
         .any(|d| d["id"] == "cloudtrail-logging-stopped"));
 }
 
-#[test]
-fn a_detection_naming_an_unknown_simulation_is_refused_or_warned() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mine.toml"),
+/// A one-detection pack in `dir` whose `stratus` list is `stratus`.
+fn write_detection_naming(dir: &std::path::Path, stratus: &str) {
+    let rule = format!(
         r#"id = "my-stop"
 title = "t"
 description = "d"
 type = "Stealth:IAMUser/Mine"
 severity = 5
 category = "logging-tampering"
-stratus = ["aws.defense-evasion.cloudtrail-stopp"]
+stratus = ["{stratus}"]
 sql = "SELECT * FROM cloudtrail WHERE eventname = 'StopLogging'"
-"#,
-    )
-    .unwrap();
+"#
+    );
+    std::fs::write(dir.join("mine.toml"), rule).unwrap();
+}
+
+#[test]
+fn a_detection_naming_an_unknown_simulation_is_refused_or_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    // Shaped like a technique id but not in the catalogue: a warning.
+    write_detection_naming(dir.path(), "aws.defense-evasion.cloudtrail-stopp");
     let out = trailhound(&[
         "rules",
         "coverage",
@@ -77,19 +82,8 @@ sql = "SELECT * FROM cloudtrail WHERE eventname = 'StopLogging'"
         "{}",
         text(&out.stderr)
     );
-    std::fs::write(
-        dir.path().join("mine.toml"),
-        r#"id = "my-stop"
-title = "t"
-description = "d"
-type = "Stealth:IAMUser/Mine"
-severity = 5
-category = "logging-tampering"
-stratus = ["cloudtrail stop"]
-sql = "SELECT * FROM cloudtrail WHERE eventname = 'StopLogging'"
-"#,
-    )
-    .unwrap();
+    // Not an id at all: the pack is refused.
+    write_detection_naming(dir.path(), "cloudtrail stop");
     let out = trailhound(&[
         "rules",
         "list",

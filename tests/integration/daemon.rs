@@ -202,10 +202,7 @@ fn attack_files() -> (Vec<PathBuf>, BTreeMap<String, BTreeSet<String>>) {
                 stack.push(path);
                 continue;
             }
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
-                .read_to_string(&mut text)
-                .unwrap();
+            let text = gunzip_text(&path);
             if every.iter().any(|id| text.contains(id.as_str())) {
                 files.push(path);
             }
@@ -307,6 +304,46 @@ fn versions_by_id(found: &[Value]) -> BTreeMap<String, Vec<BTreeSet<String>>> {
 }
 
 /// Every labelled attack has at least one of its records in a finding.
+/// The text of a gzip file.
+fn gunzip_text(path: &Path) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// The attacks (by name, with their event ids) that have records in `files`; never none.
+fn attacks_in(
+    files: &[PathBuf],
+    attacks: BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let text: String = files.iter().map(|p| gunzip_text(p)).collect();
+    let present: BTreeMap<_, _> = attacks
+        .into_iter()
+        .filter(|(_, ids)| ids.iter().any(|id| text.contains(id.as_str())))
+        .collect();
+    assert!(!present.is_empty(), "no attack has records in {files:?}");
+    present
+}
+
+/// Waits (at most 90 s) until `queue` is empty and the daemon listening on `port` has
+/// deleted at least `deleted` messages, then kills it; its last metrics.
+fn stop_when_drained(
+    mut daemon: Child,
+    (aws, queue, dir, port): (&Aws, &str, &Path, u16),
+    deleted: f64,
+) -> String {
+    wait_until(dir, Duration::from_secs(90), "the queue emptied", || {
+        aws.depth(queue) == 0
+            && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= deleted
+    });
+    let metrics = metrics_of(port);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    metrics
+}
+
 fn assert_attacks_found(found: &[Value], attacks: &BTreeMap<String, BTreeSet<String>>) {
     let seen: BTreeSet<String> = found.iter().flat_map(event_ids).collect();
     for (attack, events) in attacks {
@@ -402,7 +439,7 @@ fn a_failing_sink_keeps_the_messages_until_it_recovers() {
 
     // The findings bucket does not exist yet: every send fails.
     let port = free_port();
-    let mut daemon = start_daemon(
+    let daemon = start_daemon(
         &moto,
         &queue,
         dir.path(),
@@ -427,12 +464,7 @@ fn a_failing_sink_keeps_the_messages_until_it_recovers() {
     );
     // The sink comes back: the kept messages are handed out again and go through.
     aws.bucket("findings");
-    wait_until(dir.path(), Duration::from_secs(90), "recovery", || {
-        aws.depth(&queue) == 0
-            && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 1.0
-    });
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    stop_when_drained(daemon, (&aws, &queue, dir.path(), port), 1.0);
     let listed = aws
         .runtime
         .block_on(
@@ -463,18 +495,7 @@ fn a_failing_sink_keeps_the_messages_until_it_recovers() {
     }
     assert!(!found.is_empty(), "no findings reached the recovered sink");
     // The attacks with records in those three files.
-    let mut text = String::new();
-    for path in &files[..3] {
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-    }
-    let present: BTreeMap<String, BTreeSet<String>> = attacks
-        .into_iter()
-        .filter(|(_, events)| events.iter().any(|e| text.contains(e.as_str())))
-        .collect();
-    assert!(!present.is_empty());
-    assert_attacks_found(&found, &present);
+    assert_attacks_found(&found, &attacks_in(&files[..3], attacks));
     assert_eq!(aws.depth(&dlq), 0);
 }
 
@@ -815,19 +836,8 @@ fn a_finding_a_sink_refuses_does_not_hold_back_the_others() {
 
     let port = free_port();
     let sqs_sink = format!("sqs:{findings_queue}");
-    let mut daemon = start_daemon(&moto, &queue, dir.path(), port, &["--sink", &sqs_sink]);
-    wait_until(
-        dir.path(),
-        Duration::from_secs(90),
-        "the queue emptied",
-        || {
-            aws.depth(&queue) == 0
-                && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 4.0
-        },
-    );
-    let metrics = metrics_of(port);
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    let daemon = start_daemon(&moto, &queue, dir.path(), port, &["--sink", &sqs_sink]);
+    let metrics = stop_when_drained(daemon, (&aws, &queue, dir.path(), port), 4.0);
 
     assert_eq!(aws.depth(&dlq), 0);
     assert_eq!(
@@ -854,23 +864,7 @@ fn a_finding_a_sink_refuses_does_not_hold_back_the_others() {
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();
-    let mut text = String::new();
-    for path in files {
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-    }
-    let in_files: BTreeMap<String, BTreeSet<String>> = attacks
-        .into_iter()
-        .filter(|(_, ids)| ids.iter().any(|id| text.contains(id.as_str())))
-        .collect();
-    assert!(!in_files.is_empty());
-    for (attack, ids) in &in_files {
-        assert!(
-            found.iter().any(|f| !event_ids(f).is_disjoint(ids)),
-            "{attack} not on the findings queue"
-        );
-    }
+    assert_attacks_found(&found, &attacks_in(files, attacks));
     assert!(!found
         .iter()
         .any(|f| event_ids(f).contains("oversized-stop-logging")));
@@ -949,7 +943,7 @@ fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
     let port = free_port();
     let sns_sink = format!("sns:{topic}");
     let file_sink = format!("file:{}", dir.path().join("findings.jsonl").display());
-    let mut daemon = start_daemon(
+    let daemon = start_daemon(
         &moto,
         &queue,
         dir.path(),
@@ -965,17 +959,7 @@ fn sns_eventbridge_and_security_hub_sinks_take_every_finding() {
             "securityhub",
         ],
     );
-    wait_until(
-        dir.path(),
-        Duration::from_secs(90),
-        "the queue emptied",
-        || {
-            aws.depth(&queue) == 0
-                && metric(&metrics_of(port), "trailhound_messages_deleted_total") >= 4.0
-        },
-    );
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    stop_when_drained(daemon, (&aws, &queue, dir.path(), port), 4.0);
 
     let written: BTreeSet<String> = read_findings(dir.path())
         .iter()

@@ -51,17 +51,7 @@ fn write_logs(dir: &Path) {
                 "StopLogging",
             ));
         }
-        let folder = dir.join(format!(
-            "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/{day:02}"
-        ));
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(
-            folder.join(format!(
-                "111122223333_CloudTrail_eu-west-1_202610{day:02}T0910Z_intel{day:02}.json"
-            )),
-            json!({ "Records": records }).to_string(),
-        )
-        .unwrap();
+        crate::common::write_day_log(dir, day, "intel", &records);
     }
 }
 

@@ -280,17 +280,7 @@ fn one_record_is_one_step_unless_the_sequence_says_otherwise() {
                 serde_json::json!({"userName": "x", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
             )
         };
-        let folder = logs.join(format!(
-            "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/10/{day:02}"
-        ));
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(
-            folder.join(format!(
-                "111122223333_CloudTrail_eu-west-1_202610{day:02}T1010Z_seq{day:02}.json"
-            )),
-            serde_json::json!({ "Records": [record] }).to_string(),
-        )
-        .unwrap();
+        common::write_day_log(&logs, day, "seq", &[record]);
     }
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
