@@ -5,7 +5,12 @@
 use std::io::Read;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use trailhound::decode::{inflate, DecodeOptions, Decoder, Projection, RecordsBuilder, PADDING};
+use trailhound::decode::{
+    inflate, inflate_streaming, DecodeOptions, Decoder, Projection, RecordsBuilder, PADDING,
+};
+
+/// A whole-object gzip reader: `inflate` (libdeflate first) or the streaming one.
+type Inflate = fn(&[u8], &mut Vec<u8>, usize) -> Result<(), trailhound::decode::InflateError>;
 
 struct Corpus {
     gz: Vec<Vec<u8>>,
@@ -58,14 +63,19 @@ fn stages(c: &mut Criterion) {
         group.throughput(throughput);
         group.sample_size(10);
 
-        group.bench_function("decompress", |b| {
-            let mut out = Vec::new();
-            b.iter(|| {
-                for g in &corpus.gz {
-                    inflate(g, &mut out, usize::MAX >> 1).expect("inflate");
-                }
-            })
-        });
+        for (id, inflate) in [
+            ("decompress", inflate as Inflate),
+            ("decompress_zlib_rs_streaming", inflate_streaming),
+        ] {
+            group.bench_function(id, |b| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    for g in &corpus.gz {
+                        inflate(g, &mut out, usize::MAX >> 1).expect("inflate");
+                    }
+                })
+            });
+        }
 
         group.bench_function("parse", |b| {
             b.iter_batched(

@@ -8,7 +8,9 @@ use anyhow::bail;
 use clap::Args;
 
 use super::ReadArgs;
-use crate::decode::{inflate, is_gzip, schema, DecodeOptions, Decoder, Projection};
+use crate::decode::{
+    inflate, inflate_streaming, is_gzip, schema, DecodeOptions, Decoder, Projection,
+};
 use crate::detect::state::Store;
 use crate::detect::{Chunk, Delivery, ExamineOptions, Examiner};
 use crate::source;
@@ -102,16 +104,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             .min_by_key(|(d, _)| *d)
             .expect("at least one run")
     };
-    let (inflate_time, body) = best(&|| {
-        parallel(&objects, threads, Vec::new, |buf, _, bytes| {
-            if is_gzip(bytes) {
-                let _ = inflate(bytes, buf, limit);
-                buf.len()
-            } else {
-                bytes.len()
-            }
+    let inflate_with = |inflate: fn(&[u8], &mut Vec<u8>, usize) -> Result<(), _>| {
+        best(&|| {
+            parallel(&objects, threads, Vec::new, |buf, _, bytes| {
+                if is_gzip(bytes) {
+                    let _ = inflate(bytes, buf, limit);
+                    buf.len()
+                } else {
+                    bytes.len()
+                }
+            })
         })
-    });
+    };
+    let (inflate_time, body) = inflate_with(inflate);
+    let (streaming_time, _) = inflate_with(inflate_streaming);
     let decode_with = |projection: Projection| {
         let options = DecodeOptions {
             projection,
@@ -160,6 +166,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         Stage {
             name: "decompress only (the floor)",
             elapsed: inflate_time,
+        },
+        Stage {
+            name: "decompress, zlib-rs streaming",
+            elapsed: streaming_time,
         },
         Stage {
             name: "decode, every column",

@@ -17,7 +17,7 @@ pub mod schema;
 pub mod time;
 
 pub use columns::{BatchError, Projection, RecordProblem, RecordsBuilder, MAX_UNMAPPED_DEPTH};
-pub use gzip::{inflate, is_gzip, InflateError};
+pub use gzip::{inflate, inflate_streaming, is_gzip, InflateError};
 
 use std::collections::{BTreeMap, HashMap};
 
