@@ -404,16 +404,20 @@ impl StructColumn {
 
     /// Appends the object at `nodes[0]`; fields are matched to children by JSON key.
     fn append_object<'a>(&mut self, nodes: &[Node<'a>], unmapped: &mut Unmapped<'a>) {
-        let Node::Object { len, .. } = nodes[0] else {
-            unreachable!("caller checked for an object")
+        // The caller checked for an object; anything else is a null, never a panic.
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            self.append_null();
+            return;
         };
         debug_assert!(self.defs.len() <= 64);
         let mut filled: u64 = 0;
         self.hint = 0;
         let mut i = 1;
         for _ in 0..len {
-            let Node::String(key) = nodes[i] else {
-                unreachable!("object keys are strings")
+            // simd-json's tape holds a string for every key; should it not, the fields read
+            // so far stand and the rest are null, as for a record that lacks them.
+            let Some(&Node::String(key)) = nodes.get(i) else {
+                break;
             };
             let value = &nodes[i + 1..];
             let size = value_len(value);

@@ -119,9 +119,9 @@ impl Queue {
                         .id(i.to_string())
                         .receipt_handle(&m.receipt)
                         .build()
-                        .expect("id and receipt are set")
                 })
-                .collect();
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.error("DeleteMessageBatch", e))?;
             let out = self
                 .client
                 .delete_message_batch()
