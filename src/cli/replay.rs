@@ -214,6 +214,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         bar
     });
     let decode = args.read.decode_options();
+    // Once the pack is planned, each service's records are decoded only as far as the
+    // detections read them (the first chunk, read while planning, is decoded whole).
+    let projections = decode.by_source.clone();
     let mut failed_rules: BTreeMap<String, String> = BTreeMap::new();
     let mut examined = 0usize;
     let mut detect_time = std::time::Duration::ZERO;
@@ -233,6 +236,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             .filter_map(|b| window.keep(b))
             .collect();
         let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
+        if projections.get().is_none() {
+            projections.set(examiner.engine().decode_projections());
+        }
         let t = Instant::now();
         let done = runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
         detect_time += t.elapsed();
@@ -257,6 +263,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             &mut report,
         );
         let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
+        if projections.get().is_none() {
+            projections.set(examiner.engine().decode_projections());
+        }
         let t = Instant::now();
         let done = runtime.block_on(examiner.examine(Chunk {
             cloudtrail: Vec::new(),

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, DictionaryArray, Int32Array, ListArray, NullBufferBuilder, StringArray,
-    StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    new_null_array, ArrayRef, DictionaryArray, Int32Array, ListArray, NullBufferBuilder,
+    StringArray, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
@@ -23,30 +23,59 @@ use super::time::parse_event_time;
 
 /// Which columns of the `cloudtrail` table to build (by index in [`schema::cloudtrail_schema`]).
 /// Columns left out are skipped while decoding, which is most of the cost of a narrow query.
+///
+/// A projection may also keep a column in its batches without decoding it ([`Projection::decoding`]):
+/// the column is there, every value null. Batches of one table then share one schema
+/// whatever each decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
     wanted: Vec<usize>,
+    /// `decoded[i]`: column `i` is built from the records (else it is all null, or absent).
+    decoded: Vec<bool>,
 }
 
 impl Projection {
     /// Every column.
     pub fn all() -> Self {
-        Self {
-            wanted: (0..schema::COLUMN_COUNT).collect(),
-        }
+        Self::columns(&(0..schema::COLUMN_COUNT).collect::<Vec<_>>())
     }
 
     /// The given columns, in the given order. Indices must be below [`schema::COLUMN_COUNT`].
     pub fn columns(indices: &[usize]) -> Self {
         assert!(indices.iter().all(|&i| i < schema::COLUMN_COUNT));
+        let mut decoded = vec![false; schema::COLUMN_COUNT];
+        for &i in indices {
+            decoded[i] = true;
+        }
         Self {
             wanted: indices.to_vec(),
+            decoded,
+        }
+    }
+
+    /// Every column in its batches, but only `indices` decoded: the others are null in every
+    /// row. Indices at or past [`schema::COLUMN_COUNT`] are ignored.
+    pub fn decoding(indices: impl IntoIterator<Item = usize>) -> Self {
+        let mut decoded = vec![false; schema::COLUMN_COUNT];
+        for i in indices {
+            if let Some(d) = decoded.get_mut(i) {
+                *d = true;
+            }
+        }
+        Self {
+            wanted: (0..schema::COLUMN_COUNT).collect(),
+            decoded,
         }
     }
 
     /// The column indices, in output order.
     pub fn indices(&self) -> &[usize] {
         &self.wanted
+    }
+
+    /// The columns built from the records, in table order.
+    pub fn decoded(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..schema::COLUMN_COUNT).filter(|&i| self.decoded[i])
     }
 
     /// The schema of batches built with this projection.
@@ -59,7 +88,7 @@ impl Projection {
     }
 
     fn contains(&self, index: usize) -> bool {
-        self.wanted.contains(&index)
+        self.decoded.get(index).copied().unwrap_or(false)
     }
 }
 
@@ -619,8 +648,10 @@ impl RecordsBuilder {
         sources: &[(String, usize)],
     ) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.projection.indices().len());
-        for &index in self.projection.indices() {
-            let array: ArrayRef = if index < RECORD_FIELDS.len() {
+        for (at, &index) in self.projection.indices().iter().enumerate() {
+            let array: ArrayRef = if !self.projection.contains(index) {
+                new_null_array(self.schema.field(at).data_type(), rows)
+            } else if index < RECORD_FIELDS.len() {
                 self.top.children[index].finish(&RECORD_FIELDS[index].kind)?
             } else if index == schema::UNMAPPED_INDEX {
                 let Some(unmapped) = self.unmapped_column.as_mut() else {
@@ -747,6 +778,27 @@ mod tests {
             outcomes.push(builder.append(&tape.0));
         }
         (builder.finish("a/key.json.gz").unwrap(), outcomes)
+    }
+
+    #[test]
+    fn columns_not_decoded_are_kept_all_null() {
+        let table = schema::cloudtrail_schema();
+        let name = table.index_of("eventname").unwrap();
+        let agent = table.index_of("useragent").unwrap();
+        let mut builder =
+            RecordsBuilder::new(Projection::decoding([name, schema::SOURCE_KEY_INDEX]), 4);
+        let mut text = br#"{"eventTime":"2026-01-02T03:04:05Z","eventID":"e1","eventName":"GetObject","userAgent":"aws-cli","brandNew":{"a":1}}"#.to_vec();
+        let tape = simd_json::to_tape(&mut text).unwrap();
+        builder.append(&tape.0).unwrap();
+        builder.end_object("k1");
+        let batch = builder.finish_objects().unwrap();
+        assert_eq!(batch.schema(), table);
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.column(name).as_string::<i32>().value(0), "GetObject");
+        assert_eq!(batch.column(agent).null_count(), 1);
+        assert_eq!(batch.column(schema::UNMAPPED_INDEX).null_count(), 1);
+        let keys = batch.column(schema::SOURCE_KEY_INDEX);
+        assert_eq!(keys.null_count(), 0);
     }
 
     #[test]

@@ -32,9 +32,9 @@ use futures::StreamExt;
 
 use super::fields::{self, Match};
 use super::rule::{placeholders, Rule, RuleError, Stateful, DERIVED_FIELDS};
-use crate::decode::bedrock;
 use crate::decode::roundtrip::record_json_with;
 use crate::decode::schema::{self, cloudtrail_schema};
+use crate::decode::{bedrock, Projection, SourceProjections};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -239,6 +239,62 @@ impl Engine {
             threads,
             running: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The columns of `cloudtrail` the planned pack reads of each service's records: what a
+    /// reader for these detections needs to decode. Every projection keeps all the table's
+    /// columns in its batches (those not read are null), and always decodes the columns a
+    /// finding is made from ([`FINDING_COLUMNS`], the event's id, time and source, the
+    /// object it came from) and every column a statistical detector's findings name (they
+    /// are drawn from the chunk's records, not from the query's output).
+    pub fn decode_projections(&self) -> SourceProjections {
+        let table = cloudtrail_schema();
+        let index = |name: &str| table.index_of(name).ok();
+        let mut always: BTreeSet<usize> = FINDING_COLUMNS
+            .iter()
+            .chain(&[
+                "eventid",
+                "eventtime",
+                "eventsource",
+                schema::SOURCE_KEY_COLUMN,
+            ])
+            .filter_map(|n| index(n))
+            .collect();
+        for p in &self.planned {
+            if matches!(
+                p.rule.stateful,
+                Some(Stateful::FirstSeen(_) | Stateful::Rate(_))
+            ) {
+                always.extend(kept_columns(&p.rule).into_iter().filter_map(&index));
+            }
+        }
+        let every: BTreeSet<usize> = (0..table.fields().len()).collect();
+        let scans = crate::sync::lock(&self.table.scans).clone();
+        let mut otherwise = always.clone();
+        let mut services: HashMap<String, BTreeSet<usize>> = HashMap::new();
+        for scan in &scans {
+            let columns = scan.columns.as_ref().map_or(every.clone(), |c| {
+                c.iter().copied().collect::<BTreeSet<usize>>()
+            });
+            match &scan.sources {
+                None => otherwise.extend(columns),
+                Some(sources) => {
+                    for source in sources {
+                        services.entry(source.clone()).or_default().extend(&columns);
+                    }
+                }
+            }
+        }
+        SourceProjections {
+            otherwise: Projection::decoding(otherwise.iter().copied()),
+            services: services
+                .into_iter()
+                .map(|(source, columns)| {
+                    let decoded = otherwise.union(&columns).copied();
+                    (source, Projection::decoding(decoded))
+                })
+                .collect(),
+        }
     }
 
     /// The planned rules, in order.
@@ -718,6 +774,16 @@ struct ChunkTable {
     schema: SchemaRef,
     current: Arc<RwLock<Arc<BySource>>>,
     partitions: usize,
+    /// Every scan planned over the table: the sources it reads (`None` for all) and the
+    /// columns (`None` for all), so the reader decodes no more than the plans read.
+    scans: std::sync::Mutex<Vec<Scan>>,
+}
+
+/// What one planned scan of a [`ChunkTable`] reads.
+#[derive(Debug, Clone)]
+struct Scan {
+    sources: Option<Vec<String>>,
+    columns: Option<Vec<usize>>,
 }
 
 impl ChunkTable {
@@ -726,6 +792,7 @@ impl ChunkTable {
             schema,
             current: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
             partitions: partitions.max(1),
+            scans: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -981,6 +1048,10 @@ impl TableProvider for ChunkTable {
                     .collect(),
             });
         }
+        crate::sync::lock(&self.scans).push(Scan {
+            sources: allowed.clone(),
+            columns: projection.cloned(),
+        });
         let schema = self.schema.clone();
         let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.partitions)
             .map(|index| {
@@ -1036,6 +1107,87 @@ mod tests {
             .eq(lit("a"))
             .or(col("eventname").eq(lit("b")));
         assert_eq!(source_values(&mixed), None);
+    }
+
+    fn rule(id: &str, sql: &str) -> Rule {
+        let text = format!(
+            "id = \"{id}\"\ntitle = \"T\"\ndescription = \"{{actor}}\"\n\
+             type = \"Stealth:IAMUser/Test\"\nseverity = 5\ncategory = \"c\"\n\
+             sql = \"\"\"\n{sql}\n\"\"\"\n"
+        );
+        Rule::parse(
+            &text,
+            super::super::rule::Origin {
+                path: format!("{id}.toml").into(),
+                builtin: false,
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_service_is_decoded_as_far_as_the_detections_read_it() {
+        let engine = Engine::new(
+            vec![
+                rule(
+                    "kms-policy",
+                    "SELECT * FROM cloudtrail WHERE eventsource = 'kms.amazonaws.com' \
+                     AND json_get_str(requestparameters, 'policy') IS NOT NULL",
+                ),
+                rule(
+                    "agents",
+                    "SELECT * FROM cloudtrail WHERE useragent LIKE '%sqlmap%'",
+                ),
+                rule(
+                    "tls",
+                    "SELECT eventid, eventtime FROM cloudtrail \
+                     WHERE eventsource IN ('s3.amazonaws.com', 'kms.amazonaws.com') \
+                     AND tlsdetails.tlsversion = 'TLSv1'",
+                ),
+            ],
+            EngineOptions {
+                threads: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let p = engine.decode_projections();
+        let table = cloudtrail_schema();
+        let decodes = |projection: &Projection, name: &str| {
+            let i = table.index_of(name).unwrap();
+            projection.decoded().any(|d| d == i)
+        };
+        // Every batch keeps every column, decoded or not.
+        for projection in p.services.values().chain([&p.otherwise]) {
+            assert_eq!(projection.indices().len(), table.fields().len());
+        }
+        let kms = p.of("kms.amazonaws.com");
+        let s3 = p.of("s3.amazonaws.com");
+        let other = p.of("sts.amazonaws.com");
+        assert_eq!(other, &p.otherwise);
+        // What a finding is made of, and what a detection over every service reads.
+        for projection in [kms, s3, other] {
+            for name in [
+                "eventid",
+                "eventtime",
+                "eventsource",
+                "sourcekey",
+                "useridentity",
+                "useragent",
+            ] {
+                assert!(decodes(projection, name), "{name}");
+            }
+        }
+        assert!(decodes(kms, "requestparameters"));
+        assert!(!decodes(s3, "requestparameters"));
+        assert!(!decodes(other, "requestparameters"));
+        assert!(decodes(kms, "tlsdetails") && decodes(s3, "tlsdetails"));
+        assert!(!decodes(other, "tlsdetails"));
+        for projection in [kms, s3, other] {
+            assert!(!decodes(projection, "addendum"));
+            assert!(!decodes(projection, "unmapped"));
+        }
     }
 
     #[test]

@@ -312,12 +312,35 @@ records = ['{"eventSource": "s3.amazonaws.com", "eventName": "GetObject"}']
 /// finding lists them) as `tests/sample-findings.txt` records them. A change to the
 /// detections or the pipeline that moves any of them shows here; when the move is intended,
 /// write the file again (the message says how) and say why in the commit.
+///
+/// Replay decodes each service's records only as far as the detections read them, once the
+/// pack is planned (the first chunk, read while planning, is decoded whole): in small chunks
+/// nearly every record is decoded that way, and the findings must be the same, field for
+/// field, as the default run's.
 #[test]
 fn the_sample_gives_the_findings_it_always_gave() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = trailhound(&["replay", root.join("sample").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut got: Vec<String> = lines(&out)
+    let sample = root.join("sample");
+    let sample = sample.to_str().unwrap();
+    let whole = replay(&[sample]);
+    let projected = replay(&[sample, "--chunk-size", "128KiB"]);
+    // Every field but when the finding was made.
+    let comparable = |findings: &[Value]| {
+        let mut out: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                let o = f.as_object_mut().unwrap();
+                o.remove("createdAt");
+                o.remove("updatedAt");
+                f.to_string()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(comparable(&whole), comparable(&projected));
+    let mut got: Vec<String> = whole
         .iter()
         .map(|f| {
             let events: Vec<&str> = f["service"]["additionalInfo"]["eventIds"]
