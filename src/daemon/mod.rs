@@ -175,6 +175,12 @@ struct Work {
     object: Notified,
 }
 
+/// Messages received and waiting for a batch: a whole batch (the pollers fill the next while
+/// one is examined), and at least the pollers' ten per receive.
+fn received_room(options: &Options) -> usize {
+    options.batch_messages.max(options.pollers.max(1) * 10)
+}
+
 impl Daemon {
     /// A daemon that reads `queue`, fetches objects with `s3`, examines them with `examiner`
     /// (whose delivery should be [`crate::detect::Delivery::EachChunk`]) and sends findings
@@ -214,7 +220,11 @@ impl Daemon {
         }
         let in_flight: InFlight = Arc::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(self.options.pollers.max(1) * 10);
+        // Room for a whole batch: the pollers fill the next batch while one is examined, so
+        // with a backlog each batch is as large as --batch-messages allows and the pack's cost
+        // per batch is shared by that many objects (with room for only the pollers' last
+        // receives, batches of 20 to 40 messages cost the daemon three times the CPU per event).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(received_room(&self.options));
         for n in 0..self.options.pollers.max(1) {
             runtime.spawn(poll(
                 n,
@@ -814,5 +824,26 @@ async fn heartbeat(
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pollers_have_room_for_a_whole_batch() {
+        let with = |batch_messages, pollers| {
+            received_room(&Options {
+                batch_messages,
+                pollers,
+                ..Options::default()
+            })
+        };
+        assert_eq!(with(100, 2), 100);
+        assert_eq!(with(400, 4), 400);
+        // Never less than what the pollers' receives bring in.
+        assert_eq!(with(5, 4), 40);
+        assert_eq!(with(1, 0), 10);
     }
 }
