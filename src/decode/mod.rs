@@ -408,9 +408,16 @@ impl Held {
 
 impl Decoder {
     pub fn new(options: DecodeOptions) -> Self {
+        Self::with_capacity(options, 1024)
+    }
+
+    /// A decoder whose columns start with room for `records` records (they grow as needed).
+    /// A batch keeps the room its columns were given, so a decoder made for one small object
+    /// should ask for little.
+    pub fn with_capacity(options: DecodeOptions, records: usize) -> Self {
         Self {
             held: Held {
-                builder: RecordsBuilder::new(options.projection.clone(), 1024),
+                builder: RecordsBuilder::new(options.projection.clone(), records),
                 by_source: None,
                 count: 0,
                 projection: options.projection.clone(),
@@ -419,7 +426,8 @@ impl Decoder {
             },
             options,
             body: Vec::new(),
-            buffers: Buffers::new(1 << 20),
+            // About a kilobyte of JSON per record; simd-json grows them as needed.
+            buffers: Buffers::new(records.clamp(1, 1024) << 10),
             tape: Tape::null(),
             object_start: 0,
         }
@@ -1074,6 +1082,9 @@ fn json_error(body: &[u8]) -> String {
     }
 }
 
+/// Records a decoder for one object starts with room for.
+const OBJECT_RECORDS_HINT: usize = 32;
+
 /// Decodes one stored object of `kind` into the table its kind is read into (see
 /// [`crate::source::KeyKind::table`]): Bedrock invocation logs into `bedrock_invocations`,
 /// everything else into `cloudtrail`.
@@ -1089,7 +1100,10 @@ pub fn decode_object(
         }
         _ => {
             let mut allowance = crate::memory::DecodeAllowance::new(&options.budget);
-            let mut decoder = Decoder::new(options.clone());
+            // A log object holds a few records to a few hundred: columns with room for a
+            // thousand (2 MB) cost the daemon more than decoding them, and its batch kept that
+            // room until the whole batch of messages was examined.
+            let mut decoder = Decoder::with_capacity(options.clone(), OBJECT_RECORDS_HINT);
             let mut out = decoder.decode_pending_within(source_key, stored, &mut allowance);
             decoder.take_pending_into(&mut out);
             out
