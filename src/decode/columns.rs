@@ -12,7 +12,7 @@ use datafusion::arrow::array::{
     StringArray, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use simd_json::{Node, StaticNode};
@@ -37,35 +37,36 @@ pub struct Projection {
 impl Projection {
     /// Every column.
     pub fn all() -> Self {
-        Self::columns(&(0..schema::COLUMN_COUNT).collect::<Vec<_>>())
+        Self::decoding(0..schema::COLUMN_COUNT)
     }
 
     /// The given columns, in the given order. Indices must be below [`schema::COLUMN_COUNT`].
     pub fn columns(indices: &[usize]) -> Self {
         assert!(indices.iter().all(|&i| i < schema::COLUMN_COUNT));
-        let mut decoded = vec![false; schema::COLUMN_COUNT];
-        for &i in indices {
-            decoded[i] = true;
-        }
         Self {
             wanted: indices.to_vec(),
-            decoded,
+            decoded: Self::flags(indices.iter().copied()),
         }
     }
 
     /// Every column in its batches, but only `indices` decoded: the others are null in every
     /// row. Indices at or past [`schema::COLUMN_COUNT`] are ignored.
     pub fn decoding(indices: impl IntoIterator<Item = usize>) -> Self {
+        Self {
+            wanted: (0..schema::COLUMN_COUNT).collect(),
+            decoded: Self::flags(indices),
+        }
+    }
+
+    /// One flag per column, set for `indices` (those in range).
+    fn flags(indices: impl IntoIterator<Item = usize>) -> Vec<bool> {
         let mut decoded = vec![false; schema::COLUMN_COUNT];
         for i in indices {
             if let Some(d) = decoded.get_mut(i) {
                 *d = true;
             }
         }
-        Self {
-            wanted: (0..schema::COLUMN_COUNT).collect(),
-            decoded,
-        }
+        decoded
     }
 
     /// The column indices, in output order.
@@ -80,11 +81,14 @@ impl Projection {
 
     /// The schema of batches built with this projection.
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(
-            schema::cloudtrail_schema()
-                .project(&self.wanted)
-                .expect("projection indices are in range"),
-        )
+        // Every constructor keeps indices below COLUMN_COUNT, so no field is left out here.
+        let table = schema::cloudtrail_schema();
+        let fields: Vec<_> = self
+            .wanted
+            .iter()
+            .filter_map(|&i| table.fields().get(i).cloned())
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
     }
 
     fn contains(&self, index: usize) -> bool {

@@ -55,6 +55,7 @@ impl ObjectRef {
                 source,
             }),
             Location::S3 { bucket, key } => s3::Blocking::get()
+                .map_err(SourceError::S3Runtime)?
                 .fetch(bucket, key, limit)
                 .map_err(SourceError::S3),
         }
@@ -80,6 +81,8 @@ pub enum SourceError {
     BadS3Url { url: String },
     #[error(transparent)]
     S3(#[from] s3::FetchError),
+    #[error("cannot start the runtime that reads S3: {0}")]
+    S3Runtime(#[source] std::io::Error),
     #[error(
         "{key}: the object is {size} bytes, over the {limit}-byte limit (see --max-object-size)"
     )]
@@ -159,7 +162,7 @@ pub fn list_with(sources: &[String], days: Option<&s3::DayFilter>) -> Result<Lis
             let url = s3::S3Url::parse(source).ok_or_else(|| SourceError::BadS3Url {
                 url: source.clone(),
             })?;
-            let s3 = s3::Blocking::get();
+            let s3 = s3::Blocking::get().map_err(SourceError::S3Runtime)?;
             let objects = match days {
                 Some(filter) => s3.list_days(&url, filter)?,
                 None => s3.list_all(&url)?,

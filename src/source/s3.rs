@@ -330,19 +330,26 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    /// The process's S3 access, made on first use.
-    pub fn get() -> &'static Blocking {
+    /// The process's S3 access, made on first use; an error when no runtime can be started
+    /// for it (the system refused a thread).
+    pub fn get() -> std::io::Result<&'static Blocking> {
         static BLOCKING: std::sync::OnceLock<Blocking> = std::sync::OnceLock::new();
-        BLOCKING.get_or_init(|| {
-            // Without a runtime nothing can be read: a failure here is the process's end.
-            let runtime = crate::aws::runtime("trailhound-s3", 2)
-                .unwrap_or_else(|e| panic!("cannot start a runtime for S3: {e}"));
-            let config = runtime.block_on(crate::aws::config());
-            Blocking {
-                client: crate::aws::s3_client(&config),
-                runtime,
-            }
-        })
+        static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        if let Some(made) = BLOCKING.get() {
+            return Ok(made);
+        }
+        // One maker at a time, so no second runtime is made only to be dropped.
+        let _one = crate::sync::lock(&MAKING);
+        if let Some(made) = BLOCKING.get() {
+            return Ok(made);
+        }
+        let runtime = crate::aws::runtime("trailhound-s3", 2)?;
+        let config = runtime.block_on(crate::aws::config());
+        let made = Blocking {
+            client: crate::aws::s3_client(&config),
+            runtime,
+        };
+        Ok(BLOCKING.get_or_init(|| made))
     }
 
     pub fn fetch(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
