@@ -16,6 +16,10 @@ if ! "$PYTHON" -c 'import moto.server, flask' >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
 export PYTHON
+# DuckDB reads the Parquet lake `replay --lake` writes, as a user's own engine would.
+if ! "$PYTHON" -c "import duckdb" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check 'duckdb>=1.1,<3'
+fi
 # The deployment template is checked with CloudFormation's own linter.
 if ! "$PYTHON" -c "import cfnlint" >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'cfn-lint>=1,<2'

@@ -19,6 +19,7 @@
 //!   sinks that take them.
 //! * [`daemon`]: the long-running service: SQS in, findings out, each message acknowledged
 //!   once its findings are safely out.
+//! * [`lake`]: every decoded record kept as partitioned Parquet, and SQL and Athena DDL over it.
 //! * [`simulate`]: realistic synthetic CloudTrail with labelled attacks, and scoring against
 //!   the labels.
 //! * [`aws`]: how every part talks to AWS (configuration, retries, endpoints, runtimes).
@@ -32,6 +33,7 @@ pub mod detect;
 pub mod finding;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod lake;
 pub mod memory;
 pub mod read;
 pub mod simulate;

@@ -41,6 +41,13 @@ pub struct HuntArgs {
     #[arg(long)]
     pub stats: bool,
 
+    /// Query a Parquet lake written by `replay --lake` instead of log files: `cloudtrail`,
+    /// `bedrock_invocations` and `findings`, each with `date`, `account` and `region`
+    /// partition columns. Conditions on them (and on `eventtime`) choose which partitions are
+    /// read. Every argument is then SQL.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+
     #[command(flatten)]
     pub read: ReadArgs,
 
@@ -70,6 +77,9 @@ fn split_args(args: &[String]) -> (Option<String>, Vec<String>) {
 }
 
 pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
+    if let Some(lake) = &args.lake {
+        return hunt_lake(&args, lake);
+    }
     let (mut sql, sources) = if args.file.is_some() {
         (None, args.args.clone())
     } else {
@@ -132,6 +142,61 @@ async fn one_shot(
         threads,
     ));
     sql::register_objects(&ctx, table.clone())?;
+    let (schema, batches) = run_statements(&ctx, sql).await?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    write_results(&mut out, &schema, &batches, format, args.max_rows)?;
+    out.flush()?;
+    report.merge(&table.report());
+    Ok(finish(&report, args.stats, args.strict))
+}
+
+/// `hunt --lake DIR SQL`.
+fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
+    let sql = match &args.file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading SQL from {}", file.display()))?,
+        None => args.args.join(" "),
+    };
+    let threads = args.read.threads();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let format = args.format.unwrap_or_else(OutputFormat::default_for_stdout);
+    runtime.block_on(async {
+        let ctx = args.ip_lists.session(threads)?;
+        let skipped = crate::lake::read::Skipped::default();
+        let ctx = crate::lake::read::register(ctx, lake, skipped.clone())
+            .await
+            .with_context(|| format!("--lake {}", lake.display()))?;
+        let (schema, batches) = run_statements(&ctx, &sql).await?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        write_results(&mut out, &schema, &batches, format, args.max_rows)?;
+        out.flush()?;
+        let skipped = crate::sync::lock(&skipped).clone();
+        for (file, why) in &skipped {
+            eprintln!("trailhound: skipped {file}: not a Parquet file ({why})");
+        }
+        if !skipped.is_empty() {
+            eprintln!("trailhound: {} file(s) of the lake skipped", skipped.len());
+            if args.strict {
+                return Ok(3);
+            }
+        }
+        Ok(0)
+    })
+}
+
+/// Runs each statement of `sql`; the last one's result.
+async fn run_statements(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> anyhow::Result<(
+    datafusion::arrow::datatypes::SchemaRef,
+    Vec<datafusion::arrow::record_batch::RecordBatch>,
+)> {
     let mut last = None;
     for statement in split_statements(sql) {
         let df = ctx
@@ -145,15 +210,7 @@ async fn one_shot(
             .map_err(|e| anyhow::anyhow!("SQL: {e}"))?;
         last = Some((schema, batches));
     }
-    let Some((schema, batches)) = last else {
-        bail!("the SQL holds no statement");
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    write_results(&mut out, &schema, &batches, format, args.max_rows)?;
-    out.flush()?;
-    report.merge(&table.report());
-    Ok(finish(&report, args.stats, args.strict))
+    last.ok_or_else(|| anyhow::anyhow!("the SQL holds no statement"))
 }
 
 /// Prints the end-of-run summary when there is something to say, and picks the exit code.

@@ -2,6 +2,7 @@
 
 mod bench;
 mod hunt;
+mod lake;
 mod output;
 mod repl;
 mod replay;
@@ -129,6 +130,12 @@ pub enum Command {
     /// Reads the objects into memory first, so disk speed is left out, then reports records/s
     /// and decompressed MB/s for each stage.
     Bench(bench::BenchArgs),
+
+    /// The Parquet lake `replay --lake` writes: Athena DDL for it, and what it holds.
+    ///
+    /// Query a lake with `trailhound hunt --lake DIR "SQL"`, or with DuckDB, Athena, Trino or
+    /// Spark (see the README).
+    Lake(lake::LakeArgs),
 }
 
 /// Options shared by the commands that read logs.
@@ -227,6 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::State(args) => state::run(args),
+        Command::Lake(args) => lake::run(args),
     }
 }
 

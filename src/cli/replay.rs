@@ -22,6 +22,8 @@ use crate::detect::state::{self, Store};
 use crate::detect::stats::StatsOptions;
 use crate::detect::{Chunk, Delivery, ExamineOptions, Examiner, RunError, Severity};
 use crate::finding::{iso_time, short_arn, Finding, FindingFormat};
+use crate::lake::write::RecordTable;
+use crate::lake::{GroupsThread, LakeWriter, ReplayGroups, Written};
 use crate::read::{
     delivery_order, read_invocations, ReadAhead, ReadReport, TimeWindow, DEFAULT_CHUNK,
 };
@@ -99,6 +101,20 @@ pub struct ReplayArgs {
     /// Exit with status 3 when any object or record could not be read (it is always reported).
     #[arg(long)]
     pub strict: bool,
+
+    /// Also keep every record read, whole, in a Parquet lake in this directory
+    /// (cloudtrail/, bedrock_invocations/ and findings/ under date=/account=/region=
+    /// partitions), for `hunt --lake`, DuckDB, Athena, Trino or Spark. Objects are read in
+    /// whole delivery days, and a file is named after the objects it holds, so replaying the
+    /// same logs again replaces files instead of adding rows. --since and --until choose what
+    /// is examined, not what is kept.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+
+    /// With --lake: most memory for records waiting until their trail folder's day has been
+    /// read whole (beyond it, files are written early, in parts).
+    #[arg(long, default_value = "1GiB", value_parser = super::parse_size, value_name = "SIZE")]
+    pub lake_buffer: usize,
 
     #[command(flatten)]
     pub pack: PackArgs,
@@ -184,7 +200,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         threads
     };
     let before = listing.objects.len();
-    listing.objects.retain(|o| window.may_hold(&o.key()));
+    if args.lake.is_some() {
+        // A lake file holds a whole group of objects: none is left half written.
+        crate::lake::group::widen_to_groups(&mut listing.objects, |o| window.may_hold(&o.key()));
+    } else {
+        listing.objects.retain(|o| window.may_hold(&o.key()));
+    }
     let early = before - listing.objects.len();
     if listing.objects.is_empty() && listing.invocations.is_empty() {
         bail!(
@@ -203,6 +224,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     tracing::info!("replaying {listing} through {} detections", rules.len());
     let mut report = ReadReport::for_listing(&listing);
     let invocation_objects = std::mem::take(&mut listing.invocations);
+    let lake = match &args.lake {
+        Some(dir) => {
+            Some(LakeWriter::new(dir).with_context(|| format!("--lake {}", dir.display()))?)
+        }
+        None => None,
+    };
     let progress = super::stderr_is_terminal().then(|| {
         let bar = ProgressBar::new(listing.objects.len() as u64);
         bar.set_style(
@@ -222,6 +249,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let mut detect_time = std::time::Duration::ZERO;
     // The next chunk is read while this one is examined.
     delivery_order(&mut listing.objects);
+    let mut groups = match &lake {
+        Some(lake) => Some(GroupsThread::spawn(
+            ReplayGroups::plan(RecordTable::CloudTrail, &listing.objects)
+                .with_cap(args.lake_buffer),
+            lake.clone(),
+        )?),
+        None => None,
+    };
     let mut reader = ReadAhead::spawn(
         std::mem::take(&mut listing.objects),
         args.chunk_size,
@@ -230,13 +265,22 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     )?;
     for read in reader.by_ref() {
         report.merge(&read.report);
+        if let Some(writing) = &groups {
+            if !writing.send(read.batches.clone(), read.objects) {
+                if let Some(writing) = groups.take() {
+                    writing.finish()?;
+                }
+                bail!("the lake stopped being written");
+            }
+        }
         let batches: Vec<RecordBatch> = read
             .batches
             .into_iter()
             .filter_map(|b| window.keep(b))
             .collect();
         let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
-        if projections.get().is_none() {
+        // The lake keeps whole records: every column is decoded.
+        if projections.get().is_none() && lake.is_none() {
             projections.set(examiner.engine().decode_projections());
         }
         let t = Instant::now();
@@ -251,6 +295,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         }
     }
     reader.finish()?;
+    let mut kept = Written::default();
+    if let Some(writing) = groups.take() {
+        kept += writing.finish()?;
+    }
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
@@ -262,8 +310,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             read_threads,
             &mut report,
         );
+        if let Some(lake) = &lake {
+            let mut groups = ReplayGroups::plan(RecordTable::Invocations, &invocation_objects);
+            groups.add(&invocations)?;
+            groups.finish(lake)?;
+            kept += groups.written();
+        }
         let examiner = ready(&mut examiner, &mut planning, &runtime, &options)?;
-        if projections.get().is_none() {
+        if projections.get().is_none() && lake.is_none() {
             projections.set(examiner.engine().decode_projections());
         }
         let t = Instant::now();
@@ -283,6 +337,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         findings.len()
     );
     write_findings(&args, &findings)?;
+    if let Some(lake) = &lake {
+        kept += crate::lake::findings::write_findings(lake, &findings)?;
+        lake.sync()?;
+        eprintln!(
+            "lake {}: {} records and {} findings in {} files, {:.1} MB",
+            lake.root().display(),
+            kept.rows - findings.len(),
+            findings.len(),
+            kept.files,
+            kept.bytes as f64 / 1e6
+        );
+    }
     // What was learned is kept only once the findings are out: a crash before this point
     // leaves the state as it was, and the next run finds the same things again.
     examiner.commit(&findings)?;

@@ -14,5 +14,6 @@ mod fuzz_regressions;
 mod hostile;
 mod hunt;
 mod intel;
+mod lake;
 mod replay;
 mod statistics;

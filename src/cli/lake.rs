@@ -1,0 +1,244 @@
+//! `trailhound lake ...`: what a Parquet lake written by `replay --lake` holds, and the DDL
+//! that lets Athena read it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::lake::{self, ddl};
+
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    #[command(subcommand)]
+    pub command: LakeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Print Athena (Glue) DDL for the lake's three tables, with partition projection.
+    ///
+    /// The accounts of the `account` projection are those the lake's partitions name (run it
+    /// again when accounts are added, or give --accounts); regions default to every
+    /// commercial region.
+    ///
+    /// Example:
+    ///
+    ///   trailhound lake ddl ./lake --location s3://my-lake/trailhound > lake.sql
+    #[command(verbatim_doc_comment)]
+    Ddl(DdlArgs),
+
+    /// Count the lake's files, rows and bytes, table by table.
+    Stats(StatsArgs),
+
+    /// Merge each partition's small files into files of a target size, dropping duplicate
+    /// records (by eventid; requestid for Bedrock).
+    ///
+    /// A partition is swapped whole: a query sees its files before or after the merge, never
+    /// both. Safe while `replay --lake` writes: files written during the merge are kept.
+    ///
+    /// Example:
+    ///
+    ///   trailhound lake compact ./lake --since 2026-10-01 --until 2026-10-31
+    #[command(verbatim_doc_comment)]
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The lake.
+    #[arg(value_name = "LAKE")]
+    pub lake: PathBuf,
+
+    /// Only partitions of this date or later (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<String>,
+
+    /// Only partitions of this date or earlier (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub until: Option<String>,
+
+    /// Size at which a merged file is closed; files of half this size or more are left as
+    /// they are.
+    #[arg(long, default_value = "128MiB", value_parser = super::parse_size, value_name = "SIZE")]
+    pub target_size: usize,
+}
+
+fn parse_date(text: &str) -> Result<String, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    /// The lake (a directory written by `replay --lake`), read for its accounts and regions.
+    #[arg(value_name = "LAKE")]
+    pub lake: PathBuf,
+
+    /// Where the lake is in S3, as Athena will read it: s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "S3_URI")]
+    pub location: String,
+
+    /// The Athena database (created if needed).
+    #[arg(long, default_value = "trailhound")]
+    pub database: String,
+
+    /// Accounts of the `account` projection [default: those in the lake].
+    #[arg(long, value_delimiter = ',', value_name = "ACCOUNT,...")]
+    pub accounts: Vec<String>,
+
+    /// Regions of the `region` projection [default: every commercial region].
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub regions: Vec<String>,
+
+    /// First date of the `date` projection (YYYY-MM-DD).
+    #[arg(long, default_value = "2020-01-01", value_name = "DATE")]
+    pub since: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The lake.
+    #[arg(value_name = "LAKE")]
+    pub lake: PathBuf,
+}
+
+pub fn run(args: LakeArgs) -> anyhow::Result<i32> {
+    match args.command {
+        LakeCommand::Ddl(args) => ddl_command(args),
+        LakeCommand::Stats(args) => stats(args),
+        LakeCommand::Compact(args) => compact(args),
+    }
+}
+
+fn compact(args: CompactArgs) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
+    let options = lake::compact::CompactOptions {
+        target_bytes: args.target_size.max(1 << 20) as u64,
+        since: args.since,
+        until: args.until,
+    };
+    let done = lake::compact::compact(&args.lake, &options)
+        .with_context(|| format!("lake compact {}", args.lake.display()))?;
+    eprintln!(
+        "merged {} files into {} in {} partitions: {} records, {} duplicates dropped, {:.1} s",
+        done.files_in,
+        done.files_out,
+        done.partitions,
+        done.rows_out,
+        done.duplicates,
+        started.elapsed().as_secs_f64()
+    );
+    if done.unreadable > 0 {
+        eprintln!(
+            "trailhound: {} partition(s) left as they were (see the warnings above)",
+            done.unreadable
+        );
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
+    if !args.location.starts_with("s3://") {
+        bail!(
+            "--location {:?}: Athena reads from S3; give s3://BUCKET/PREFIX",
+            args.location
+        );
+    }
+    if chrono::NaiveDate::parse_from_str(&args.since, "%Y-%m-%d").is_err() {
+        bail!("--since {:?} is not a date (YYYY-MM-DD)", args.since);
+    }
+    let database_ok = !args.database.is_empty()
+        && args
+            .database
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !database_ok {
+        bail!(
+            "--database {:?}: use lower-case letters, digits and _",
+            args.database
+        );
+    }
+    let (found_accounts, found_regions) = ddl::partition_values(&args.lake);
+    let accounts = if args.accounts.is_empty() {
+        found_accounts
+    } else {
+        args.accounts.clone()
+    };
+    for a in &accounts {
+        if lake::account_value(Some(a)) != a {
+            bail!("{a:?} is not an account id (twelve digits)");
+        }
+    }
+    for r in &args.regions {
+        if lake::region_value(Some(r)) != r {
+            bail!("{r:?} is not a region name");
+        }
+    }
+    if accounts.is_empty() {
+        eprintln!(
+            "trailhound: {} names no account: the `account` projection holds only `unknown` (give --accounts)",
+            args.lake.display()
+        );
+    }
+    let _ = found_regions;
+    print!(
+        "{}",
+        ddl::athena_ddl(&ddl::DdlOptions {
+            location: args.location,
+            database: args.database,
+            accounts,
+            regions: args.regions,
+            since: args.since,
+        })
+    );
+    println!();
+    Ok(0)
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<i32> {
+    if !args.lake.is_dir() {
+        bail!("{}: no such directory", args.lake.display());
+    }
+    println!(
+        "{:<20} {:>10} {:>8} {:>14} {:>14}",
+        "table", "partitions", "files", "rows", "bytes"
+    );
+    for table in [
+        lake::CLOUDTRAIL_DIR,
+        lake::INVOCATIONS_DIR,
+        lake::FINDINGS_DIR,
+    ] {
+        let dir = args.lake.join(table);
+        let mut partitions = std::collections::BTreeSet::new();
+        let (mut files, mut rows, mut bytes) = (0usize, 0i64, 0u64);
+        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+            let path = entry.path();
+            if !entry.file_type().is_file() || !lake::group::is_data_file(path) {
+                continue;
+            }
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+            let reader = datafusion::parquet::file::reader::SerializedFileReader::new(file)
+                .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+            use datafusion::parquet::file::reader::FileReader;
+            rows += reader.metadata().file_metadata().num_rows();
+            files += 1;
+            if let Some(parent) = path.parent() {
+                partitions.insert(parent.to_path_buf());
+            }
+        }
+        println!(
+            "{:<20} {:>10} {:>8} {:>14} {:>14}",
+            table,
+            partitions.len(),
+            files,
+            rows,
+            bytes
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,478 @@
+//! `lake compact`: each partition's small files merged into files of a target size, duplicate
+//! records dropped, the partition swapped whole so that a reader sees either the files before
+//! or the files after, never both and never half.
+//!
+//! How a partition `P` is merged:
+//!
+//! 1. Its data files are listed. Those under half the target size are the *inputs*; the others
+//!    are kept as they are (their record ids seed the duplicate check).
+//! 2. A staging directory under the lake's `.staging/` gets a hard link to every kept file and the merged files,
+//!    written a row group at a time (memory holds one row group and the partition's record
+//!    ids, not the partition).
+//! 3. The staging directory and `P` are exchanged in one `renameat2(RENAME_EXCHANGE)`: readers
+//!    listing `P` see the old set or the new set.
+//! 4. A file that a writer (the daemon, a replay) renamed into `P` while the merge ran is in
+//!    the old directory now: it is moved into `P`, then the old directory is removed. Writers
+//!    name their hidden files inside `P`; one whose rename into place lost the race is
+//!    reported by the writer and written again, never lost.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
+
+use super::group::is_data_file;
+use super::write::{
+    file_merged_groups, properties, Merged, RecordTable, MERGED_GROUPS_KEY, MERGED_PREFIX,
+    STAGING_DIR,
+};
+use super::{stable_name, LakeError};
+use datafusion::parquet::file::metadata::KeyValue;
+
+/// What `compact` does.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Size a merged file is closed at, in bytes.
+    pub target_bytes: u64,
+    /// Only partitions of these dates (`YYYY-MM-DD`, inclusive); `None` for no bound.
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            target_bytes: 128 << 20,
+            since: None,
+            until: None,
+        }
+    }
+}
+
+/// What `compact` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub partitions: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Records dropped because a record with the same id was already kept.
+    pub duplicates: u64,
+    /// Partitions left as they were because a file in them could not be read or the merged
+    /// files not written (each is logged with the reason).
+    pub unreadable: usize,
+}
+
+/// Merges the small files of every partition of `root`'s record tables in the date range.
+pub fn compact(root: &Path, options: &CompactOptions) -> Result<Compacted, LakeError> {
+    if !root.is_dir() {
+        return Err(LakeError::Missing(root.to_path_buf()));
+    }
+    let mut done = Compacted::default();
+    for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
+        for partition in partitions(&root.join(table.dir()), options) {
+            let one = compact_partition(root, &partition, table, options)?;
+            if one.files_in > 0 {
+                done.partitions += 1;
+            }
+            done.files_in += one.files_in;
+            done.files_out += one.files_out;
+            done.rows_in += one.rows_in;
+            done.rows_out += one.rows_out;
+            done.duplicates += one.duplicates;
+            done.unreadable += one.unreadable;
+        }
+    }
+    Ok(done)
+}
+
+/// The partition directories (`date=/account=/region=`) of a table in the date range.
+fn partitions(table: &Path, options: &CompactOptions) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(dates) = std::fs::read_dir(table) else {
+        return out;
+    };
+    for date in dates.flatten() {
+        let name = date.file_name().to_string_lossy().to_string();
+        let Some(day) = name.strip_prefix("date=") else {
+            continue;
+        };
+        if options.since.as_deref().is_some_and(|s| day < s)
+            || options.until.as_deref().is_some_and(|u| day > u)
+        {
+            continue;
+        }
+        for leaf in walkdir::WalkDir::new(date.path())
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .flatten()
+        {
+            let leaf_name = leaf.file_name().to_string_lossy();
+            if leaf.file_type().is_dir() && leaf_name.starts_with("region=") {
+                out.push(leaf.into_path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The column that identifies a record of `table`.
+fn id_column(table: RecordTable) -> &'static str {
+    match table {
+        RecordTable::CloudTrail => "eventid",
+        RecordTable::Invocations => "requestid",
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError {
+    let path = path.to_path_buf();
+    move |source| LakeError::Io { path, source }
+}
+
+fn parquet_error(
+    path: &Path,
+) -> impl FnOnce(datafusion::parquet::errors::ParquetError) -> LakeError {
+    let path = path.to_path_buf();
+    move |source| LakeError::Parquet { path, source }
+}
+
+fn data_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, LakeError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        if entry.file_type().map_err(io(&path))?.is_file() && is_data_file(&path) {
+            let size = entry.metadata().map_err(io(&path))?.len();
+            files.push((path, size));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Merges one partition.
+pub fn compact_partition(
+    root: &Path,
+    dir: &Path,
+    table: RecordTable,
+    options: &CompactOptions,
+) -> Result<Compacted, LakeError> {
+    let mut done = Compacted::default();
+    let files = data_files(dir)?;
+    // What each file was when listed: one replaced during the merge is not the one merged.
+    let listed: HashMap<PathBuf, (u64, Option<std::time::SystemTime>)> = files
+        .iter()
+        .filter_map(|(p, _)| Some((PathBuf::from(p.file_name()?), stamp(p)?)))
+        .collect();
+    let (inputs, kept): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(_, size)| *size < options.target_bytes / 2);
+    if inputs.len() < 2 {
+        return Ok(done);
+    }
+    let id = id_column(table);
+    let mut seen: HashSet<String> = HashSet::new();
+    for (path, _) in &kept {
+        if let Err(e) = read_ids(path, id, &mut seen) {
+            tracing::warn!("lake compact: {e}");
+        }
+    }
+    // Outside the tables, where no reader (nor a glob such as DuckDB's) looks.
+    let staging = root.join(STAGING_DIR).join(format!(
+        "compact-{}-{}",
+        std::process::id(),
+        stable_name(&dir.display().to_string())
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let result = (|| {
+        for (path, _) in &kept {
+            if let Some(name) = path.file_name() {
+                std::fs::hard_link(path, staging.join(name)).map_err(io(path))?;
+            }
+        }
+        let names: Vec<String> = inputs
+            .iter()
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .collect();
+        let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
+        // Which group files the merged files hold, so that writing a group again does not
+        // add its rows a second time.
+        // A group file written after an earlier merge counts over what that merge noted.
+        let mut groups = Merged::new();
+        let stem = |path: &Path| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        };
+        for (path, _) in &inputs {
+            if stem(path).starts_with(MERGED_PREFIX) {
+                groups.extend(file_merged_groups(path));
+            }
+        }
+        for (path, _) in &inputs {
+            if !stem(path).starts_with(MERGED_PREFIX) {
+                groups.insert(stem(path), file_rows(path)?);
+            }
+        }
+        let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let schema = table.file_schema();
+        let mut rows = 0u64;
+        for (path, _) in &inputs {
+            rows += file_rows(path)?;
+        }
+        let mut out = MergedFiles::new(
+            &staging,
+            &base,
+            schema,
+            options.target_bytes,
+            groups,
+            rows as usize,
+        );
+        for (path, _) in &inputs {
+            merge_file(path, id, &mut seen, &mut out, &mut done)?;
+        }
+        done.files_out = out.finish()?;
+        done.files_in = inputs.len();
+        Ok::<_, LakeError>(())
+    })();
+    if let Err(e) = result {
+        // Nothing of the partition has changed: it is left as it was, and said so.
+        let _ = std::fs::remove_dir_all(&staging);
+        tracing::warn!("lake compact: {} left as it was: {e}", dir.display());
+        return Ok(Compacted {
+            unreadable: 1,
+            ..Compacted::default()
+        });
+    }
+    exchange(dir, &staging)?;
+    // `staging` now holds the old set: files written there since the listing (new, or
+    // rewritten in place) move across.
+    for (path, _) in data_files(&staging)? {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let now = stamp(&path);
+        if now.is_none() || listed.get(Path::new(name)) != now.as_ref() {
+            std::fs::rename(&path, dir.join(name)).map_err(io(&path))?;
+        }
+    }
+    std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    Ok(done)
+}
+
+/// A file's size and modification time.
+fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
+}
+
+/// Rows in a Parquet file, from its footer.
+fn file_rows(path: &Path) -> Result<u64, LakeError> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = File::open(path).map_err(io(path))?;
+    let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// Adds the ids in `path`'s `column` to `seen`.
+fn read_ids(path: &Path, column: &str, seen: &mut HashSet<String>) -> Result<(), LakeError> {
+    let file = File::open(path).map_err(io(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
+    let Some(index) = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == column)
+    else {
+        return Ok(());
+    };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(parquet_error(path))?;
+    for batch in reader {
+        let batch = batch?;
+        if let Some(ids) = batch.column(0).as_string_opt::<i32>() {
+            seen.extend(ids.iter().flatten().map(String::from));
+        }
+    }
+    Ok(())
+}
+
+/// Copies the records of `path` not seen before into `out`.
+fn merge_file(
+    path: &Path,
+    column: &str,
+    seen: &mut HashSet<String>,
+    out: &mut MergedFiles,
+    done: &mut Compacted,
+) -> Result<(), LakeError> {
+    let file = File::open(path).map_err(io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet_error(path))?
+        .with_batch_size(8192)
+        .build()
+        .map_err(parquet_error(path))?;
+    for batch in reader {
+        let batch = batch?;
+        let keep: BooleanArray = match batch
+            .column_by_name(column)
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
+            // `insert` is false for an id already kept: that record is a duplicate.
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    Some(id.is_none_or(|id| !seen.contains(id) && seen.insert(id.to_string())))
+                })
+                .collect(),
+            None => BooleanArray::from(vec![true; batch.num_rows()]),
+        };
+        done.rows_in += batch.num_rows() as u64;
+        let kept = filter_record_batch(&batch, &keep)?;
+        done.duplicates += (batch.num_rows() - kept.num_rows()) as u64;
+        done.rows_out += kept.num_rows() as u64;
+        out.write(&kept)?;
+    }
+    Ok(())
+}
+
+/// Merged files of about a target size each, written one after another into a directory.
+struct MergedFiles {
+    dir: PathBuf,
+    base: String,
+    schema: SchemaRef,
+    target: u64,
+    current: Option<(PathBuf, ArrowWriter<BufWriter<File>>)>,
+    files: usize,
+    /// JSON of the group files merged.
+    groups: String,
+    /// Rows expected in a file (sizes its bloom filters).
+    rows: usize,
+}
+
+impl MergedFiles {
+    fn new(
+        dir: &Path,
+        base: &str,
+        schema: SchemaRef,
+        target: u64,
+        groups: String,
+        rows: usize,
+    ) -> Self {
+        Self {
+            rows,
+            dir: dir.to_path_buf(),
+            base: base.to_string(),
+            schema,
+            target,
+            current: None,
+            files: 0,
+            groups,
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = super::write::conform(batch, &self.schema)?;
+        if self.current.is_none() {
+            let path = self
+                .dir
+                .join(format!("{}-{}{}", self.base, self.files, super::EXTENSION));
+            let file = File::create(&path).map_err(io(&path))?;
+            let writer = ArrowWriter::try_new(
+                BufWriter::with_capacity(1 << 20, file),
+                self.schema.clone(),
+                Some(properties(&self.schema, self.rows)),
+            )
+            .map_err(parquet_error(&path))?;
+            self.current = Some((path, writer));
+            self.files += 1;
+        }
+        if let Some((path, writer)) = &mut self.current {
+            writer.write(&batch).map_err(parquet_error(path))?;
+            let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
+            if size >= self.target {
+                self.close()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), LakeError> {
+        if let Some((path, mut writer)) = self.current.take() {
+            writer.append_key_value_metadata(KeyValue::new(
+                MERGED_GROUPS_KEY.to_string(),
+                self.groups.clone(),
+            ));
+            let file = writer.into_inner().map_err(parquet_error(&path))?;
+            let file = file.into_inner().map_err(|e| LakeError::Io {
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<usize, LakeError> {
+        self.close()?;
+        Ok(self.files)
+    }
+}
+
+/// Swaps two directories in one step.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<(), LakeError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| LakeError::Io {
+            path: p.to_path_buf(),
+            source: std::io::Error::other("path holds a NUL byte"),
+        })
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(LakeError::Io {
+            path: a.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        })
+    }
+}
+
+/// Swaps two directories: two renames where the system has no atomic exchange (a reader may
+/// find the partition missing for that moment).
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> Result<(), LakeError> {
+    let aside = a.with_extension("exchange");
+    std::fs::rename(a, &aside).map_err(io(a))?;
+    std::fs::rename(b, a).map_err(io(b))?;
+    std::fs::rename(&aside, b).map_err(io(&aside))?;
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! Writing the lake's Parquet files: records split by partition, each partition's rows of one
+//! group of objects in one file, written under a hidden name and renamed into place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::{LakeError, Partition, EXTENSION};
+use crate::decode::bedrock;
+use crate::decode::schema::cloudtrail_schema;
+
+/// Rows per row group: a few columns of one row group are read in one request or two.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// A record table of the lake and the columns its partitions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordTable {
+    CloudTrail,
+    Invocations,
+}
+
+impl RecordTable {
+    /// The table's directory in the lake.
+    pub fn dir(self) -> &'static str {
+        match self {
+            RecordTable::CloudTrail => super::CLOUDTRAIL_DIR,
+            RecordTable::Invocations => super::INVOCATIONS_DIR,
+        }
+    }
+
+    /// Columns holding the event time, the account and the region.
+    fn partition_sources(self) -> [&'static str; 3] {
+        match self {
+            RecordTable::CloudTrail => ["eventtime", "recipientaccountid", "awsregion"],
+            RecordTable::Invocations => ["timestamp", "accountid", "region"],
+        }
+    }
+
+    /// The schema of the table's files: the table's own, less any column a partition stands
+    /// for (`bedrock_invocations.region` is its partition's `region`).
+    pub fn file_schema(self) -> SchemaRef {
+        match self {
+            RecordTable::CloudTrail => cloudtrail_schema(),
+            RecordTable::Invocations => {
+                let full = bedrock::bedrock_schema();
+                let fields: Vec<_> = full
+                    .fields()
+                    .iter()
+                    .filter(|f| !super::PARTITION_COLUMNS.contains(&f.name().as_str()))
+                    .cloned()
+                    .collect();
+                Arc::new(Schema::new(fields))
+            }
+        }
+    }
+}
+
+/// What a write put in the lake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub files: usize,
+    pub rows: usize,
+    pub bytes: u64,
+    /// Rows not written because `lake compact` had already merged them.
+    pub already_merged: usize,
+}
+
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, other: Self) {
+        self.files += other.files;
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.already_merged += other.already_merged;
+    }
+}
+
+/// The groups merged into the `c-*` files of partition `dir` (read from their metadata; a
+/// file that cannot be read names none).
+pub fn merged_groups(dir: &Path) -> Merged {
+    let mut merged = Merged::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return merged;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_merged = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(MERGED_PREFIX) && n.ends_with(EXTENSION));
+        if is_merged {
+            merged.extend(file_merged_groups(&path));
+        }
+    }
+    merged
+}
+
+/// The groups one merged file names.
+pub fn file_merged_groups(path: &Path) -> Merged {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let Ok(file) = File::open(path) else {
+        return Merged::new();
+    };
+    let Ok(reader) = SerializedFileReader::new(file) else {
+        return Merged::new();
+    };
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == MERGED_GROUPS_KEY))
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+/// Key of a merged file's metadata naming the group files it holds: a JSON object of file
+/// name (without `.parquet`) to the rows that file had.
+pub const MERGED_GROUPS_KEY: &str = "trailhound.merged_groups";
+
+/// Directory under the lake's root where files are written before they are renamed into
+/// their partition.
+pub const STAGING_DIR: &str = ".staging";
+
+static NEXT_TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Prefix of the files `lake compact` writes.
+pub const MERGED_PREFIX: &str = "c-";
+
+/// Group files already merged into a partition's `c-*` files, by name, with their rows.
+pub type Merged = HashMap<String, u64>;
+
+/// Writes Parquet files into a lake directory.
+#[derive(Debug, Clone)]
+pub struct LakeWriter {
+    root: PathBuf,
+    /// What each partition written to has merged, read once per partition.
+    merged: Arc<Mutex<HashMap<PathBuf, Arc<Merged>>>>,
+    /// Whether each file is flushed to disk before it is renamed into place (else
+    /// [`LakeWriter::sync`] flushes everything at the end).
+    sync_each: bool,
+}
+
+impl LakeWriter {
+    /// A writer into the lake at `root` (created if needed).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, LakeError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|source| LakeError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(Self {
+            root,
+            merged: Arc::default(),
+            sync_each: false,
+        })
+    }
+
+    /// Flushes each file to disk before renaming it into place: when the file's being in
+    /// the lake is acknowledged to someone (the daemon deleting a message).
+    pub fn syncing_each_file(mut self) -> Self {
+        self.sync_each = true;
+        self
+    }
+
+    /// Flushes everything written to the lake's file system to disk.
+    pub fn sync(&self) -> Result<(), LakeError> {
+        let dir = File::open(&self.root).map_err(|source| LakeError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: the descriptor is open for the duration of the call.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(LakeError::Io {
+                    path: self.root.clone(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        dir.sync_all().map_err(|source| LakeError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// The lake's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes `batches` of `table` as one file per partition their rows fall in, each named
+    /// `name.parquet`: a file of that name already there is replaced. A group that `lake
+    /// compact` has already merged into the partition, with as many rows as now, is not
+    /// written again (its rows are there); with other rows, it is written, and the next
+    /// compaction drops the records it holds twice.
+    pub fn write_records(
+        &self,
+        table: RecordTable,
+        name: &str,
+        batches: &[RecordBatch],
+    ) -> Result<Written, LakeError> {
+        let mut written = Written::default();
+        let schema = table.file_schema();
+        for (partition, parts) in split(table, batches)? {
+            let dir = self.root.join(table.dir()).join(partition.path());
+            let rows: Vec<RecordBatch> = parts
+                .iter()
+                .map(|b| conform(b, &schema))
+                .collect::<Result<_, _>>()?;
+            let count: usize = rows.iter().map(|b| b.num_rows()).sum();
+            if self.merged_into(&dir).get(name) == Some(&(count as u64)) {
+                written.already_merged += count;
+                continue;
+            }
+            written += self.write_file(&dir, name, &schema, &rows)?;
+        }
+        Ok(written)
+    }
+
+    /// The groups merged into `dir`'s files.
+    fn merged_into(&self, dir: &Path) -> Arc<Merged> {
+        let mut cache = crate::sync::lock(&self.merged);
+        cache
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| Arc::new(merged_groups(dir)))
+            .clone()
+    }
+
+    /// Writes `batches` (of `schema`) to `dir/name.parquet`, whole or not at all.
+    pub fn write_file(
+        &self,
+        dir: &Path,
+        name: &str,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<Written, LakeError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LakeError::Io { path, source }
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(Written::default());
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(format!("{name}{EXTENSION}"));
+        // Written outside the tables, then renamed into the partition: no reader lists it
+        // before it is whole, and `lake compact` swapping the partition's directory meanwhile
+        // cannot strand it.
+        let staging = self.root.join(STAGING_DIR);
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let temporary = staging.join(format!(
+            "{}.{}.{}.tmp",
+            super::stable_name(&path.display().to_string()),
+            std::process::id(),
+            NEXT_TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let file = File::create(&temporary).map_err(io(&temporary))?;
+            let parquet = |source| LakeError::Parquet {
+                path: path.clone(),
+                source,
+            };
+            let properties = properties(schema, rows);
+            let mut writer = ArrowWriter::try_new(
+                BufWriter::with_capacity(1 << 20, file),
+                schema.clone(),
+                Some(properties),
+            )
+            .map_err(parquet)?;
+            for batch in batches {
+                writer.write(batch).map_err(parquet)?;
+            }
+            let file = writer.into_inner().map_err(parquet)?;
+            let file = file.into_inner().map_err(|e| LakeError::Io {
+                path: temporary.clone(),
+                source: e.into_error(),
+            })?;
+            if self.sync_each {
+                file.sync_all().map_err(io(&temporary))?;
+            }
+            let bytes = file.metadata().map_err(io(&temporary))?.len();
+            std::fs::rename(&temporary, &path).map_err(io(&path))?;
+            Ok(Written {
+                files: 1,
+                rows,
+                bytes,
+                already_merged: 0,
+            })
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result
+    }
+}
+
+/// How the lake's files of `schema` are written:
+///
+/// * row groups of [`ROW_GROUP_ROWS`];
+/// * bloom filters on [`BLOOM_FILTERED`] columns, sized for `rows`;
+/// * statistics for every page (so engines skip pages and row groups by min/max) and the page
+///   index;
+/// * zstd (level 1: most of level 3's ratio on CloudTrail, for less CPU) on the columns that
+///   hold most of a record's bytes ([`worth_compressing`]). The others (mostly null, or a few
+///   values that dictionary and run-length encoding already shrink) are left uncompressed:
+///   a zstd context per column chunk cost more time than they save space.
+pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("trailhound {}", env!("CARGO_PKG_VERSION")));
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default());
+    if let Ok(descriptor) = ArrowSchemaConverter::new().convert(schema) {
+        for column in descriptor.columns() {
+            let path = column.path().clone();
+            if worth_compressing(path.parts()) {
+                builder = builder.set_column_compression(path.clone(), zstd);
+            }
+            if BLOOM_FILTERED.iter().any(|b| path.parts() == *b) {
+                // Sized for the file (as many distinct values as rows at most, folded down to what the
+                // values need once written), 1% false hits.
+                builder = builder
+                    .set_column_bloom_filter_enabled(path.clone(), true)
+                    .set_column_bloom_filter_fpp(path.clone(), 0.01)
+                    .set_column_bloom_filter_max_ndv(path, rows.clamp(1, ROW_GROUP_ROWS) as u64);
+            }
+        }
+    }
+    builder.build()
+}
+
+/// Columns with a bloom filter in every row group, so that a search for one event skips the
+/// files that do not hold it. (A nested column's filter would not be used: DataFusion prunes
+/// by top-level columns only.)
+pub const BLOOM_FILTERED: &[&[&str]] = &[&["eventid"]];
+
+/// Whether a leaf column (by its path) holds enough bytes to be compressed: free-form JSON,
+/// user agents, ids, ARNs and the like.
+pub fn worth_compressing(path: &[String]) -> bool {
+    const HEAVY: &[&str] = &[
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        "edgedevicedetails",
+        "insightdetails",
+        "unmapped",
+        "useragent",
+        "eventid",
+        "requestid",
+        "sharedeventid",
+        "errormessage",
+        "arn",
+        "principalid",
+        "accesskeyid",
+        "sourcekey",
+        "sourceipaddress",
+        "creationdate",
+        "attributes",
+        "description",
+        "eventids",
+        "groupjson",
+    ];
+    path.iter().any(|part| HEAVY.contains(&part.as_str()))
+}
+
+/// `batch` with exactly `schema`'s columns, in its order (a column the batch lacks is
+/// all null; one the schema lacks is left out).
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, LakeError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            batch
+                .column_by_name(field.name())
+                .cloned()
+                .unwrap_or_else(|| {
+                    datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows())
+                })
+        })
+        .collect();
+    let nullable: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let present = batch.column_by_name(f.name()).is_some();
+            Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || !present),
+            )
+        })
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(nullable)),
+        columns,
+    )?)
+}
+
+/// The rows of `batches` by partition, in their order.
+pub fn split(
+    table: RecordTable,
+    batches: &[RecordBatch],
+) -> Result<BTreeMap<Partition, Vec<RecordBatch>>, LakeError> {
+    let [time, account, region] = table.partition_sources();
+    let mut out: BTreeMap<Partition, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let times = batch
+            .column_by_name(time)
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+        let accounts = batch
+            .column_by_name(account)
+            .and_then(|c| c.as_string_opt::<i32>());
+        let regions = batch
+            .column_by_name(region)
+            .and_then(|c| c.as_string_opt::<i32>());
+        // Runs of one day, account and region are the rule: the last key is checked first.
+        type Key<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut rows: Vec<(Partition, Vec<u32>)> = Vec::new();
+        let mut last: Option<(Key, usize)> = None;
+        for row in 0..batch.num_rows() {
+            let t = times.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+            let a = accounts.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+            let r = regions.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+            let key = (t.map(|t| t.div_euclid(DAY_MICROS)), a, r);
+            let at = match last {
+                Some((k, at)) if k == key => at,
+                _ => {
+                    let at = *index.entry(key).or_insert_with(|| {
+                        rows.push((Partition::of(t, a, r), Vec::new()));
+                        rows.len() - 1
+                    });
+                    last = Some((key, at));
+                    at
+                }
+            };
+            rows[at].1.push(row as u32);
+        }
+        if rows.len() == 1 {
+            if let Some((p, _)) = rows.pop() {
+                out.entry(p).or_default().push(batch.clone());
+            }
+            continue;
+        }
+        for (p, indices) in rows {
+            let part = take_record_batch(batch, &UInt32Array::from(indices))?;
+            out.entry(p).or_default().push(part);
+        }
+    }
+    Ok(out)
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
