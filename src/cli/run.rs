@@ -104,6 +104,12 @@ pub struct RunArgs {
     #[arg(long, env = "TRAILHOUND_CANNOT_LIST")]
     pub cannot_list: bool,
 
+    /// Also keep every record read in a Parquet lake in this directory (as `replay --lake`
+    /// does, a file per object; merge them with `trailhound lake compact`). A message is
+    /// deleted only once its records are on disk there.
+    #[arg(long, env = "TRAILHOUND_LAKE", value_name = "DIR")]
+    pub lake: Option<std::path::PathBuf>,
+
     /// Objects fetched and decoded at once (all of them within --memory-budget).
     #[arg(long, default_value_t = 16, env = "TRAILHOUND_FETCH_CONCURRENCY")]
     pub fetch_concurrency: usize,
@@ -170,6 +176,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             allowed: args.allowed_buckets.clone(),
             expected_bucket_owner: args.expected_bucket_owner.clone(),
             denied_is_gone: args.cannot_list,
+            lake: match &args.lake {
+                Some(dir) => Some(
+                    crate::lake::LakeWriter::new(dir)
+                        .map_err(|e| anyhow::anyhow!("--lake {}: {e}", dir.display()))?
+                        .syncing_each_file(),
+                ),
+                None => None,
+            },
         },
         std::sync::Arc::new(Metrics::default()),
     );

@@ -57,6 +57,8 @@ metrics! {
         "Messages left on the queue for redelivery, by reason";
     Objects => "trailhound_objects_total", Counter, true,
         "Objects named by notifications, by kind and outcome";
+    LakeFiles => "trailhound_lake_files_total", Counter, false,
+        "Parquet files written to the lake (run --lake)";
     Records => "trailhound_records_total", Counter, false,
         "CloudTrail records decoded";
     Bytes => "trailhound_bytes_total", Counter, false,

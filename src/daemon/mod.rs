@@ -64,6 +64,9 @@ pub struct Options {
     /// A 403 on GetObject means the object is gone (the role cannot list the bucket, so S3
     /// says 403 for a missing key), not a failure worth retrying.
     pub denied_is_gone: bool,
+    /// Keeps every record read in this Parquet lake, a file per object (written again under
+    /// the same name when a message comes again), durable before the message is deleted.
+    pub lake: Option<crate::lake::LakeWriter>,
 }
 
 /// A bucket (and key prefix) the daemon may read from.
@@ -121,6 +124,7 @@ impl Default for Options {
             allowed: Vec::new(),
             expected_bucket_owner: None,
             denied_is_gone: false,
+            lake: None,
         }
     }
 }
@@ -341,6 +345,11 @@ impl Daemon {
         }
         let newest = newest_event(&chunk.cloudtrail);
         let records = chunk.records();
+        let for_lake = self
+            .options
+            .lake
+            .as_ref()
+            .map(|_| (chunk.cloudtrail.clone(), chunk.invocations.clone()));
 
         // Every detection.
         let examined = match runtime.block_on(self.examiner.examine(chunk)) {
@@ -416,6 +425,23 @@ impl Daemon {
                     "the drain deadline passed with the batch in work; handing its messages back"
                 );
                 return self.undo(Ack::Release, batch.len());
+            }
+        }
+        // The records into the lake, durably, before any message is deleted.
+        if let (Some(lake), Some((cloudtrail, invocations))) = (&self.options.lake, for_lake) {
+            use crate::lake::{group::write_each_object, write::RecordTable};
+            let written =
+                write_each_object(lake, RecordTable::CloudTrail, &cloudtrail).and_then(|a| {
+                    let b = write_each_object(lake, RecordTable::Invocations, &invocations)?;
+                    Ok(a.files + b.files)
+                });
+            match written {
+                Ok(files) => m.add(Metric::LakeFiles, &[], files as f64),
+                Err(e) => {
+                    tracing::error!("lake: {e}; the batch's messages stay on the queue");
+                    m.inc(Metric::Errors, &[("kind", "lake-failed")]);
+                    return self.undo(Ack::Retry("lake-failed"), batch.len());
+                }
             }
         }
         // The findings are out: what the batch taught is kept. If that fails, the objects

@@ -157,6 +157,36 @@ impl ReplayGroups {
         }
     }
 
+    /// Each of `keys` (objects' `sourcekey`s) a group of its own, named after it: the daemon's
+    /// grouping, where an object delivered again is written again under the same name.
+    pub fn each_object(table: RecordTable, keys: impl IntoIterator<Item = String>) -> Self {
+        let mut groups = Vec::new();
+        let mut by_key = HashMap::new();
+        for (at, key) in keys.into_iter().enumerate() {
+            groups.push(Group {
+                name: format!("obj-{}", stable_name(&key)),
+                parts: 0,
+                bytes: 0,
+                last: at,
+                rows: Vec::new(),
+            });
+            by_key.insert(key, at);
+        }
+        let by_last = (0..groups.len()).collect();
+        Self {
+            table,
+            by_key,
+            groups,
+            by_last,
+            next_to_write: 0,
+            read: 0,
+            strays: Vec::new(),
+            written: Written::default(),
+            waiting: 0,
+            cap: usize::MAX,
+        }
+    }
+
     /// Sets the most bytes of records waiting for their group to be whole.
     pub fn with_cap(mut self, bytes: usize) -> Self {
         self.cap = bytes.max(1);
@@ -312,6 +342,44 @@ impl ReplayGroups {
         self.groups[g].bytes = 0;
         writer.write_records(self.table, name, &rows)
     }
+}
+
+/// Writes `batches` of `table` as a file per object (by `sourcekey`) and partition: what the
+/// daemon keeps of a batch.
+pub fn write_each_object(
+    writer: &LakeWriter,
+    table: RecordTable,
+    batches: &[RecordBatch],
+) -> Result<Written, LakeError> {
+    let mut keys = std::collections::BTreeSet::new();
+    for batch in batches {
+        keys.extend(source_keys(batch));
+    }
+    let mut groups = ReplayGroups::each_object(table, keys);
+    groups.add(batches)?;
+    groups.finish(writer)?;
+    Ok(groups.written())
+}
+
+/// The distinct `sourcekey`s of `batch`.
+fn source_keys(batch: &RecordBatch) -> Vec<String> {
+    let Some(column) = batch.column_by_name(crate::decode::schema::SOURCE_KEY_COLUMN) else {
+        return Vec::new();
+    };
+    if let Some(dictionary) = column.as_dictionary_opt::<Int32Type>() {
+        return dictionary
+            .values()
+            .as_string_opt::<i32>()
+            .map(|v| v.iter().flatten().map(String::from).collect())
+            .unwrap_or_default();
+    }
+    let mut keys: Vec<String> = column
+        .as_string_opt::<i32>()
+        .map(|v| v.iter().flatten().map(String::from).collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// [`ReplayGroups`] on a thread of its own, so that encoding Parquet overlaps reading and

@@ -399,10 +399,11 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
     upload_all(&aws, "trail", &files);
 
     // Killed (-9) as soon as it has received something: its messages are hidden for the
-    // visibility it asked for (3 s), then handed out again.
+    // visibility it asked for (3 s), then handed out again. It keeps a lake too.
+    let lake = dir.path().join("lake");
     kill_then_finish(
         (&moto, &aws, &queue, dir.path()),
-        &["--visibility", "3s"],
+        &["--visibility", "3s", "--lake", lake.to_str().unwrap()],
         ("a first receive", "trailhound_messages_received_total", 1.0),
         Duration::from_secs(120),
     );
@@ -424,6 +425,35 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
         }
     }
     assert_eq!(aws.depth(&dlq), 0);
+
+    // The lake holds every record of every object once, whichever daemon examined it and
+    // however often: a file per object, written again under its name.
+    let count = "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail";
+    let mut raw_args = vec!["hunt", "--format", "csv", count];
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    raw_args.extend(paths.iter().map(String::as_str));
+    let raw = common::trailhound(&raw_args);
+    assert!(raw.status.success(), "{}", common::text(&raw.stderr));
+    let kept = common::trailhound(&[
+        "hunt",
+        "--format",
+        "csv",
+        "--lake",
+        lake.to_str().unwrap(),
+        count,
+    ]);
+    assert!(kept.status.success(), "{}", common::text(&kept.stderr));
+    assert_eq!(common::text(&kept.stdout), common::text(&raw.stdout));
+    let objects = walkdir::WalkDir::new(lake.join("cloudtrail"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert!(
+        objects >= files.len(),
+        "{objects} files for {} objects",
+        files.len()
+    );
 }
 
 #[test]
