@@ -177,7 +177,7 @@ fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
         out.flush()?;
         let skipped = crate::sync::lock(&skipped).clone();
         for (file, why) in &skipped {
-            eprintln!("trailhound: skipped {file}: not a Parquet file ({why})");
+            eprintln!("trailhound: skipped {file}: {why}");
         }
         if !skipped.is_empty() {
             eprintln!("trailhound: {} file(s) of the lake skipped", skipped.len());

@@ -172,7 +172,7 @@ pub fn not_parquet(path: &Path) -> Option<String> {
         let mut file = std::fs::File::open(path)?;
         let size = file.metadata()?.len();
         if size < 12 {
-            return Ok(Some(format!("{size} bytes is too short for Parquet")));
+            return Ok(Some(format!("not Parquet: {size} bytes is too short")));
         }
         let mut head = [0u8; 4];
         file.read_exact(&mut head)?;
@@ -180,12 +180,12 @@ pub fn not_parquet(path: &Path) -> Option<String> {
         file.seek(SeekFrom::End(-8))?;
         file.read_exact(&mut tail)?;
         if &head != b"PAR1" || &tail[4..] != b"PAR1" {
-            return Ok(Some("no Parquet magic at its start and end".into()));
+            return Ok(Some("not Parquet: no magic at its start and end".into()));
         }
         let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
         if footer + 12 > size {
             return Ok(Some(format!(
-                "its footer claims {footer} bytes of a {size}-byte file"
+                "not Parquet: its footer claims {footer} bytes of a {size}-byte file"
             )));
         }
         Ok(None)
@@ -216,13 +216,61 @@ impl std::fmt::Display for CheckedFiles {
     }
 }
 
-/// False (and noted) for a `.parquet` object that cannot be Parquet.
+/// Why a data file's place in the lake is not a partition this lake writes: a directory
+/// that is not `date=`/`account=`/`region=` (or `date=` alone under `findings`), or a value
+/// that is not a well-formed date, account or region (nor `unknown`). `None` when it is one,
+/// or when the path is not under a lake table.
+pub fn not_a_partition(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let table = parts
+        .iter()
+        .rposition(|p| [super::CLOUDTRAIL_DIR, super::INVOCATIONS_DIR, FINDINGS_DIR].contains(p))?;
+    let dirs = &parts[table + 1..parts.len().saturating_sub(1)];
+    let expected: &[&str] = if parts[table] == FINDINGS_DIR {
+        &["date"]
+    } else {
+        &PARTITION_COLUMNS
+    };
+    if dirs.len() != expected.len() {
+        return Some(format!(
+            "not in a partition directory ({} expected)",
+            expected
+                .iter()
+                .map(|c| format!("{c}="))
+                .collect::<Vec<_>>()
+                .join("/")
+        ));
+    }
+    for (dir, column) in dirs.iter().zip(expected) {
+        let Some(value) = dir.strip_prefix(&format!("{column}=")) else {
+            return Some(format!("{dir:?} is not a {column}= directory"));
+        };
+        let well_formed = value == UNKNOWN
+            || match *column {
+                "date" => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .is_ok_and(|d| d.format("%Y-%m-%d").to_string() == value),
+                "account" => super::account_value(Some(value)) == value,
+                _ => super::region_value(Some(value)) == value,
+            };
+        if !well_formed {
+            return Some(format!("{column} {value:?} is not well formed"));
+        }
+    }
+    None
+}
+
+/// False (and noted) for a `.parquet` object that cannot be Parquet, or that lies outside the
+/// lake's partitions.
 fn admit(meta: &ObjectMeta, skipped: &Skipped) -> bool {
     let location = meta.location.as_ref();
     if !location.ends_with(super::EXTENSION) {
         return true;
     }
     let path = Path::new("/").join(location);
+    if let Some(why) = not_a_partition(location) {
+        crate::sync::lock(skipped).insert(path.display().to_string(), why);
+        return false;
+    }
     match not_parquet(&path) {
         None => true,
         Some(why) => {
@@ -369,6 +417,32 @@ pub fn date_condition(filter: &Expr, time_column: &str) -> Option<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_partitions_are_read() {
+        let ok =
+            "tmp/lake/cloudtrail/date=2026-10-05/account=111122223333/region=us-east-1/f.parquet";
+        assert_eq!(not_a_partition(ok), None);
+        assert_eq!(
+            not_a_partition("l/cloudtrail/date=unknown/account=unknown/region=unknown/f.parquet"),
+            None
+        );
+        assert_eq!(
+            not_a_partition("l/findings/date=2026-10-05/f.parquet"),
+            None
+        );
+        for bad in [
+            "l/cloudtrail/date=garbage/account=111122223333/region=us-east-1/f.parquet",
+            "l/cloudtrail/date=2026-13-05/account=111122223333/region=us-east-1/f.parquet",
+            "l/cloudtrail/date=2026-10-05/account=../region=us-east-1/f.parquet",
+            "l/cloudtrail/date=2026-10-05/account=111122223333/region=X/f.parquet",
+            "l/cloudtrail/junk/f.parquet",
+            "l/cloudtrail/date=2026-10-05/region=us-east-1/account=111122223333/f.parquet",
+            "l/findings/f.parquet",
+        ] {
+            assert!(not_a_partition(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn time_conditions_become_date_conditions() {

@@ -246,6 +246,28 @@ fn foreign_and_older_files_in_a_lake_are_handled() {
     assert!(!err.contains("panicked"), "{err}");
     let out = trailhound(&["hunt", "--strict", "--lake", lake.to_str().unwrap(), count]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    std::fs::remove_file(partition.join("broken.parquet")).unwrap();
+
+    // Good files in directories that are not the lake's partitions (a bad value, or no
+    // partition at all) are skipped and named, by every query alike, not read by some.
+    let odd = lake.join("cloudtrail/date=garbage/account=../region=x");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::copy(&old, odd.join("copy.parquet")).unwrap();
+    std::fs::create_dir_all(lake.join("cloudtrail/junk")).unwrap();
+    std::fs::copy(&old, lake.join("cloudtrail/junk/copy.parquet")).unwrap();
+    let out = ok(trailhound(&[
+        "hunt",
+        "--format",
+        "csv",
+        "--lake",
+        lake.to_str().unwrap(),
+        count,
+    ]));
+    assert_eq!(rows(&out), vec![(before + 1).to_string()]);
+    let err = text(&out.stderr);
+    assert!(err.contains("date \"garbage\" is not well formed"), "{err}");
+    assert!(err.contains("not in a partition directory"), "{err}");
+    assert!(err.contains("2 file(s) of the lake skipped"), "{err}");
 
     // A lake that is not there is said so.
     let out = trailhound(&["hunt", "--lake", "/nonexistent/lake", count]);
