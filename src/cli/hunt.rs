@@ -103,10 +103,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<i32> {
     }
     tracing::info!("listed {listing}");
     let threads = args.read.threads();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?;
+    let runtime = runtime(threads)?;
     let format = args.format.unwrap_or_else(OutputFormat::default_for_stdout);
     match sql {
         Some(sql) => runtime.block_on(one_shot(&args, &sql, listing, threads, format)),
@@ -151,6 +148,14 @@ async fn one_shot(
     Ok(finish(&report, args.stats, args.strict))
 }
 
+/// The runtime a hunt's reading and SQL run on.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
 /// `hunt --lake DIR SQL`.
 fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
     let sql = match &args.file {
@@ -159,10 +164,7 @@ fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
         None => args.args.join(" "),
     };
     let threads = args.read.threads();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?;
+    let runtime = runtime(threads)?;
     let format = args.format.unwrap_or_else(OutputFormat::default_for_stdout);
     runtime.block_on(async {
         let ctx = args.ip_lists.session(threads)?;

@@ -133,6 +133,15 @@ fn columns(schema: &SchemaRef) -> String {
     lines.join(",\n")
 }
 
+/// Table properties projecting `date` as days from `since` to today.
+fn date_projection(since: &str) -> String {
+    format!(
+        "  'projection.enabled'='true',\n  'projection.date.type'='date',\n  \
+         'projection.date.format'='yyyy-MM-dd',\n  'projection.date.range'='{since},NOW',\n  \
+         'projection.date.interval'='1',\n  'projection.date.interval.unit'='DAYS',\n"
+    )
+}
+
 /// `CREATE DATABASE` and the three `CREATE EXTERNAL TABLE` statements.
 pub fn athena_ddl(options: &DdlOptions) -> String {
     let mut out = String::new();
@@ -158,12 +167,7 @@ pub fn athena_ddl(options: &DdlOptions) -> String {
              LOCATION '{location}/{dir}/'\n\
              TBLPROPERTIES (\n\
              \x20 'parquet.compression'='ZSTD',\n\
-             \x20 'projection.enabled'='true',\n\
-             \x20 'projection.date.type'='date',\n\
-             \x20 'projection.date.format'='yyyy-MM-dd',\n\
-             \x20 'projection.date.range'='{},NOW',\n\
-             \x20 'projection.date.interval'='1',\n\
-             \x20 'projection.date.interval.unit'='DAYS',\n\
+             {}\
              \x20 'projection.account.type'='enum',\n\
              \x20 'projection.account.values'='{}',\n\
              \x20 'projection.region.type'='enum',\n\
@@ -171,7 +175,7 @@ pub fn athena_ddl(options: &DdlOptions) -> String {
              \x20 'storage.location.template'='{location}/{dir}/date=${{date}}/account=${{account}}/region=${{region}}/'\n\
              );\n",
             columns(&table.file_schema()),
-            options.since,
+            date_projection(&options.since),
             accounts.join(","),
             regions.join(","),
         );
@@ -183,16 +187,11 @@ pub fn athena_ddl(options: &DdlOptions) -> String {
          STORED AS PARQUET\n\
          LOCATION '{location}/{FINDINGS_DIR}/'\n\
          TBLPROPERTIES (\n\
-         \x20 'projection.enabled'='true',\n\
-         \x20 'projection.date.type'='date',\n\
-         \x20 'projection.date.format'='yyyy-MM-dd',\n\
-         \x20 'projection.date.range'='{},NOW',\n\
-         \x20 'projection.date.interval'='1',\n\
-         \x20 'projection.date.interval.unit'='DAYS',\n\
+         {}\
          \x20 'storage.location.template'='{location}/{FINDINGS_DIR}/date=${{date}}/'\n\
          );",
         columns(&findings_schema()),
-        options.since,
+        date_projection(&options.since),
     );
     out
 }

@@ -141,6 +141,16 @@ impl ReplayGroups {
             groups[g].last = at;
             by_key.insert(object.key(), g);
         }
+        Self::of_groups(table, by_key, groups, DEFAULT_CAP)
+    }
+
+    /// Groups found for `by_key`'s objects, written in the order of their last object.
+    fn of_groups(
+        table: RecordTable,
+        by_key: HashMap<String, usize>,
+        groups: Vec<Group>,
+        cap: usize,
+    ) -> Self {
         let mut by_last: Vec<usize> = (0..groups.len()).collect();
         by_last.sort_by_key(|&g| groups[g].last);
         Self {
@@ -153,7 +163,7 @@ impl ReplayGroups {
             strays: Vec::new(),
             written: Written::default(),
             waiting: 0,
-            cap: DEFAULT_CAP,
+            cap,
         }
     }
 
@@ -172,19 +182,7 @@ impl ReplayGroups {
             });
             by_key.insert(key, at);
         }
-        let by_last = (0..groups.len()).collect();
-        Self {
-            table,
-            by_key,
-            groups,
-            by_last,
-            next_to_write: 0,
-            read: 0,
-            strays: Vec::new(),
-            written: Written::default(),
-            waiting: 0,
-            cap: usize::MAX,
-        }
+        Self::of_groups(table, by_key, groups, usize::MAX)
     }
 
     /// Sets the most bytes of records waiting for their group to be whole.
