@@ -427,13 +427,16 @@ impl Daemon {
                 return self.undo(Ack::Release, batch.len());
             }
         }
-        // The records into the lake, durably, before any message is deleted.
+        // The records and findings into the lake, durably, before any message is deleted.
         if let (Some(lake), Some((cloudtrail, invocations))) = (&self.options.lake, for_lake) {
-            use crate::lake::{group::write_each_object, write::RecordTable};
+            use crate::lake::{
+                findings::write_each_finding, group::write_each_object, write::RecordTable,
+            };
             let written =
                 write_each_object(lake, RecordTable::CloudTrail, &cloudtrail).and_then(|a| {
                     let b = write_each_object(lake, RecordTable::Invocations, &invocations)?;
-                    Ok(a.files + b.files)
+                    let c = write_each_finding(lake, &findings)?;
+                    Ok(a.files + b.files + c.files)
                 });
             match written {
                 Ok(files) => m.add(Metric::LakeFiles, &[], files as f64),

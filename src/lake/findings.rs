@@ -145,3 +145,23 @@ pub fn write_findings(writer: &LakeWriter, findings: &[Finding]) -> Result<Writt
     }
     Ok(written)
 }
+
+/// Writes each of `findings` to a file of its own under `findings/date=D/` (the date of its
+/// first event), named after its id: the daemon's way, where a finding is written again, with
+/// more records, by each batch that adds to it. The new version replaces the old one, so the
+/// table holds one row per finding. (Only if a later record moves a finding's first event to an
+/// earlier day does its older version stay under the later date: keep the row with the greatest
+/// `lastseen` for an id.)
+pub fn write_each_finding(writer: &LakeWriter, findings: &[Finding]) -> Result<Written, LakeError> {
+    let mut written = Written::default();
+    for f in findings {
+        let dir = writer
+            .root()
+            .join(FINDINGS_DIR)
+            .join(format!("date={}", date_value(Some(f.first_seen))));
+        let name = format!("finding-{}", stable_name(&f.id));
+        let batch = findings_batch(std::slice::from_ref(f))?;
+        written += writer.write_file(&dir, &name, &findings_schema(), &[batch])?;
+    }
+    Ok(written)
+}

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::{LakeError, Partition, EXTENSION};
@@ -314,10 +314,13 @@ impl LakeWriter {
 /// * bloom filters on [`BLOOM_FILTERED`] columns, sized for `rows`;
 /// * statistics for every page (so engines skip pages and row groups by min/max) and the page
 ///   index;
+/// * no dictionary for the columns that hold one value per event ([`one_per_event`]): the
+///   dictionary would only grow until the writer gives it up, hashing every value on the way;
+///   the event time delta-encoded (events arrive nearly in order, so the deltas are small);
 /// * zstd (level 1: most of level 3's ratio on CloudTrail, for less CPU) on the columns that
 ///   hold most of a record's bytes ([`worth_compressing`]). The others (mostly null, or a few
 ///   values that dictionary and run-length encoding already shrink) are left uncompressed:
-///   a zstd context per column chunk cost more time than they save space.
+///   a zstd context per column chunk costs more time than they save space.
 pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
@@ -330,6 +333,13 @@ pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
             let path = column.path().clone();
             if worth_compressing(path.parts()) {
                 builder = builder.set_column_compression(path.clone(), zstd);
+            }
+            if one_per_event(path.parts()) {
+                builder = builder.set_column_dictionary_enabled(path.clone(), false);
+                if column.physical_type() == PhysicalType::INT64 {
+                    builder =
+                        builder.set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED);
+                }
             }
             if BLOOM_FILTERED.iter().any(|b| path.parts() == *b) {
                 // Sized for the file (as many distinct values as rows at most, folded down to what the
@@ -349,8 +359,23 @@ pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
 /// by top-level columns only.)
 pub const BLOOM_FILTERED: &[&[&str]] = &[&["eventid"]];
 
-/// Whether a leaf column (by its path) holds enough bytes to be compressed: free-form JSON,
-/// user agents, ids, ARNs and the like.
+/// Whether a leaf column (by its path) holds a value of its own for nearly every event: ids
+/// and times, where a dictionary cannot help.
+pub fn one_per_event(path: &[String]) -> bool {
+    const UNIQUE: &[&str] = &[
+        "eventid",
+        "requestid",
+        "sharedeventid",
+        "eventtime",
+        "timestamp",
+    ];
+    matches!(path, [top] if UNIQUE.contains(&top.as_str()))
+}
+
+/// Whether a leaf column (by its path) holds enough bytes, and enough repetition inside them, to
+/// be worth compressing: free-form JSON, user agents, ids, ARNs and the like. (Short ids that are
+/// mostly distinct, such as access key ids, principal ids and addresses, shrink by under a
+/// fifth and are left alone.)
 pub fn worth_compressing(path: &[String]) -> bool {
     const HEAVY: &[&str] = &[
         "requestparameters",
@@ -366,12 +391,8 @@ pub fn worth_compressing(path: &[String]) -> bool {
         "sharedeventid",
         "errormessage",
         "arn",
-        "principalid",
-        "accesskeyid",
         "sourcekey",
-        "sourceipaddress",
         "creationdate",
-        "attributes",
         "description",
         "eventids",
         "groupjson",

@@ -454,6 +454,35 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
         "{objects} files for {} objects",
         files.len()
     );
+    // And each finding once, in its last version: a file per finding, replaced by each batch
+    // that adds to it.
+    let last: std::collections::BTreeMap<String, usize> = versions_by_id(&found)
+        .into_iter()
+        .map(|(id, versions)| (id, versions.last().map_or(0, |v| v.len())))
+        .collect();
+    let in_lake = common::trailhound(&[
+        "hunt",
+        "--format",
+        "csv",
+        "--lake",
+        lake.to_str().unwrap(),
+        "SELECT id, cardinality(eventids) AS n FROM findings ORDER BY id",
+    ]);
+    assert!(
+        in_lake.status.success(),
+        "{}",
+        common::text(&in_lake.stderr)
+    );
+    let in_lake: std::collections::BTreeMap<String, usize> = common::text(&in_lake.stdout)
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (id, n) = line.rsplit_once(',').unwrap();
+            (id.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    assert!(!in_lake.is_empty());
+    assert_eq!(in_lake, last);
 }
 
 #[test]
