@@ -44,9 +44,10 @@ pub struct HuntArgs {
     /// Query a Parquet lake written by `replay --lake` instead of log files: `cloudtrail`,
     /// `bedrock_invocations` and `findings`, each with `date`, `account` and `region`
     /// partition columns. Conditions on them (and on `eventtime`) choose which partitions are
-    /// read. Every argument is then SQL.
-    #[arg(long, value_name = "DIR")]
-    pub lake: Option<PathBuf>,
+    /// read. Every argument is then SQL. DIR may be s3://BUCKET/PREFIX (credentials, region
+    /// and endpoint from the environment, as for the AWS CLI).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub lake: Option<crate::lake::Location>,
 
     #[command(flatten)]
     pub read: ReadArgs,
@@ -157,7 +158,7 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// `hunt --lake DIR SQL`.
-fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
+fn hunt_lake(args: &HuntArgs, lake: &crate::lake::Location) -> anyhow::Result<i32> {
     let sql = match &args.file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("reading SQL from {}", file.display()))?,
@@ -171,7 +172,7 @@ fn hunt_lake(args: &HuntArgs, lake: &Path) -> anyhow::Result<i32> {
         let skipped = crate::lake::read::Skipped::default();
         let ctx = crate::lake::read::register(ctx, lake, skipped.clone())
             .await
-            .with_context(|| format!("--lake {}", lake.display()))?;
+            .with_context(|| format!("--lake {lake}"))?;
         let (schema, batches) = run_statements(&ctx, &sql).await?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();

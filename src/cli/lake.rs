@@ -1,8 +1,6 @@
 //! `trailhound lake ...`: what a Parquet lake written by `replay --lake` holds, and the DDL
 //! that lets Athena read it.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
@@ -46,9 +44,9 @@ pub enum LakeCommand {
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// The lake.
+    /// The lake (a local directory: S3 has no atomic rename to swap a partition with).
     #[arg(value_name = "LAKE")]
-    pub lake: PathBuf,
+    pub lake: lake::Location,
 
     /// Only partitions of this date or later (YYYY-MM-DD).
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
@@ -72,13 +70,15 @@ fn parse_date(text: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct DdlArgs {
-    /// The lake (a directory written by `replay --lake`), read for its accounts and regions.
+    /// The lake: a directory written by `replay --lake` (read for its accounts), or the
+    /// s3://BUCKET/PREFIX it was written to.
     #[arg(value_name = "LAKE")]
-    pub lake: PathBuf,
+    pub lake: lake::Location,
 
-    /// Where the lake is in S3, as Athena will read it: s3://BUCKET/PREFIX.
+    /// Where the lake is in S3, as Athena will read it: s3://BUCKET/PREFIX [default: LAKE,
+    /// when that is in S3].
     #[arg(long, value_name = "S3_URI")]
-    pub location: String,
+    pub location: Option<String>,
 
     /// The Athena database (created if needed).
     #[arg(long, default_value = "trailhound")]
@@ -99,9 +99,9 @@ pub struct DdlArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// The lake.
+    /// The lake (a local directory).
     #[arg(value_name = "LAKE")]
-    pub lake: PathBuf,
+    pub lake: lake::Location,
 }
 
 pub fn run(args: LakeArgs) -> anyhow::Result<i32> {
@@ -119,8 +119,12 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
         since: args.since,
         until: args.until,
     };
-    let done = lake::compact::compact(&args.lake, &options)
-        .with_context(|| format!("lake compact {}", args.lake.display()))?;
+    let dir = args.lake.local(
+        "S3 has no atomic rename to swap a partition's files with; merge a local copy \
+         (aws s3 sync) and copy it back",
+    )?;
+    let done = lake::compact::compact(dir, &options)
+        .with_context(|| format!("lake compact {}", dir.display()))?;
     eprintln!(
         "merged {} files into {} in {} partitions: {} records, {} duplicates dropped, {:.1} s",
         done.files_in,
@@ -141,11 +145,15 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
 }
 
 fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
-    if !args.location.starts_with("s3://") {
-        bail!(
-            "--location {:?}: Athena reads from S3; give s3://BUCKET/PREFIX",
-            args.location
-        );
+    let location = match (&args.location, &args.lake) {
+        (Some(location), _) => location.trim_end_matches('/').to_string(),
+        (None, lake::Location::S3(url)) => url.clone(),
+        (None, lake::Location::Local(_)) => {
+            bail!("--location is needed: the s3://BUCKET/PREFIX Athena will read the lake from")
+        }
+    };
+    if !location.starts_with("s3://") {
+        bail!("--location {location:?}: Athena reads from S3; give s3://BUCKET/PREFIX");
     }
     if chrono::NaiveDate::parse_from_str(&args.since, "%Y-%m-%d").is_err() {
         bail!("--since {:?} is not a date (YYYY-MM-DD)", args.since);
@@ -161,7 +169,10 @@ fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
             args.database
         );
     }
-    let (found_accounts, found_regions) = ddl::partition_values(&args.lake);
+    let (found_accounts, found_regions) = match &args.lake {
+        lake::Location::Local(dir) => ddl::partition_values(dir),
+        lake::Location::S3(_) => (Vec::new(), Vec::new()),
+    };
     let accounts = if args.accounts.is_empty() {
         found_accounts
     } else {
@@ -180,14 +191,14 @@ fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
     if accounts.is_empty() {
         eprintln!(
             "trailhound: {} names no account: the `account` projection holds only `unknown` (give --accounts)",
-            args.lake.display()
+            args.lake
         );
     }
     let _ = found_regions;
     print!(
         "{}",
         ddl::athena_ddl(&ddl::DdlOptions {
-            location: args.location,
+            location,
             database: args.database,
             accounts,
             regions: args.regions,
@@ -199,8 +210,11 @@ fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
 }
 
 fn stats(args: StatsArgs) -> anyhow::Result<i32> {
-    if !args.lake.is_dir() {
-        bail!("{}: no such directory", args.lake.display());
+    let root = args.lake.local(
+        "count an S3 lake with `trailhound hunt --lake s3://... \"SELECT date, count(*) FROM cloudtrail GROUP BY date\"`",
+    )?;
+    if !root.is_dir() {
+        bail!("{}: no such directory", root.display());
     }
     println!(
         "{:<20} {:>10} {:>8} {:>14} {:>14}",
@@ -211,7 +225,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<i32> {
         lake::INVOCATIONS_DIR,
         lake::FINDINGS_DIR,
     ] {
-        let dir = args.lake.join(table);
+        let dir = root.join(table);
         let mut partitions = std::collections::BTreeSet::new();
         let (mut files, mut rows, mut bytes) = (0usize, 0i64, 0u64);
         for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {

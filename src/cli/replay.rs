@@ -102,14 +102,14 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Also keep every record read, whole, in a Parquet lake in this directory
-    /// (cloudtrail/, bedrock_invocations/ and findings/ under date=/account=/region=
-    /// partitions), for `hunt --lake`, DuckDB, Athena, Trino or Spark. Objects are read in
-    /// whole delivery days, and a file is named after the objects it holds, so replaying the
-    /// same logs again replaces files instead of adding rows. --since and --until choose what
-    /// is examined, not what is kept.
-    #[arg(long, value_name = "DIR")]
-    pub lake: Option<PathBuf>,
+    /// Also keep every record read, whole, in a Parquet lake in this directory or S3 prefix
+    /// (s3://BUCKET/PREFIX): cloudtrail/, bedrock_invocations/ and findings/ under
+    /// date=/account=/region= partitions, for `hunt --lake`, DuckDB, Athena, Trino or Spark.
+    /// Objects are read in whole delivery days, and a file is named after the objects it
+    /// holds, so replaying the same logs again replaces files instead of adding rows. --since
+    /// and --until choose what is examined, not what is kept.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub lake: Option<crate::lake::Location>,
 
     /// With --lake: most memory for records waiting until their trail folder's day has been
     /// read whole (beyond it, files are written early, in parts).
@@ -225,8 +225,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     let mut report = ReadReport::for_listing(&listing);
     let invocation_objects = std::mem::take(&mut listing.invocations);
     let lake = match &args.lake {
-        Some(dir) => {
-            Some(LakeWriter::new(dir).with_context(|| format!("--lake {}", dir.display()))?)
+        Some(location) => {
+            Some(LakeWriter::open(location).with_context(|| format!("--lake {location}"))?)
         }
         None => None,
     };
@@ -342,7 +342,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         lake.sync()?;
         eprintln!(
             "lake {}: {} records and {} findings in {} files, {:.1} MB",
-            lake.root().display(),
+            lake.location(),
             kept.rows - findings.len(),
             findings.len(),
             kept.files,

@@ -104,11 +104,12 @@ pub struct RunArgs {
     #[arg(long, env = "TRAILHOUND_CANNOT_LIST")]
     pub cannot_list: bool,
 
-    /// Also keep every record read in a Parquet lake in this directory (as `replay --lake`
-    /// does, a file per object; merge them with `trailhound lake compact`). A message is
-    /// deleted only once its records are on disk there.
-    #[arg(long, env = "TRAILHOUND_LAKE", value_name = "DIR")]
-    pub lake: Option<std::path::PathBuf>,
+    /// Also keep every record read, and every finding, in a Parquet lake in this directory or
+    /// S3 prefix (s3://BUCKET/PREFIX), as `replay --lake` does: a file per object (merge a
+    /// local lake's with `trailhound lake compact`) and one per finding. A message is deleted
+    /// only once its records are on disk, or in S3, there.
+    #[arg(long, env = "TRAILHOUND_LAKE", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub lake: Option<crate::lake::Location>,
 
     /// Objects fetched and decoded at once (all of them within --memory-budget).
     #[arg(long, default_value_t = 16, env = "TRAILHOUND_FETCH_CONCURRENCY")]
@@ -177,9 +178,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             expected_bucket_owner: args.expected_bucket_owner.clone(),
             denied_is_gone: args.cannot_list,
             lake: match &args.lake {
-                Some(dir) => Some(
-                    crate::lake::LakeWriter::new(dir)
-                        .map_err(|e| anyhow::anyhow!("--lake {}: {e}", dir.display()))?
+                Some(location) => Some(
+                    crate::lake::LakeWriter::open(location)
+                        .map_err(|e| anyhow::anyhow!("--lake {location}: {e}"))?
                         .syncing_each_file(),
                 ),
                 None => None,

@@ -22,6 +22,7 @@ pub mod ddl;
 pub mod findings;
 pub mod group;
 pub mod read;
+pub mod s3;
 pub mod write;
 
 use std::path::PathBuf;
@@ -61,20 +62,71 @@ pub enum LakeError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
-    #[error(
-        "lake {0:?}: only a local directory is supported for now (S3 lakes are not built yet)"
-    )]
-    Unsupported(String),
+    #[error("lake {0}")]
+    BadLocation(String),
+    #[error("{url}: {source}")]
+    S3 {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{0}: this needs a lake in a local directory: {1}")]
+    NotLocal(String, &'static str),
     #[error("lake {0}: no such directory")]
     Missing(PathBuf),
 }
 
-/// Where a lake lives.
-pub fn root(dest: &str) -> Result<PathBuf, LakeError> {
-    if dest.contains("://") {
-        return Err(LakeError::Unsupported(dest.to_string()));
+/// Where a lake is: a local directory, or `s3://BUCKET/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3(String),
+}
+
+impl Location {
+    /// `dest` as a lake location: `s3://BUCKET/PREFIX`, or a directory (any other scheme is
+    /// refused rather than taken for a directory named `gs:`).
+    pub fn parse(dest: &str) -> Result<Self, LakeError> {
+        if dest.starts_with("s3://") {
+            s3::parse_url(dest)?;
+            return Ok(Self::S3(dest.trim_end_matches('/').to_string()));
+        }
+        if let Some((scheme, _)) = dest.split_once("://") {
+            return Err(LakeError::BadLocation(format!(
+                "{dest:?}: {scheme}:// is not supported; give a directory or s3://BUCKET/PREFIX"
+            )));
+        }
+        if dest.is_empty() {
+            return Err(LakeError::BadLocation(
+                "\"\": give a directory or s3://BUCKET/PREFIX".into(),
+            ));
+        }
+        Ok(Self::Local(PathBuf::from(dest)))
     }
-    Ok(PathBuf::from(dest))
+
+    /// The local directory, or [`LakeError::NotLocal`] (saying `why` one is needed).
+    pub fn local(&self, why: &'static str) -> Result<&std::path::Path, LakeError> {
+        match self {
+            Self::Local(dir) => Ok(dir),
+            Self::S3(url) => Err(LakeError::NotLocal(url.clone(), why)),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "{}", dir.display()),
+            Self::S3(url) => f.write_str(url),
+        }
+    }
+}
+
+impl std::str::FromStr for Location {
+    type Err = LakeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
 }
 
 /// One partition of a record table: the directory path below the table's.
@@ -196,11 +248,21 @@ mod tests {
     }
 
     #[test]
-    fn only_local_lakes_for_now() {
+    fn a_lake_is_a_directory_or_an_s3_prefix() {
+        assert_eq!(
+            Location::parse("s3://bucket/lake/").unwrap(),
+            Location::S3("s3://bucket/lake".into())
+        );
+        assert_eq!(
+            Location::parse("lake").unwrap(),
+            Location::Local(PathBuf::from("lake"))
+        );
+        for bad in ["gs://bucket/lake", "s3://B/lake", "s3://bucket/../x", ""] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
         assert!(matches!(
-            root("s3://bucket/lake"),
-            Err(LakeError::Unsupported(_))
+            Location::parse("s3://bucket/lake").unwrap().local("why"),
+            Err(LakeError::NotLocal(_, "why"))
         ));
-        assert_eq!(root("lake").unwrap(), PathBuf::from("lake"));
     }
 }

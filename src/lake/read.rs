@@ -30,41 +30,60 @@ use datafusion::prelude::{col, lit, SessionContext};
 use futures::stream::{BoxStream, StreamExt};
 
 use super::findings::findings_schema;
+use super::s3::S3Lake;
 use super::write::RecordTable;
-use super::{date_value, LakeError, FINDINGS_DIR, PARTITION_COLUMNS, UNKNOWN};
+use super::{date_value, LakeError, Location, FINDINGS_DIR, PARTITION_COLUMNS, UNKNOWN};
 
 /// Files a query passed over, with the reason.
 pub type Skipped = Arc<Mutex<BTreeMap<String, String>>>;
 
-/// The tables of the lake at `root` registered on `ctx` (`cloudtrail`, `bedrock_invocations`
+/// The tables of the lake at `lake` registered on `ctx` (`cloudtrail`, `bedrock_invocations`
 /// and `findings`; a table the lake does not hold yet is registered empty). Returns the
 /// session to query them with: `ctx`'s, with the optimizer rules that push nested field
 /// lookups down into the Parquet scan.
 pub async fn register(
     ctx: SessionContext,
-    root: &Path,
+    lake: &Location,
     skipped: Skipped,
 ) -> Result<SessionContext, LakeError> {
-    if !root.is_dir() {
-        return Err(LakeError::Missing(root.to_path_buf()));
-    }
     let ctx = with_nested_pushdown(ctx);
-    ctx.runtime_env().register_object_store(
-        ObjectStoreUrl::local_filesystem().as_ref(),
-        Arc::new(CheckedFiles::new(skipped.clone())),
-    );
+    let place = match lake {
+        Location::Local(root) => {
+            if !root.is_dir() {
+                return Err(LakeError::Missing(root.to_path_buf()));
+            }
+            ctx.runtime_env().register_object_store(
+                ObjectStoreUrl::local_filesystem().as_ref(),
+                Arc::new(CheckedFiles::new(
+                    Arc::new(LocalFileSystem::new()),
+                    skipped.clone(),
+                )),
+            );
+            Place::Local(root.clone())
+        }
+        Location::S3(url) => {
+            let s3 = S3Lake::connect(url)?;
+            let bucket = ObjectStoreUrl::parse(s3.bucket_url())?;
+            ctx.runtime_env().register_object_store(
+                bucket.as_ref(),
+                Arc::new(CheckedFiles::new(s3.store(), skipped.clone())),
+            );
+            Place::S3(s3)
+        }
+    };
+    let mut found = 0;
     let partitions: Vec<(String, DataType)> = PARTITION_COLUMNS
         .iter()
         .map(|c| (c.to_string(), DataType::Utf8))
         .collect();
     for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
-        let provider = listing(
-            &ctx,
-            &root.join(table.dir()),
-            table.file_schema(),
-            partitions.clone(),
-        )
-        .await?;
+        let provider = match place.table_url(table.dir()).await? {
+            Some(url) => {
+                found += 1;
+                Some(listing(url, table.file_schema(), partitions.clone())?)
+            }
+            None => None,
+        };
         let provider: Arc<dyn TableProvider> = match (table, provider) {
             (RecordTable::CloudTrail, Some(p)) => Arc::new(DatePruned {
                 inner: p,
@@ -79,19 +98,64 @@ pub async fn register(
         ctx.register_table(table_name(table), provider)?;
     }
     let date = vec![("date".to_string(), DataType::Utf8)];
-    let findings = match listing(
-        &ctx,
-        &root.join(FINDINGS_DIR),
-        findings_schema(),
-        date.clone(),
-    )
-    .await?
-    {
-        Some(p) => p,
+    let findings: Arc<dyn TableProvider> = match place.table_url(FINDINGS_DIR).await? {
+        Some(url) => {
+            found += 1;
+            listing(url, findings_schema(), date)?
+        }
         None => empty(findings_schema(), &date)?,
     };
     ctx.register_table(FINDINGS_DIR, findings)?;
+    if found == 0 {
+        if let Place::S3(s3) = &place {
+            return Err(LakeError::BadLocation(format!(
+                "{}: nothing there (no {}/, {}/ or {}/)",
+                s3.url(),
+                super::CLOUDTRAIL_DIR,
+                super::INVOCATIONS_DIR,
+                FINDINGS_DIR
+            )));
+        }
+    }
     Ok(ctx)
+}
+
+/// Where a lake being read is.
+enum Place {
+    Local(std::path::PathBuf),
+    S3(S3Lake),
+}
+
+impl Place {
+    /// The listing URL of one of the lake's tables (by its directory), or `None` when the
+    /// lake holds none of it.
+    async fn table_url(&self, table: &str) -> Result<Option<ListingTableUrl>, LakeError> {
+        match self {
+            Place::Local(root) => {
+                let dir = root.join(table);
+                if !dir.is_dir() {
+                    return Ok(None);
+                }
+                let absolute = std::fs::canonicalize(&dir).map_err(|source| LakeError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Ok(Some(ListingTableUrl::parse(format!(
+                    "{}/",
+                    absolute.display()
+                ))?))
+            }
+            Place::S3(s3) => {
+                if !s3.holds(table).await? {
+                    return Ok(None);
+                }
+                Ok(Some(ListingTableUrl::parse(format!(
+                    "{}/{table}/",
+                    s3.url()
+                ))?))
+            }
+        }
+    }
 }
 
 /// The SQL name of a record table.
@@ -124,28 +188,18 @@ fn nullable(schema: SchemaRef) -> SchemaRef {
     ))
 }
 
-async fn listing(
-    ctx: &SessionContext,
-    dir: &Path,
+fn listing(
+    url: ListingTableUrl,
     schema: SchemaRef,
     partitions: Vec<(String, DataType)>,
-) -> Result<Option<Arc<ListingTable>>, LakeError> {
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let absolute = std::fs::canonicalize(dir).map_err(|source| LakeError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let url = ListingTableUrl::parse(format!("{}/", absolute.display()))?;
+) -> Result<Arc<ListingTable>, LakeError> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(super::EXTENSION)
         .with_table_partition_cols(partitions);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(nullable(schema));
-    let _ = ctx;
-    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 fn empty(schema: SchemaRef, partitions: &[(String, DataType)]) -> Result<Arc<dyn TableProvider>> {
@@ -163,50 +217,54 @@ fn empty(schema: SchemaRef, partitions: &[(String, DataType)]) -> Result<Arc<dyn
     )?))
 }
 
-/// Why a local file named like Parquet cannot be one, judged from its first and last bytes
-/// (Parquet's magic at both ends, a footer no longer than the file). Such a file is passed
-/// over: engines trust the footer's length, and one that lies can bring a reader down.
-pub fn not_parquet(path: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let check = || -> std::io::Result<Option<String>> {
-        let mut file = std::fs::File::open(path)?;
-        let size = file.metadata()?.len();
-        if size < 12 {
-            return Ok(Some(format!("not Parquet: {size} bytes is too short")));
-        }
-        let mut head = [0u8; 4];
-        file.read_exact(&mut head)?;
-        let mut tail = [0u8; 8];
-        file.seek(SeekFrom::End(-8))?;
-        file.read_exact(&mut tail)?;
-        if &head != b"PAR1" || &tail[4..] != b"PAR1" {
-            return Ok(Some("not Parquet: no magic at its start and end".into()));
-        }
-        let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
-        if footer + 12 > size {
-            return Ok(Some(format!(
-                "not Parquet: its footer claims {footer} bytes of a {size}-byte file"
-            )));
-        }
-        Ok(None)
-    };
-    check().unwrap_or_else(|e| Some(e.to_string()))
+/// Why an object named like Parquet cannot be one, judged from its size, its first four
+/// bytes and its last eight (Parquet's magic at both ends, a footer no longer than the file).
+/// Such a file is passed over: engines trust the footer's length, and one that lies can bring
+/// a reader down.
+pub fn not_parquet(size: u64, head: &[u8], tail: &[u8]) -> Option<String> {
+    if size < 12 {
+        return Some(format!("not Parquet: {size} bytes is too short"));
+    }
+    if head != b"PAR1" || tail.len() != 8 || &tail[4..] != b"PAR1" {
+        return Some("not Parquet: no magic at its start and end".into());
+    }
+    let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if footer + 12 > size {
+        return Some(format!(
+            "not Parquet: its footer claims {footer} bytes of a {size}-byte file"
+        ));
+    }
+    None
 }
 
-/// The local file system, listing only files that can be Parquet (see [`not_parquet`]);
-/// the others are noted in the shared [`Skipped`].
+/// [`not_parquet`] for an object of `store`, reading its two ends.
+async fn object_not_parquet(store: &dyn ObjectStore, meta: &ObjectMeta) -> Option<String> {
+    let size = meta.size;
+    if size < 12 {
+        return not_parquet(size, &[], &[]);
+    }
+    match store
+        .get_ranges(&meta.location, &[0..4, size - 8..size])
+        .await
+    {
+        Ok(parts) if parts.len() == 2 => not_parquet(size, &parts[0], &parts[1]),
+        Ok(_) => Some("could not read its two ends".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// An object store (the local file system, or the lake's bucket) listing only files that can
+/// be Parquet (see [`not_parquet`]) in the lake's partitions; the others are noted in the
+/// shared [`Skipped`].
 #[derive(Debug)]
 struct CheckedFiles {
-    inner: Arc<LocalFileSystem>,
+    inner: Arc<dyn ObjectStore>,
     skipped: Skipped,
 }
 
 impl CheckedFiles {
-    fn new(skipped: Skipped) -> Self {
-        Self {
-            inner: Arc::new(LocalFileSystem::new()),
-            skipped,
-        }
+    fn new(inner: Arc<dyn ObjectStore>, skipped: Skipped) -> Self {
+        Self { inner, skipped }
     }
 }
 
@@ -261,20 +319,20 @@ pub fn not_a_partition(path: &str) -> Option<String> {
 
 /// False (and noted) for a `.parquet` object that cannot be Parquet, or that lies outside the
 /// lake's partitions.
-fn admit(meta: &ObjectMeta, skipped: &Skipped) -> bool {
+async fn admit(store: &dyn ObjectStore, meta: &ObjectMeta, skipped: &Skipped) -> bool {
     let location = meta.location.as_ref();
     if !location.ends_with(super::EXTENSION) {
         return true;
     }
-    let path = Path::new("/").join(location);
-    if let Some(why) = not_a_partition(location) {
-        crate::sync::lock(skipped).insert(path.display().to_string(), why);
-        return false;
-    }
-    match not_parquet(&path) {
+    let why = match not_a_partition(location) {
+        Some(why) => Some(why),
+        None => object_not_parquet(store, meta).await,
+    };
+    match why {
         None => true,
         Some(why) => {
-            crate::sync::lock(skipped).insert(path.display().to_string(), why);
+            crate::sync::lock(skipped)
+                .insert(format!("{}", Path::new("/").join(location).display()), why);
             false
         }
     }
@@ -319,9 +377,22 @@ impl ObjectStore for CheckedFiles {
         prefix: Option<&ObjectPath>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let skipped = self.skipped.clone();
+        let store = self.inner.clone();
         self.inner
             .list(prefix)
-            .filter(move |m| std::future::ready(m.as_ref().map_or(true, |m| admit(m, &skipped))))
+            .map(move |m| {
+                let (store, skipped) = (store.clone(), skipped.clone());
+                async move {
+                    match m {
+                        Ok(meta) => admit(store.as_ref(), &meta, &skipped)
+                            .await
+                            .then_some(Ok(meta)),
+                        Err(e) => Some(Err(e)),
+                    }
+                }
+            })
+            .buffered(16)
+            .filter_map(std::future::ready)
             .boxed()
     }
 
@@ -330,7 +401,13 @@ impl ObjectStore for CheckedFiles {
         prefix: Option<&ObjectPath>,
     ) -> object_store::Result<ListResult> {
         let mut listed = self.inner.list_with_delimiter(prefix).await?;
-        listed.objects.retain(|m| admit(m, &self.skipped));
+        let mut kept = Vec::with_capacity(listed.objects.len());
+        for meta in listed.objects {
+            if admit(self.inner.as_ref(), &meta, &self.skipped).await {
+                kept.push(meta);
+            }
+        }
+        listed.objects = kept;
         Ok(listed)
     }
 

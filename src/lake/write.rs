@@ -14,7 +14,8 @@ use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::{LakeError, Partition, EXTENSION};
+use super::s3::S3Lake;
+use super::{LakeError, Location, Partition, EXTENSION};
 use crate::decode::bedrock;
 use crate::decode::schema::cloudtrail_schema;
 
@@ -147,6 +148,8 @@ pub struct LakeWriter {
     /// Whether each file is flushed to disk before it is renamed into place (else
     /// [`LakeWriter::sync`] flushes everything at the end).
     sync_each: bool,
+    /// The bucket, for a lake in S3 (`root` is then its `s3://` URL, for joining paths).
+    s3: Option<Arc<S3Lake>>,
 }
 
 impl LakeWriter {
@@ -161,7 +164,33 @@ impl LakeWriter {
             root,
             merged: Arc::default(),
             sync_each: false,
+            s3: None,
         })
+    }
+
+    /// A writer into the lake at `location`: a directory (created if needed), or an S3
+    /// prefix (credentials from the environment; nothing is checked until the first write).
+    pub fn open(location: &Location) -> Result<Self, LakeError> {
+        match location {
+            Location::Local(dir) => Self::new(dir),
+            Location::S3(url) => {
+                let s3 = S3Lake::connect(url)?;
+                Ok(Self {
+                    root: PathBuf::from(s3.url()),
+                    merged: Arc::default(),
+                    sync_each: false,
+                    s3: Some(Arc::new(s3)),
+                })
+            }
+        }
+    }
+
+    /// Where the lake is, as the user gave it.
+    pub fn location(&self) -> String {
+        match &self.s3 {
+            Some(s3) => s3.url(),
+            None => self.root.display().to_string(),
+        }
     }
 
     /// Flushes each file to disk before renaming it into place: when the file's being in
@@ -173,6 +202,10 @@ impl LakeWriter {
 
     /// Flushes everything written to the lake's file system to disk.
     pub fn sync(&self) -> Result<(), LakeError> {
+        if self.s3.is_some() {
+            // Each PutObject returned once S3 held the object.
+            return Ok(());
+        }
         let dir = File::open(&self.root).map_err(|source| LakeError::Io {
             path: self.root.clone(),
             source,
@@ -196,7 +229,8 @@ impl LakeWriter {
         Ok(())
     }
 
-    /// The lake's directory.
+    /// The lake's directory (for a lake in S3, its `s3://` URL, to join table and partition
+    /// paths onto).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -232,6 +266,10 @@ impl LakeWriter {
 
     /// The groups merged into `dir`'s files.
     fn merged_into(&self, dir: &Path) -> Arc<Merged> {
+        if self.s3.is_some() {
+            // `lake compact` merges local lakes only: no merged files in S3.
+            return Arc::default();
+        }
         let mut cache = crate::sync::lock(&self.merged);
         cache
             .entry(dir.to_path_buf())
@@ -254,6 +292,9 @@ impl LakeWriter {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
             return Ok(Written::default());
+        }
+        if let Some(s3) = &self.s3 {
+            return self.put_file(s3, dir, name, schema, batches, rows);
         }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(format!("{name}{EXTENSION}"));
@@ -305,6 +346,47 @@ impl LakeWriter {
             let _ = std::fs::remove_file(&temporary);
         }
         result
+    }
+
+    /// [`LakeWriter::write_file`] into S3: the file made in memory, then put whole under its
+    /// key (a PutObject replaces the object at once; no reader sees part of it).
+    fn put_file(
+        &self,
+        s3: &S3Lake,
+        dir: &Path,
+        name: &str,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        rows: usize,
+    ) -> Result<Written, LakeError> {
+        let relative = dir
+            .strip_prefix(&self.root)
+            .unwrap_or(dir)
+            .join(format!("{name}{EXTENSION}"));
+        let relative = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let parquet = |source| LakeError::Parquet {
+            path: PathBuf::from(s3.key(&relative).as_ref()),
+            source,
+        };
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(schema, rows)))
+                .map_err(parquet)?;
+        for batch in batches {
+            writer.write(batch).map_err(parquet)?;
+        }
+        let bytes = writer.into_inner().map_err(parquet)?;
+        let size = bytes.len() as u64;
+        s3.put(&relative, bytes)?;
+        Ok(Written {
+            files: 1,
+            rows,
+            bytes: size,
+            already_merged: 0,
+        })
     }
 }
 

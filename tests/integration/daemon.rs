@@ -486,6 +486,166 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
 }
 
 #[test]
+fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, _) = aws.queue("lake", 5);
+    aws.bucket("trail");
+    aws.bucket("lake");
+    aws.notify("trail", &queue);
+    let (files, _) = attack_files();
+    upload_all(&aws, "trail", &files);
+    let owned = moto.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = |args: &[&str]| common::trailhound_with(args, &env);
+    let hunt = |args: &[&str]| -> String {
+        let out = run(&[&["hunt", "--format", "csv"][..], args].concat());
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        common::text(&out.stdout)
+    };
+    let count = "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail";
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let raw = hunt(
+        &[
+            &[count][..],
+            &paths.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    );
+
+    // The daemon keeps every record, and every finding once, in S3.
+    let port = free_port();
+    let daemon = start_daemon(
+        &moto,
+        &queue,
+        dir.path(),
+        port,
+        &["--lake", "s3://lake/daemon"],
+    );
+    let metrics = stop_when_drained(daemon, (&aws, &queue, dir.path(), port), files.len() as f64);
+    assert!(metric(&metrics, "trailhound_lake_files_total") >= files.len() as f64);
+    assert_eq!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
+    let ids: BTreeSet<String> = read_findings(dir.path())
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.is_empty());
+    assert_eq!(
+        hunt(&[
+            "--lake",
+            "s3://lake/daemon",
+            "SELECT count(*), count(DISTINCT id) FROM findings"
+        ]),
+        format!(
+            "count(*),count(DISTINCT findings.id)\n{},{}\n",
+            ids.len(),
+            ids.len()
+        )
+    );
+
+    // Replay keeps one too; twice over, nothing twice.
+    for _ in 0..2 {
+        let out = run(&[
+            "replay",
+            "--state",
+            ":memory:",
+            "-o",
+            "/dev/null",
+            "--lake",
+            "s3://lake/replay/",
+            "s3://trail",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        assert!(common::text(&out.stderr).contains("lake s3://lake/replay:"));
+    }
+    assert_eq!(hunt(&["--lake", "s3://lake/replay", count]), raw);
+    // Nothing in the bucket but the lake's own layout: no staging, no temporary names.
+    let listed = aws
+        .runtime
+        .block_on(
+            aws.s3
+                .list_objects_v2()
+                .bucket("lake")
+                .prefix("replay/")
+                .send(),
+        )
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    for key in &keys {
+        let layout = key.starts_with("replay/cloudtrail/date=") && key.contains("/account=")
+            || key.starts_with("replay/findings/date=");
+        assert!(layout && key.ends_with(".parquet"), "{key}");
+    }
+
+    // An object that only claims to be Parquet is passed over and named.
+    aws.put(
+        "lake",
+        "replay/cloudtrail/date=2026-10-06/account=111122223333/region=us-east-1/fake.parquet",
+        b"PAR1 not really PAR1".to_vec(),
+    );
+    let out = run(&[
+        "hunt",
+        "--format",
+        "csv",
+        "--lake",
+        "s3://lake/replay",
+        count,
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert_eq!(common::text(&out.stdout), raw);
+    assert!(
+        common::text(&out.stderr).contains("fake.parquet"),
+        "{}",
+        common::text(&out.stderr)
+    );
+
+    // What needs a local lake says so; the DDL of an S3 lake is located there.
+    let out = run(&["lake", "compact", "s3://lake/replay"]);
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out.stderr).contains("local directory"),
+        "{}",
+        common::text(&out.stderr)
+    );
+    let out = run(&[
+        "lake",
+        "ddl",
+        "s3://lake/replay",
+        "--accounts",
+        "111122223333",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stdout).contains("LOCATION 's3://lake/replay/cloudtrail/'"));
+
+    // An empty prefix, and a bucket that is not there: clear errors, no panic.
+    let out = run(&["hunt", "--lake", "s3://lake/nothing", count]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).contains("nothing there"));
+    let out = run(&[
+        "replay",
+        "--state",
+        ":memory:",
+        "-o",
+        "/dev/null",
+        "--lake",
+        "s3://no-such-bucket/x",
+        "s3://trail",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out.stderr));
+    assert!(
+        common::text(&out.stderr).contains("no-such-bucket"),
+        "{}",
+        common::text(&out.stderr)
+    );
+}
+
+#[test]
 fn a_failing_sink_keeps_the_messages_until_it_recovers() {
     let moto = Moto::start();
     let aws = Aws::new(&moto);
