@@ -437,3 +437,50 @@ fn compaction_while_replay_writes_loses_nothing() {
     let d = expected[0].split(',').nth(1).unwrap();
     assert_eq!(hunt_lake(count, &lake), vec![format!("{d},{d}")]);
 }
+
+#[test]
+fn bench_times_writing_the_lake() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+    let out = ok(trailhound(&[
+        "bench",
+        "--repeat",
+        "1",
+        "--with-lake",
+        sample.to_str().unwrap(),
+    ]));
+    let report = text(&out.stdout);
+    let stage = report
+        .lines()
+        .find(|l| l.starts_with("lake: group + write Parquet"))
+        .unwrap_or_else(|| panic!("{report}"));
+    // seconds, records/s and MB/s, each a number above zero.
+    let figures: Vec<f64> = stage
+        .split_whitespace()
+        .rev()
+        .take(3)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert!(figures.iter().all(|f| *f > 0.0), "{stage}");
+    let size = report
+        .lines()
+        .find(|l| l.starts_with("lake: ") && l.contains(" files, "))
+        .unwrap_or_else(|| panic!("{report}"));
+    let files: usize = size["lake: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(files >= 4, "{size}");
+    // Nothing left behind in the temporary directory.
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("trailhound-bench-lake-")
+        })
+        .count();
+    assert_eq!(left, 0);
+}
