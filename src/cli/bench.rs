@@ -353,7 +353,9 @@ fn lake_stage(
         let timed = (|| -> anyhow::Result<(Duration, crate::lake::Written)> {
             let writer = LakeWriter::new(&dir)?;
             let started = Instant::now();
-            let mut groups = ReplayGroups::plan(RecordTable::CloudTrail, objects);
+            // Every record is in memory already (read beforehand): no cap on what waits.
+            let mut groups =
+                ReplayGroups::plan(RecordTable::CloudTrail, objects).with_cap(usize::MAX);
             groups.add(&batches)?;
             groups.read(objects.len(), &writer)?;
             groups.finish(&writer)?;
