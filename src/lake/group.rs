@@ -611,4 +611,37 @@ mod tests {
             "{written:?}"
         );
     }
+
+    #[test]
+    fn a_writer_sees_what_a_merge_made_since_it_last_looked() {
+        // The daemon's case: an object's file written, merged by `lake compact`, then the
+        // object's message delivered again to the same running writer.
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LakeWriter::new(dir.path()).unwrap();
+        let keys = [
+            log_key("111122223333", "05", "0005", "a"),
+            log_key("111122223333", "05", "0010", "b"),
+        ];
+        let batches: Vec<RecordBatch> = keys
+            .iter()
+            .zip(["1", "2"])
+            .map(|(k, id)| records(k, &[(id, "2026-10-05T00:01:00Z")]))
+            .collect();
+        let write_each = || {
+            write_each_object(&writer, RecordTable::CloudTrail, &batches[..1])
+                .unwrap()
+                .files
+                + write_each_object(&writer, RecordTable::CloudTrail, &batches[1..])
+                    .unwrap()
+                    .files
+        };
+        assert_eq!(write_each(), 2);
+        let merged = super::super::compact::compact(dir.path(), &Default::default()).unwrap();
+        assert_eq!((merged.files_in, merged.files_out), (2, 1));
+        // Delivered again: already merged, nothing written, each record once.
+        assert_eq!(write_each(), 0);
+        let files = parquet_rows(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].1, 2);
+    }
 }

@@ -65,6 +65,27 @@ impl RecordTable {
     }
 }
 
+/// Which directory `dir` is now (its inode): `lake compact` replaces a partition's directory
+/// with another, and what the partition has merged is read again then. `None` when there is
+/// none yet.
+fn directory_identity(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).ok().map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(dir)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            })
+    }
+}
+
 /// What a write put in the lake.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -139,12 +160,17 @@ pub const MERGED_PREFIX: &str = "c-";
 /// Group files already merged into a partition's `c-*` files, by name, with their rows.
 pub type Merged = HashMap<String, u64>;
 
+/// Per partition directory: which directory it was (see [`directory_identity`]) and what its
+/// merged files held then.
+type MergedByPartition = HashMap<PathBuf, (Option<u64>, Arc<Merged>)>;
+
 /// Writes Parquet files into a lake directory.
 #[derive(Debug, Clone)]
 pub struct LakeWriter {
     root: PathBuf,
-    /// What each partition written to has merged, read once per partition.
-    merged: Arc<Mutex<HashMap<PathBuf, Arc<Merged>>>>,
+    /// What each partition written to has merged, read again whenever the partition's
+    /// directory is another one (`lake compact` swaps in a new directory when it merges).
+    merged: Arc<Mutex<MergedByPartition>>,
     /// Whether each file is flushed to disk before it is renamed into place (else
     /// [`LakeWriter::sync`] flushes everything at the end).
     sync_each: bool,
@@ -270,11 +296,16 @@ impl LakeWriter {
             // `lake compact` merges local lakes only: no merged files in S3.
             return Arc::default();
         }
+        let identity = directory_identity(dir);
         let mut cache = crate::sync::lock(&self.merged);
-        cache
-            .entry(dir.to_path_buf())
-            .or_insert_with(|| Arc::new(merged_groups(dir)))
-            .clone()
+        match cache.get(dir) {
+            Some((known, merged)) if *known == identity => merged.clone(),
+            _ => {
+                let merged = Arc::new(merged_groups(dir));
+                cache.insert(dir.to_path_buf(), (identity, merged.clone()));
+                merged
+            }
+        }
     }
 
     /// Writes `batches` (of `schema`) to `dir/name.parquet`, whole or not at all.
