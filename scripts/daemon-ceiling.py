@@ -24,9 +24,7 @@ import tempfile
 import threading
 import time
 
-import boto3
-
-from local_aws import free_port, metrics
+from local_aws import free_port, metrics, start_fast_aws
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,22 +51,7 @@ def resident_mb(pid):
 
 
 def one_run(binary, source, threads, pollers, batch, timeout):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "fast_aws.py"),
-         "--port", str(port), "--load", source],
-        stdout=subprocess.PIPE, text=True)
-    ready = server.stdout.readline().split()
-    if not ready or ready[0] != "ready":
-        raise SystemExit("scripts/fast_aws.py did not start")
-    objects = int(ready[1])
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
-               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    queue = sqs.get_queue_url(QueueName="notices")["QueueUrl"]
+    server, objects, env, sqs, queue = start_fast_aws(source)
     work = tempfile.mkdtemp(prefix="trailhound-ceiling-")
     listen = free_port()
     server_cpu_before = cpu_seconds(server.pid)

@@ -33,9 +33,7 @@ import tempfile
 import threading
 import time
 
-import boto3
-
-from local_aws import free_port, metrics
+from local_aws import free_port, metrics, start_fast_aws
 
 
 def hunt(binary, *args):
@@ -65,22 +63,7 @@ def main():
     lake = os.path.join(work, "lake")
     shutil.rmtree(lake, ignore_errors=True)
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, os.path.join(os.path.dirname(__file__), "fast_aws.py"),
-         "--port", str(port), "--load", args.source],
-        stdout=subprocess.PIPE, text=True)
-    ready = server.stdout.readline().split()
-    if not ready or ready[0] != "ready":
-        sys.exit("scripts/fast_aws.py did not start")
-    objects = int(ready[1])
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
-               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    queue = sqs.get_queue_url(QueueName="notices")["QueueUrl"]
+    server, objects, env, sqs, queue = start_fast_aws(args.source)
     print(f"{objects} objects queued; lake {lake}", file=sys.stderr, flush=True)
 
     def start_daemon(n):

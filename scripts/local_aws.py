@@ -56,3 +56,27 @@ def start_moto():
         except OSError:
             time.sleep(0.1)
     return moto, endpoint, env
+
+
+def start_fast_aws(source):
+    """Starts scripts/fast_aws.py with every log under `source` in a bucket and one notification
+    per object queued (a backlog). Returns (process, objects queued, environment for a daemon,
+    boto3 SQS client, queue URL)."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_aws.py"),
+         "--port", str(port), "--load", source],
+        stdout=subprocess.PIPE, text=True)
+    ready = server.stdout.readline().split()
+    if not ready or ready[0] != "ready":
+        raise SystemExit("scripts/fast_aws.py did not start")
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    queue = sqs.get_queue_url(QueueName="notices")["QueueUrl"]
+    return server, int(ready[1]), env, sqs, queue
