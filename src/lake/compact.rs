@@ -396,7 +396,7 @@ impl MergedFiles {
             let writer = ArrowWriter::try_new(
                 BufWriter::with_capacity(1 << 20, file),
                 self.schema.clone(),
-                Some(properties(&self.schema, self.rows)),
+                Some(properties(&self.schema, self.rows, None)),
             )
             .map_err(parquet_error(&path))?;
             self.current = Some((path, writer));

@@ -17,7 +17,7 @@
 //! holding most are written early, as parts (`NAME-pK`): still whole records, but a later run
 //! that splits differently can leave records twice, which `lake compact` drops.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
@@ -30,41 +30,118 @@ use crate::source::{KeyKind, Location, ObjectRef};
 
 /// The identity of `object`'s group, and the file name it gives.
 pub fn group_of(object: &ObjectRef) -> (String, String) {
-    let key = match &object.location {
-        Location::File(path) => std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string(),
-        Location::S3 { .. } => object.key(),
-    };
-    let key = key.replace('\\', "/");
-    let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
-    if object.kind == KeyKind::BedrockInvocationLog {
-        // `.../YYYY/MM/DD/HH/`: the day's folders together.
-        let day = match dir.rsplit_once('/') {
-            Some((day, hour)) if hour.len() == 2 && hour.bytes().all(|b| b.is_ascii_digit()) => day,
-            _ => dir,
+    let group = Grouper::default().group(object);
+    let name = group.file_name();
+    (group.identity, name)
+}
+
+/// An object's group: what it is known by, and how its file is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOf {
+    identity: String,
+    kind: GroupKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GroupKind {
+    /// A Bedrock invocation log's day.
+    Invocations,
+    /// A CloudTrail folder's delivery day (`YYYYMMDD`).
+    Delivered(String),
+    /// An object of its own.
+    Object,
+}
+
+impl GroupOf {
+    /// The name of the group's file (a hash of its identity, after its day where it has one).
+    pub fn file_name(&self) -> String {
+        let hash = stable_name(&self.identity);
+        match &self.kind {
+            GroupKind::Invocations => format!("inv-{hash}"),
+            GroupKind::Delivered(day) => format!("{day}-{hash}"),
+            GroupKind::Object => format!("obj-{hash}"),
+        }
+    }
+}
+
+/// Finds objects' groups. A local object is known by its folder's real path (links resolved)
+/// and its name; each folder is resolved once, not each of its objects: a month of logs is
+/// tens of thousands of objects in a few hundred folders.
+#[derive(Debug, Default)]
+pub struct Grouper {
+    real_folders: HashMap<PathBuf, String>,
+}
+
+impl Grouper {
+    /// `object`'s group.
+    pub fn group(&mut self, object: &ObjectRef) -> GroupOf {
+        let key = match &object.location {
+            Location::File(path) => self.real_path(path),
+            Location::S3 { .. } => object.key(),
         };
-        let identity = format!("{day}/");
-        return (identity.clone(), format!("inv-{}", stable_name(&identity)));
+        let key = key.replace('\\', "/");
+        let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+        if object.kind == KeyKind::BedrockInvocationLog {
+            // `.../YYYY/MM/DD/HH/`: the day's folders together.
+            let day = match dir.rsplit_once('/') {
+                Some((day, hour))
+                    if hour.len() == 2 && hour.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    day
+                }
+                _ => dir,
+            };
+            return GroupOf {
+                identity: format!("{day}/"),
+                kind: GroupKind::Invocations,
+            };
+        }
+        if let Some(delivered) = crate::source::key::delivery_time(&key) {
+            let day = chrono::DateTime::from_timestamp_micros(delivered)
+                .map(|t| t.format("%Y%m%d").to_string())
+                .unwrap_or_default();
+            return GroupOf {
+                identity: format!("{dir}/#{day}"),
+                kind: GroupKind::Delivered(day),
+            };
+        }
+        GroupOf {
+            identity: key,
+            kind: GroupKind::Object,
+        }
     }
-    if let Some(delivered) = crate::source::key::delivery_time(&key) {
-        let day = chrono::DateTime::from_timestamp_micros(delivered)
-            .map(|t| t.format("%Y%m%d").to_string())
-            .unwrap_or_default();
-        let identity = format!("{dir}/#{day}");
-        return (
-            identity.clone(),
-            format!("{day}-{}", stable_name(&identity)),
-        );
+
+    /// `path` with its folder's links resolved (the folder's real path is asked for once).
+    fn real_path(&mut self, path: &Path) -> String {
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string();
+        };
+        let real = self
+            .real_folders
+            .entry(folder.to_path_buf())
+            .or_insert_with(|| {
+                let folder = if folder.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    folder
+                };
+                std::fs::canonicalize(folder)
+                    .unwrap_or_else(|_| folder.to_path_buf())
+                    .display()
+                    .to_string()
+            });
+        format!("{real}/{}", name.to_string_lossy())
     }
-    (key.clone(), format!("obj-{}", stable_name(&key)))
 }
 
 /// `objects` less those `keep` refuses, except that an object is kept when any object of its
 /// group is: a group is read whole or not at all.
 pub fn widen_to_groups(objects: &mut Vec<ObjectRef>, keep: impl Fn(&ObjectRef) -> bool) {
-    let groups: Vec<String> = objects.iter().map(|o| group_of(o).0).collect();
+    let mut grouper = Grouper::default();
+    let groups: Vec<String> = objects.iter().map(|o| grouper.group(o).identity).collect();
     let kept: HashSet<&String> = objects
         .iter()
         .zip(&groups)
@@ -123,14 +200,15 @@ impl std::fmt::Debug for ReplayGroups {
 impl ReplayGroups {
     /// Groups `objects`, which will be read in this order, for `table`.
     pub fn plan(table: RecordTable, objects: &[ObjectRef]) -> Self {
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<String, usize> = HashMap::default();
         let mut groups: Vec<Group> = Vec::new();
-        let mut by_key = HashMap::with_capacity(objects.len());
+        let mut by_key = HashMap::with_capacity_and_hasher(objects.len(), Default::default());
+        let mut grouper = Grouper::default();
         for (at, object) in objects.iter().enumerate() {
-            let (identity, name) = group_of(object);
-            let g = *index.entry(identity).or_insert_with(|| {
+            let group = grouper.group(object);
+            let g = *index.entry(group.identity.clone()).or_insert_with(|| {
                 groups.push(Group {
-                    name,
+                    name: group.file_name(),
                     parts: 0,
                     bytes: 0,
                     last: at,
@@ -171,7 +249,7 @@ impl ReplayGroups {
     /// grouping, where an object delivered again is written again under the same name.
     pub fn each_object(table: RecordTable, keys: impl IntoIterator<Item = String>) -> Self {
         let mut groups = Vec::new();
-        let mut by_key = HashMap::new();
+        let mut by_key = HashMap::default();
         for (at, key) in keys.into_iter().enumerate() {
             groups.push(Group {
                 name: format!("obj-{}", stable_name(&key)),
@@ -218,7 +296,7 @@ impl ReplayGroups {
                 }
                 continue;
             }
-            let mut rows: HashMap<Option<usize>, Vec<u32>> = HashMap::new();
+            let mut rows: HashMap<Option<usize>, Vec<u32>> = HashMap::default();
             for (row, g) in groups.iter().enumerate() {
                 rows.entry(*g).or_default().push(row as u32);
             }
@@ -487,6 +565,44 @@ mod tests {
             )))
         };
         assert_eq!(hour("08"), hour("09"));
+    }
+
+    #[test]
+    fn a_local_object_is_known_by_its_folders_real_path() {
+        let root = tempfile::tempdir().unwrap();
+        let folder = root
+            .path()
+            .join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05");
+        std::fs::create_dir_all(&folder).unwrap();
+        let name = "111122223333_CloudTrail_us-east-1_20261005T0805Z_a.json.gz";
+        std::fs::write(folder.join(name), b"").unwrap();
+        std::os::unix::fs::symlink(root.path().join("AWSLogs"), root.path().join("link")).unwrap();
+        let file = |path: PathBuf| ObjectRef {
+            location: Location::File(path.into()),
+            size: 0,
+            kind: crate::source::classify(name),
+        };
+        let mut grouper = Grouper::default();
+        let real = grouper.group(&file(folder.join(name)));
+        let linked = grouper.group(&file(
+            root.path()
+                .join("link/111122223333/CloudTrail/us-east-1/2026/10/05")
+                .join(name),
+        ));
+        assert_eq!(real, linked);
+        assert_eq!(grouper.real_folders.len(), 2, "one lookup per folder");
+        let again = grouper.group(&file(
+            folder.join("111122223333_CloudTrail_us-east-1_20261005T2355Z_b.json.gz"),
+        ));
+        assert_eq!(real, again, "a folder's day is one group");
+        assert_eq!(grouper.real_folders.len(), 2);
+        assert!(
+            real.file_name().starts_with("20261005-"),
+            "{}",
+            real.file_name()
+        );
+        // The same as the one-object form.
+        assert_eq!(group_of(&file(folder.join(name))).1, real.file_name());
     }
 
     #[test]

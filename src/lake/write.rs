@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -346,7 +346,7 @@ impl LakeWriter {
                 path: path.clone(),
                 source,
             };
-            let properties = properties(schema, rows);
+            let properties = properties(schema, rows, Some(batches));
             let mut writer = ArrowWriter::try_new(
                 BufWriter::with_capacity(1 << 20, file),
                 schema.clone(),
@@ -403,9 +403,12 @@ impl LakeWriter {
             path: PathBuf::from(s3.key(&relative).as_ref()),
             source,
         };
-        let mut writer =
-            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(schema, rows)))
-                .map_err(parquet)?;
+        let mut writer = ArrowWriter::try_new(
+            Vec::new(),
+            schema.clone(),
+            Some(properties(schema, rows, Some(batches))),
+        )
+        .map_err(parquet)?;
         for batch in batches {
             writer.write(batch).map_err(parquet)?;
         }
@@ -426,15 +429,22 @@ impl LakeWriter {
 /// * row groups of [`ROW_GROUP_ROWS`];
 /// * bloom filters on [`BLOOM_FILTERED`] columns, sized for `rows`;
 /// * statistics for every page (so engines skip pages and row groups by min/max) and the page
-///   index;
+///   index, except on the free-form JSON documents ([`json_document`]): nobody prunes by the
+///   least and greatest request parameters, and comparing every document costs;
 /// * no dictionary for the columns that hold one value per event ([`one_per_event`]): the
 ///   dictionary would only grow until the writer gives it up, hashing every value on the way;
 ///   the event time delta-encoded (events arrive nearly in order, so the deltas are small);
 /// * zstd (level 1: most of level 3's ratio on CloudTrail, for less CPU) on the columns that
 ///   hold most of a record's bytes ([`worth_compressing`]). The others (mostly null, or a few
 ///   values that dictionary and run-length encoding already shrink) are left uncompressed:
-///   a zstd context per column chunk costs more time than they save space.
-pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
+///   a zstd context per column chunk costs more time than they save space. When the rows
+///   are known beforehand (`batches`), a column holding under [`SMALL_COLUMN`] bytes of
+///   values in them is left uncompressed too: most of a delivery day's columns are nearly empty.
+pub(crate) fn properties(
+    schema: &SchemaRef,
+    rows: usize,
+    batches: Option<&[RecordBatch]>,
+) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -444,8 +454,24 @@ pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
     if let Ok(descriptor) = ArrowSchemaConverter::new().convert(schema) {
         for column in descriptor.columns() {
             let path = column.path().clone();
-            if worth_compressing(path.parts()) {
+            let small = || {
+                batches.is_some_and(|batches| {
+                    let mut bytes = 0;
+                    for batch in batches {
+                        bytes += leaf_bytes(batch, path.parts());
+                        if bytes >= SMALL_COLUMN {
+                            return false;
+                        }
+                    }
+                    true
+                })
+            };
+            if worth_compressing(path.parts()) && !small() {
                 builder = builder.set_column_compression(path.clone(), zstd);
+            }
+            if json_document(path.parts()) {
+                builder =
+                    builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
             }
             if one_per_event(path.parts()) {
                 builder = builder.set_column_dictionary_enabled(path.clone(), false);
@@ -465,6 +491,54 @@ pub(crate) fn properties(schema: &SchemaRef, rows: usize) -> WriterProperties {
         }
     }
     builder.build()
+}
+
+/// Bytes of values under which a column of a file is not worth a zstd context.
+pub const SMALL_COLUMN: usize = 16 * 1024;
+
+/// Bytes of string values in `batch`'s leaf column at `path` (a Parquet column path: a list
+/// is `name.list.ITEM`). Leaves that are not strings, or a path not found, count as large.
+fn leaf_bytes(batch: &RecordBatch, path: &[String]) -> usize {
+    fn of(array: &dyn Array, path: &[String]) -> usize {
+        match (path, array.data_type()) {
+            ([], DataType::Utf8) => {
+                let strings = array.as_string::<i32>();
+                let offsets = strings.value_offsets();
+                match (offsets.first(), offsets.last()) {
+                    (Some(first), Some(last)) => (last - first).max(0) as usize,
+                    _ => 0,
+                }
+            }
+            ([name, rest @ ..], DataType::Struct(_)) => array
+                .as_struct()
+                .column_by_name(name)
+                .map_or(usize::MAX, |child| of(child.as_ref(), rest)),
+            ([_list, _item, rest @ ..], DataType::List(_)) => {
+                of(array.as_list::<i32>().values().as_ref(), rest)
+            }
+            _ => usize::MAX,
+        }
+    }
+    match path {
+        [top, rest @ ..] => batch
+            .column_by_name(top)
+            .map_or(usize::MAX, |column| of(column.as_ref(), rest)),
+        [] => usize::MAX,
+    }
+}
+
+/// Whether a leaf column (by its path) holds whole JSON documents, as text.
+pub fn json_document(path: &[String]) -> bool {
+    const DOCUMENTS: &[&str] = &[
+        "requestparameters",
+        "responseelements",
+        "additionaleventdata",
+        "serviceeventdetails",
+        "edgedevicedetails",
+        "insightdetails",
+        "unmapped",
+    ];
+    matches!(path, [top] if DOCUMENTS.contains(&top.as_str()))
 }
 
 /// Columns with a bloom filter in every row group, so that a search for one event skips the
@@ -568,7 +642,7 @@ pub fn split(
             .and_then(|c| c.as_string_opt::<i32>());
         // Runs of one day, account and region are the rule: the last key is checked first.
         type Key<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
-        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut index: ahash::HashMap<Key, usize> = ahash::HashMap::default();
         let mut rows: Vec<(Partition, Vec<u32>)> = Vec::new();
         let mut last: Option<(Key, usize)> = None;
         for row in 0..batch.num_rows() {
@@ -604,3 +678,120 @@ pub fn split(
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode_object, DecodeOptions};
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// `n` S3 reads by one client, each with about 120 bytes of request parameters.
+    fn reads(n: usize) -> RecordBatch {
+        let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T0805Z_a.json.gz";
+        let records: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"eventVersion":"1.08","eventTime":"2026-10-05T08:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","eventID":"id-{i}","recipientAccountId":"111122223333","userAgent":"aws-cli/2","requestParameters":{{"bucketName":"training-data","key":"datasets/{i:08}/part-{i}.parquet","x-amz-checksum-mode":"ENABLED"}},"resources":[{{"ARN":"arn:aws:s3:::training-data/k","type":"AWS::S3::Object"}}]}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        decode_object(
+            crate::source::classify(key),
+            key,
+            body.as_bytes(),
+            &DecodeOptions::default(),
+        )
+        .batch
+        .unwrap()
+    }
+
+    /// Each leaf column of the one file under `dir`: its codec and whether it has statistics.
+    fn columns(dir: &Path) -> HashMap<String, (Compression, bool)> {
+        let file = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let reader = SerializedFileReader::new(File::open(file).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_path().string(),
+                    (c.compression(), c.statistics().is_some()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_compresses_the_columns_with_bytes_to_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LakeWriter::new(dir.path()).unwrap();
+        // 400 records: about 48 KB of request parameters, 3.6 KB of user agents.
+        let batch = reads(400);
+        let written = writer
+            .write_records(RecordTable::CloudTrail, "f", &[batch.clone()])
+            .unwrap();
+        assert_eq!(written.rows, 400);
+        let columns = columns(dir.path());
+        let (parameters, parameter_statistics) = columns["requestparameters"];
+        assert!(matches!(parameters, Compression::ZSTD(_)), "{parameters:?}");
+        assert!(
+            !parameter_statistics,
+            "a JSON document's min/max is not kept"
+        );
+        assert_eq!(columns["useragent"].0, Compression::UNCOMPRESSED);
+        assert_eq!(columns["useridentity.arn"].0, Compression::UNCOMPRESSED);
+        assert!(
+            columns["eventname"].1,
+            "the columns people filter on keep statistics"
+        );
+        assert!(columns["eventtime"].1);
+
+        // Where the rows are not known beforehand (a merge), every heavy column is compressed.
+        let streamed = properties(&cloudtrail_schema(), 400, None);
+        let path = |p: &str| {
+            datafusion::parquet::schema::types::ColumnPath::new(
+                p.split('.').map(String::from).collect(),
+            )
+        };
+        assert!(matches!(
+            streamed.compression(&path("useragent")),
+            Compression::ZSTD(_)
+        ));
+        assert_eq!(
+            streamed.compression(&path("eventname")),
+            Compression::UNCOMPRESSED
+        );
+    }
+
+    #[test]
+    fn string_bytes_are_counted_through_structs_and_lists() {
+        let batch = reads(10);
+        let parts = |p: &str| p.split('.').map(String::from).collect::<Vec<_>>();
+        let parameters = leaf_bytes(&batch, &parts("requestparameters"));
+        assert!((1000..2000).contains(&parameters), "{parameters}");
+        assert_eq!(leaf_bytes(&batch, &parts("useragent")), 90);
+        assert_eq!(leaf_bytes(&batch, &parts("useridentity.arn")), 0);
+        assert_eq!(leaf_bytes(&batch, &parts("nosuchcolumn")), usize::MAX);
+        let descriptor = ArrowSchemaConverter::new()
+            .convert(&batch.schema())
+            .unwrap();
+        let arn = descriptor
+            .columns()
+            .iter()
+            .map(|c| c.path().parts().to_vec())
+            .find(|p| {
+                p.first().is_some_and(|f| f == "resources") && p.ends_with(&["arn".to_string()])
+            })
+            .unwrap();
+        assert_eq!(
+            leaf_bytes(&batch, &arn),
+            10 * "arn:aws:s3:::training-data/k".len()
+        );
+    }
+}
