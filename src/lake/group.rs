@@ -578,7 +578,7 @@ mod tests {
         std::fs::write(folder.join(name), b"").unwrap();
         std::os::unix::fs::symlink(root.path().join("AWSLogs"), root.path().join("link")).unwrap();
         let file = |path: PathBuf| ObjectRef {
-            location: Location::File(path.into()),
+            location: Location::File(path),
             size: 0,
             kind: crate::source::classify(name),
         };

@@ -732,9 +732,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = LakeWriter::new(dir.path()).unwrap();
         // 400 records: about 48 KB of request parameters, 3.6 KB of user agents.
-        let batch = reads(400);
         let written = writer
-            .write_records(RecordTable::CloudTrail, "f", &[batch.clone()])
+            .write_records(RecordTable::CloudTrail, "f", &[reads(400)])
             .unwrap();
         assert_eq!(written.rows, 400);
         let columns = columns(dir.path());
