@@ -340,6 +340,16 @@ fn the_sample_gives_the_findings_it_always_gave() {
         out
     };
     assert_eq!(comparable(&whole), comparable(&projected));
+    // With a lake every record is decoded whole (the lake keeps it all): the same findings.
+    let lake = tempfile::tempdir().unwrap();
+    let with_lake = replay(&[
+        sample,
+        "--chunk-size",
+        "128KiB",
+        "--lake",
+        lake.path().to_str().unwrap(),
+    ]);
+    assert_eq!(comparable(&whole), comparable(&with_lake));
     let mut got: Vec<String> = whole
         .iter()
         .map(|f| {
