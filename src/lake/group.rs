@@ -28,13 +28,6 @@ use super::write::{LakeWriter, RecordTable, Written};
 use super::{stable_name, LakeError};
 use crate::source::{KeyKind, Location, ObjectRef};
 
-/// The identity of `object`'s group, and the file name it gives.
-pub fn group_of(object: &ObjectRef) -> (String, String) {
-    let group = Grouper::default().group(object);
-    let name = group.file_name();
-    (group.identity, name)
-}
-
 /// An object's group: what it is known by, and how its file is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupOf {
@@ -526,7 +519,6 @@ pub fn is_data_file(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode_object, DecodeOptions};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn object(key: &str) -> ObjectRef {
@@ -538,6 +530,13 @@ mod tests {
             size: 1,
             kind: crate::source::classify(key),
         }
+    }
+
+    /// The identity of `object`'s group, and the file name it gives.
+    fn group_of(object: &ObjectRef) -> (String, String) {
+        let group = Grouper::default().group(object);
+        let name = group.file_name();
+        (group.identity, name)
     }
 
     /// The key of a log delivered on 2026-10-`day` at `time` (HHMM).
@@ -601,7 +600,7 @@ mod tests {
             "{}",
             real.file_name()
         );
-        // The same as the one-object form.
+        // A grouper of its own names it the same.
         assert_eq!(group_of(&file(folder.join(name))).1, real.file_name());
     }
 
@@ -634,15 +633,7 @@ mod tests {
                 )
             })
             .collect();
-        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
-        decode_object(
-            crate::source::classify(key),
-            key,
-            body.as_bytes(),
-            &DecodeOptions::default(),
-        )
-        .batch
-        .unwrap()
+        crate::lake::tests::decoded(key, &records)
     }
 
     fn parquet_rows(dir: &Path) -> Vec<(String, usize)> {

@@ -202,8 +202,21 @@ pub fn stable_name(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// `records` (CloudTrail records as JSON) decoded as the object `key` would be.
+    pub(crate) fn decoded(key: &str, records: &[String]) -> datafusion::arrow::array::RecordBatch {
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        crate::decode::decode_object(
+            crate::source::classify(key),
+            key,
+            body.as_bytes(),
+            &crate::decode::DecodeOptions::default(),
+        )
+        .batch
+        .unwrap()
+    }
 
     #[test]
     fn partition_values_cannot_name_a_directory() {

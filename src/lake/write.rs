@@ -527,18 +527,20 @@ fn leaf_bytes(batch: &RecordBatch, path: &[String]) -> usize {
     }
 }
 
+/// The columns that hold whole JSON documents, as text.
+const JSON_DOCUMENTS: &[&str] = &[
+    "requestparameters",
+    "responseelements",
+    "additionaleventdata",
+    "serviceeventdetails",
+    "edgedevicedetails",
+    "insightdetails",
+    "unmapped",
+];
+
 /// Whether a leaf column (by its path) holds whole JSON documents, as text.
 pub fn json_document(path: &[String]) -> bool {
-    const DOCUMENTS: &[&str] = &[
-        "requestparameters",
-        "responseelements",
-        "additionaleventdata",
-        "serviceeventdetails",
-        "edgedevicedetails",
-        "insightdetails",
-        "unmapped",
-    ];
-    matches!(path, [top] if DOCUMENTS.contains(&top.as_str()))
+    matches!(path, [top] if JSON_DOCUMENTS.contains(&top.as_str()))
 }
 
 /// Columns with a bloom filter in every row group, so that a search for one event skips the
@@ -565,13 +567,6 @@ pub fn one_per_event(path: &[String]) -> bool {
 /// fifth and are left alone.)
 pub fn worth_compressing(path: &[String]) -> bool {
     const HEAVY: &[&str] = &[
-        "requestparameters",
-        "responseelements",
-        "additionaleventdata",
-        "serviceeventdetails",
-        "edgedevicedetails",
-        "insightdetails",
-        "unmapped",
         "useragent",
         "eventid",
         "requestid",
@@ -584,7 +579,8 @@ pub fn worth_compressing(path: &[String]) -> bool {
         "eventids",
         "groupjson",
     ];
-    path.iter().any(|part| HEAVY.contains(&part.as_str()))
+    path.iter()
+        .any(|part| HEAVY.contains(&part.as_str()) || JSON_DOCUMENTS.contains(&part.as_str()))
 }
 
 /// `batch` with exactly `schema`'s columns, in its order (a column the batch lacks is
@@ -682,7 +678,6 @@ const DAY_MICROS: i64 = 86_400_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode_object, DecodeOptions};
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
     /// `n` S3 reads by one client, each with about 120 bytes of request parameters.
@@ -695,15 +690,7 @@ mod tests {
                 )
             })
             .collect();
-        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
-        decode_object(
-            crate::source::classify(key),
-            key,
-            body.as_bytes(),
-            &DecodeOptions::default(),
-        )
-        .batch
-        .unwrap()
+        crate::lake::tests::decoded(key, &records)
     }
 
     /// Each leaf column of the one file under `dir`: its codec and whether it has statistics.
