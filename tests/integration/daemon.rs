@@ -344,13 +344,15 @@ fn stop_when_drained(
     metrics
 }
 
-fn assert_attacks_found(found: &[Value], attacks: &BTreeMap<String, BTreeSet<String>>) {
+/// Fails, with the daemons' log from `dir`, unless every attack has a record in a finding.
+fn assert_attacks_found(dir: &Path, found: &[Value], attacks: &BTreeMap<String, BTreeSet<String>>) {
     let seen: BTreeSet<String> = found.iter().flat_map(event_ids).collect();
     for (attack, events) in attacks {
         assert!(
             events.iter().any(|e| seen.contains(e)),
-            "attack {attack} not found in {} findings",
-            found.len()
+            "attack {attack} not found in {} findings; the daemons' log:\n{}",
+            found.len(),
+            std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
         );
     }
 }
@@ -376,7 +378,13 @@ fn kill_then_finish(
     first.wait().unwrap();
     let port = free_port();
     let mut second = start_daemon(moto, queue, dir, port, extra);
-    wait_until(dir, limit, "the queue emptied", || aws.depth(queue) == 0);
+    // Empty on two reads a second apart: one approximate count of zero is not yet drained.
+    wait_until(dir, limit, "the queue emptied", || {
+        aws.depth(queue) == 0 && {
+            std::thread::sleep(Duration::from_secs(1));
+            aws.depth(queue) == 0
+        }
+    });
     second.kill().unwrap();
     second.wait().unwrap();
 }
@@ -415,17 +423,6 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
         "messages reached the DLQ:\n{}",
         std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
     );
-    let found = read_findings(dir.path());
-    assert_attacks_found(&found, &attacks);
-    // A finding written again carries the same records or more, never a different story: a
-    // reader that keeps the last version of each id has each finding once.
-    for (id, versions) in &versions_by_id(&found) {
-        for w in versions.windows(2) {
-            assert!(w[0].is_subset(&w[1]), "finding {id} changed its records");
-        }
-    }
-    assert_eq!(aws.depth(&dlq), 0);
-
     // The lake holds every record of every object once, whichever daemon examined it and
     // however often: a file per object, written again under its name.
     let count = "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail";
@@ -443,7 +440,12 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
         count,
     ]);
     assert!(kept.status.success(), "{}", common::text(&kept.stderr));
-    assert_eq!(common::text(&kept.stdout), common::text(&raw.stdout));
+    assert_eq!(
+        common::text(&kept.stdout),
+        common::text(&raw.stdout),
+        "the lake against the raw logs; the daemons' log:\n{}",
+        std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+    );
     let objects = walkdir::WalkDir::new(lake.join("cloudtrail"))
         .into_iter()
         .flatten()
@@ -454,6 +456,17 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
         "{objects} files for {} objects",
         files.len()
     );
+    let found = read_findings(dir.path());
+    assert_attacks_found(dir.path(), &found, &attacks);
+    // A finding written again carries the same records or more, never a different story: a
+    // reader that keeps the last version of each id has each finding once.
+    for (id, versions) in &versions_by_id(&found) {
+        for w in versions.windows(2) {
+            assert!(w[0].is_subset(&w[1]), "finding {id} changed its records");
+        }
+    }
+    assert_eq!(aws.depth(&dlq), 0);
+
     // And each finding once, in its last version: a file per finding, replaced by each batch
     // that adds to it.
     let last: std::collections::BTreeMap<String, usize> = versions_by_id(&found)
@@ -714,7 +727,7 @@ fn a_failing_sink_keeps_the_messages_until_it_recovers() {
     }
     assert!(!found.is_empty(), "no findings reached the recovered sink");
     // The attacks with records in those three files.
-    assert_attacks_found(&found, &attacks_in(&files[..3], attacks));
+    assert_attacks_found(dir.path(), &found, &attacks_in(&files[..3], attacks));
     assert_eq!(aws.depth(&dlq), 0);
 }
 
@@ -912,7 +925,7 @@ fn the_daemon_reads_every_envelope_and_loses_nothing() {
             "finding {id} written again without new records: {sizes:?}"
         );
     }
-    assert_attacks_found(&found, &attacks);
+    assert_attacks_found(dir.path(), &found, &attacks);
     assert!(
         found
             .iter()
@@ -1083,7 +1096,7 @@ fn a_finding_a_sink_refuses_does_not_hold_back_the_others() {
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();
-    assert_attacks_found(&found, &attacks_in(files, attacks));
+    assert_attacks_found(dir.path(), &found, &attacks_in(files, attacks));
     assert!(!found
         .iter()
         .any(|f| event_ids(f).contains("oversized-stop-logging")));
@@ -1351,7 +1364,7 @@ fn a_replay_enqueued_is_shared_through_the_queue() {
     );
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    assert_attacks_found(&read_findings(dir.path()), &attacks);
+    assert_attacks_found(dir.path(), &read_findings(dir.path()), &attacks);
     assert_eq!(aws.depth(&dlq), 0);
 }
 
