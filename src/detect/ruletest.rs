@@ -256,6 +256,18 @@ fn decode_test_records(
     Ok(decoded.batch.into_iter().collect())
 }
 
+/// Records decoded as one log object, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn decode_test_records_for_tests(
+    records: Vec<Value>,
+) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    decode_test_records(
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2026/01/01/t.json.gz",
+        records,
+    )
+    .unwrap()
+}
+
 /// A Bedrock invocation test record with the fields it leaves out filled in (a minute apart,
 /// in the test account, by the application's role).
 pub fn complete_invocation(record: &mut Value, index: usize) {
