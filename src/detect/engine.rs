@@ -628,7 +628,8 @@ fn fields_below_filter(plan: LogicalPlan) -> LogicalPlan {
         if reads.is_empty() {
             return Ok(Transformed::no(node));
         }
-        let name = |i: usize| format!("__field_{i}");
+        const TAKEN: &str = "__field_";
+        let name = |i: usize| format!("{TAKEN}{i}");
         let swap = |e: &Expr| {
             e.clone()
                 .transform_down(|e| match reads.iter().position(|r| *r == e) {
@@ -645,8 +646,9 @@ fn fields_below_filter(plan: LogicalPlan) -> LogicalPlan {
         let mut exprs = Vec::with_capacity(top.expr.len());
         for e in &top.expr {
             let new = swap(e)?;
-            exprs.push(match (e, &new) {
-                (Expr::Column(_) | Expr::Alias(_), _) => new,
+            // A computed column keeps the name the query gave it.
+            exprs.push(match e {
+                Expr::Column(_) | Expr::Alias(_) => new,
                 _ => new.alias(e.schema_name().to_string()),
             });
         }
@@ -655,7 +657,7 @@ fn fields_below_filter(plan: LogicalPlan) -> LogicalPlan {
         let mut whole: Vec<datafusion::common::Column> = Vec::new();
         for e in exprs.iter().chain([&predicate]) {
             for c in e.column_refs() {
-                if c.name.starts_with("__field_") || whole.contains(c) {
+                if c.name.starts_with(TAKEN) || whole.contains(c) {
                     continue;
                 }
                 match scan.field_with_name(c.relation.as_ref(), &c.name) {
@@ -1343,24 +1345,28 @@ mod tests {
                 field.name()
             );
         }
-        let role = |n: usize, issuer: &str| {
+        let record = |n: usize, identity: serde_json::Value| {
             serde_json::json!({
                 "eventVersion": "1.08", "eventTime": "2026-01-01T00:00:00Z",
                 "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
                 "awsRegion": "us-east-1", "eventID": format!("id-{n}"),
-                "recipientAccountId": "111122223333",
-                "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::1:assumed-role/{issuer}/s"),
-                    "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::1:role/{issuer}")}}}
+                "recipientAccountId": "111122223333", "userIdentity": identity
             })
         };
+        let role = |n: usize, issuer: &str| {
+            record(
+                n,
+                serde_json::json!({
+                    "type": "AssumedRole", "arn": format!("arn:aws:sts::1:assumed-role/{issuer}/s"),
+                    "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::1:role/{issuer}")}}
+                }),
+            )
+        };
         let user = |n: usize, name: &str| {
-            serde_json::json!({
-                "eventVersion": "1.08", "eventTime": "2026-01-01T00:00:00Z",
-                "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
-                "awsRegion": "us-east-1", "eventID": format!("id-{n}"),
-                "recipientAccountId": "111122223333",
-                "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{name}")}
-            })
+            record(
+                n,
+                serde_json::json!({"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{name}")}),
+            )
         };
         let records = vec![
             role(1, "builder"),
@@ -1371,7 +1377,11 @@ mod tests {
                 "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets",
                 "userIdentity": {"type": "AWSService", "invokedBy": "s3.amazonaws.com"}}),
         ];
-        let batches = super::super::ruletest::decode_test_records_for_tests(records);
+        let batches = super::super::ruletest::decode_test_records(
+            "AWSLogs/111122223333/CloudTrail/us-east-1/2026/01/01/t.json.gz",
+            records,
+        )
+        .unwrap();
         let out = engine.run(batches).await.remove(0).unwrap();
         let mut got: Vec<(String, String)> = out
             .matches

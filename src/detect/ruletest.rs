@@ -244,7 +244,7 @@ async fn examine(examiner: &mut Examiner, chunk: Chunk) -> Result<Vec<Finding>, 
 }
 
 /// Test records decoded as one log object named `object`, exactly as logs are.
-fn decode_test_records(
+pub(crate) fn decode_test_records(
     object: &str,
     records: Vec<Value>,
 ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, String> {
@@ -254,18 +254,6 @@ fn decode_test_records(
         return Err(format!("the test records do not decode: {problem}"));
     }
     Ok(decoded.batch.into_iter().collect())
-}
-
-/// Records decoded as one log object, for other modules' tests.
-#[cfg(test)]
-pub(crate) fn decode_test_records_for_tests(
-    records: Vec<Value>,
-) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
-    decode_test_records(
-        "AWSLogs/111122223333/CloudTrail/us-east-1/2026/01/01/t.json.gz",
-        records,
-    )
-    .unwrap()
 }
 
 /// A Bedrock invocation test record with the fields it leaves out filled in (a minute apart,
