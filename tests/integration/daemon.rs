@@ -462,7 +462,19 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
     // reader that keeps the last version of each id has each finding once.
     for (id, versions) in &versions_by_id(&found) {
         for w in versions.windows(2) {
-            assert!(w[0].is_subset(&w[1]), "finding {id} changed its records");
+            assert!(
+                w[0].is_subset(&w[1]),
+                "finding {id} changed its records: {:?} dropped, {:?} added; its versions: {:#?}\n\
+                 the daemons' log:\n{}",
+                w[0].difference(&w[1]).collect::<Vec<_>>(),
+                w[1].difference(&w[0]).collect::<Vec<_>>(),
+                found
+                    .iter()
+                    .filter(|f| f["id"] == id.as_str())
+                    .map(|f| (&f["type"], &f["service"]["count"], &f["updatedAt"]))
+                    .collect::<Vec<_>>(),
+                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+            );
         }
     }
     assert_eq!(aws.depth(&dlq), 0);
