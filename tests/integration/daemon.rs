@@ -303,7 +303,6 @@ fn versions_by_id(found: &[Value]) -> BTreeMap<String, Vec<BTreeSet<String>>> {
     by_id
 }
 
-/// Every labelled attack has at least one of its records in a finding.
 /// The text of a gzip file.
 fn gunzip_text(path: &Path) -> String {
     let mut text = String::new();
@@ -458,24 +457,33 @@ fn killed_mid_batch_it_loses_nothing_and_repeats_nothing() {
     );
     let found = read_findings(dir.path());
     assert_attacks_found(dir.path(), &found, &attacks);
-    // A finding written again carries the same records or more, never a different story: a
-    // reader that keeps the last version of each id has each finding once.
+    // A finding written again carries the records of its earlier versions, or more: a reader
+    // that keeps the last version of each id has each finding once and loses none of its
+    // records. A batch the first daemon wrote findings for but never committed comes again,
+    // perhaps split up differently, so a version in between may hold fewer. Statistical
+    // findings are left out: which record is the first of something new depends on the
+    // order the objects come back in.
+    let statistical = common::statistical_set(&found, &common::detection_kinds());
     for (id, versions) in &versions_by_id(&found) {
-        for w in versions.windows(2) {
-            assert!(
-                w[0].is_subset(&w[1]),
-                "finding {id} changed its records: {:?} dropped, {:?} added; its versions: {:#?}\n\
-                 the daemons' log:\n{}",
-                w[0].difference(&w[1]).collect::<Vec<_>>(),
-                w[1].difference(&w[0]).collect::<Vec<_>>(),
-                found
-                    .iter()
-                    .filter(|f| f["id"] == id.as_str())
-                    .map(|f| (&f["type"], &f["service"]["count"], &f["updatedAt"]))
-                    .collect::<Vec<_>>(),
-                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
-            );
-        }
+        let Some((last, earlier)) = versions.split_last() else {
+            continue;
+        };
+        let missing: BTreeSet<&String> = earlier
+            .iter()
+            .flatten()
+            .filter(|e| !last.contains(*e))
+            .collect();
+        assert!(
+            statistical.contains(id) || missing.is_empty(),
+            "finding {id} lost records in its last version: {missing:?}; its \
+             versions: {:#?}\nthe daemons' log:\n{}",
+            found
+                .iter()
+                .filter(|f| f["id"] == id.as_str())
+                .map(|f| (&f["service"]["count"], &f["updatedAt"], event_ids(f)))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+        );
     }
     assert_eq!(aws.depth(&dlq), 0);
 
