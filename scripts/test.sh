@@ -20,6 +20,11 @@ export PYTHON
 if ! "$PYTHON" -c "import duckdb" >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'duckdb>=1.1,<3'
 fi
+# Spark runs the Athena DDL `lake ddl` prints in a Hive metastore and reads the lake through it
+# (it needs Java 17 or later, which the build machines have).
+if ! "$PYTHON" -c "import pyspark" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check 'pyspark>=4,<5'
+fi
 # The deployment template is checked with CloudFormation's own linter.
 if ! "$PYTHON" -c "import cfnlint" >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'cfn-lint>=1,<2'

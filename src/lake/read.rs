@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
+use datafusion::config::TableParquetOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -46,7 +47,7 @@ pub async fn register(
     lake: &Location,
     skipped: Skipped,
 ) -> Result<SessionContext, LakeError> {
-    let ctx = with_nested_pushdown(ctx);
+    let ctx = lake_session(ctx);
     let place = match lake {
         Location::Local(root) => {
             if !root.is_dir() {
@@ -166,12 +167,20 @@ pub fn table_name(table: RecordTable) -> &'static str {
     }
 }
 
-/// `ctx` with DataFusion's full optimizer: the in-memory sessions leave out the two rules
-/// that lift nested field lookups below filters, which over Parquet is what lets a scan read
-/// `useridentity.accesskeyid` without the rest of `useridentity`.
-fn with_nested_pushdown(ctx: SessionContext) -> SessionContext {
+/// `ctx` made for reading the lake:
+/// * DataFusion's full optimizer: the in-memory sessions leave out the two rules that lift
+///   nested field lookups below filters, which over Parquet is what lets a scan read
+///   `useridentity.accesskeyid` without the rest of `useridentity`;
+/// * no statistics gathered from every file while planning: DataFusion would merge each
+///   column's min and max (nested structs included) over every file a question may read,
+///   which cost more than the scan of a narrow question. Each file's footer still prunes its
+///   row groups when the file is opened.
+fn lake_session(ctx: SessionContext) -> SessionContext {
     let full = SessionStateBuilder::new().with_default_features().build();
+    let mut config = ctx.copied_config();
+    config.options_mut().execution.collect_statistics = false;
     let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_config(config)
         .with_optimizer_rules(full.optimizers().to_vec())
         .build();
     SessionContext::new_with_state(state)
@@ -193,7 +202,12 @@ fn listing(
     schema: SchemaRef,
     partitions: Vec<(String, DataType)>,
 ) -> Result<Arc<ListingTable>, LakeError> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    // Filters are applied while the files are decoded (late materialization): a question
+    // for a few records decodes the other columns only for the pages that hold them.
+    let mut parquet = TableParquetOptions::default();
+    parquet.global.pushdown_filters = true;
+    parquet.global.reorder_filters = true;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
         .with_file_extension(super::EXTENSION)
         .with_table_partition_cols(partitions);
     let config = ListingTableConfig::new(url)

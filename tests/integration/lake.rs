@@ -312,6 +312,128 @@ fn the_athena_ddl_names_the_lake_partitions() {
     assert!(stats.contains("cloudtrail"), "{stats}");
 }
 
+/// The Athena DDL run in Spark's Hive metastore (`scripts/spark-ddl-check.py`, pyspark from
+/// PyPI): Hive's grammar accepts every statement, and Spark, reading the files through the
+/// declared types, counts what `hunt` counts over the raw logs, nested fields and the
+/// findings' join to their records included.
+#[test]
+fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
+    let lake = dir.path().join("lake");
+    replay_into(&lake, &logs, &[]);
+    let location = "s3://lake-bucket/trailhound";
+    let ddl = ok(trailhound(&[
+        "lake",
+        "ddl",
+        lake.to_str().unwrap(),
+        "--location",
+        location,
+    ]));
+    let ddl_file = dir.path().join("lake.sql");
+    std::fs::write(&ddl_file, &ddl.stdout).unwrap();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-ddl-check.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&ddl_file)
+        .arg(&lake)
+        .arg(location)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "spark (pip install pyspark; Java 17 or later): {}",
+        text(&out.stderr)
+    );
+    let spark: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    let one = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let row = |key: &str| -> String {
+        spark[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {spark}"))
+            .iter()
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+
+    assert_eq!(
+        spark["tables"],
+        serde_json::json!([
+            "trailhound.cloudtrail",
+            "trailhound.bedrock_invocations",
+            "trailhound.findings"
+        ])
+    );
+    assert_eq!(
+        vec![row("cloudtrail_count")],
+        hunt_raw(
+            "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail",
+            &logs
+        )
+    );
+    let mut by_account: Vec<String> = spark["by_account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            pair.as_array()
+                .unwrap()
+                .iter()
+                .map(one)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    by_account.sort();
+    assert_eq!(
+        by_account,
+        hunt_raw(
+            "SELECT recipientaccountid, count(*) FROM cloudtrail GROUP BY 1",
+            &logs
+        )
+    );
+    let nested = hunt_raw(
+        "SELECT count(DISTINCT useridentity.accesskeyid), \
+                count(DISTINCT useridentity.sessioncontext.sessionissuer.arn), \
+                to_char(min(eventtime), '%Y-%m-%d %H:%M:%S') FROM cloudtrail",
+        &logs,
+    );
+    assert_eq!(
+        vec![[
+            one(&spark["access_keys"]),
+            one(&spark["issuers"]),
+            one(&spark["first_event"])
+        ]
+        .join(",")],
+        nested
+    );
+    assert_eq!(
+        vec![one(&spark["resources"])],
+        hunt_raw(
+            "SELECT count(*) FROM (SELECT unnest(resources) AS r FROM cloudtrail) \
+             WHERE r.arn IS NOT NULL",
+            &logs
+        )
+    );
+    let findings = hunt_lake("SELECT count(*) FROM findings", &lake);
+    assert_ne!(findings, vec!["0"]);
+    assert_eq!(vec![one(&spark["findings"])], findings);
+    assert_eq!(
+        vec![one(&spark["finding_records"])],
+        hunt_lake(
+            "SELECT count(*) FROM (SELECT unnest(eventids) AS id FROM findings) f \
+             JOIN cloudtrail c ON c.eventid = f.id",
+            &lake
+        )
+    );
+}
+
 /// Data files under a lake's table.
 fn files(lake: &Path, table: &str) -> Vec<std::path::PathBuf> {
     walkdir::WalkDir::new(lake.join(table))
