@@ -576,6 +576,7 @@ async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, Rul
         .query_planner()
         .create_physical_plan(&optimized, &state)
         .await
+        .and_then(filters_pass_batches_on)
         .map_err(|e| err(None, format!("SQL: {e}")))?;
     Ok(Query {
         physical,
@@ -583,6 +584,27 @@ async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, Rul
         kept,
         on_invocations: false,
     })
+}
+
+/// Each filter of `plan` hands on the batches it filtered as they are. A filter joins its
+/// smaller outputs into batches of 8,192 rows by default, copying them once more; the chunk
+/// table already hands over full batches of each event source, and what a detection keeps
+/// of a small source is collected as it is.
+fn filters_pass_batches_on(
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::filter::FilterExec;
+    plan.transform_up(|node| {
+        match node.downcast_ref::<FilterExec>() {
+            // A target of one row: every non-empty batch is passed on without a copy.
+            Some(filter) => Ok(Transformed::yes(
+                Arc::new(filter.with_batch_size(1)?) as Arc<dyn ExecutionPlan>
+            )),
+            None => Ok(Transformed::no(node)),
+        }
+    })
+    .map(|t| t.data)
 }
 
 /// Takes the struct fields a filtered scan's query reads out of their structs before the
@@ -1331,8 +1353,12 @@ mod tests {
         let mut filters = Vec::new();
         physical
             .apply(|node| {
-                if node.name() == "FilterExec" {
+                if let Some(filter) =
+                    node.downcast_ref::<datafusion::physical_plan::filter::FilterExec>()
+                {
                     filters.push(node.children()[0].schema());
+                    // It hands on what it filtered without joining batches (a copy).
+                    assert_eq!(filter.batch_size(), 1);
                 }
                 Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
             })
