@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 
@@ -31,7 +32,11 @@ def main():
 
     from pyspark.sql import SparkSession
 
+    ddl_path = os.path.abspath(args.ddl)
+    lake = "file://" + os.path.abspath(args.lake).rstrip("/")
+    # Spark and its Derby metastore leave files in the working directory: work elsewhere.
     work = tempfile.mkdtemp(prefix="spark-ddl-")
+    os.chdir(work)
     spark = (
         SparkSession.builder.master("local[1]")
         .appName("trailhound-ddl-check")
@@ -48,9 +53,8 @@ def main():
     )
     spark.sparkContext.setLogLevel("ERROR")
 
-    with open(args.ddl) as f:
+    with open(ddl_path) as f:
         ddl = f.read()
-    lake = "file://" + os.path.abspath(args.lake).rstrip("/")
     located = ddl.replace(args.location.rstrip("/"), lake)
     if located == ddl:
         sys.exit(f"{args.location} does not appear in {args.ddl}")
@@ -98,6 +102,7 @@ def main():
     }
     print(json.dumps(out))
     spark.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
