@@ -63,23 +63,28 @@ fn replay_into(lake: &Path, logs: &Path, extra: &[&str]) -> Output {
     ok(trailhound(&args))
 }
 
-/// Runs `script` with DuckDB in Python, `LAKE` set to the lake's path; its stdout lines.
-fn duckdb(script: &str, lake: &Path) -> Vec<String> {
+/// Runs Python (`$PYTHON`, else python3) with `args`, `LAKE` set to the lake's path; its
+/// stdout. Fails, naming what it `needs` installed, unless it succeeds.
+fn python<S: AsRef<std::ffi::OsStr>>(args: &[S], lake: &Path, needs: &str) -> String {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(python)
-        .arg("-c")
-        .arg(format!(
-            "import duckdb, os\nLAKE = os.environ['LAKE']\n{script}"
-        ))
+        .args(args)
         .env("LAKE", lake)
         .output()
         .expect("python runs");
-    assert!(
-        out.status.success(),
-        "duckdb (pip install duckdb): {}",
-        text(&out.stderr)
+    assert!(out.status.success(), "{needs}: {}", text(&out.stderr));
+    text(&out.stdout).to_string()
+}
+
+/// Runs `script` with DuckDB in Python, `LAKE` set to the lake's path; its stdout lines.
+fn duckdb(script: &str, lake: &Path) -> Vec<String> {
+    let script = format!("import duckdb, os\nLAKE = os.environ['LAKE']\n{script}");
+    let out = python(
+        &["-c", script.as_str()],
+        lake,
+        "duckdb (pip install duckdb)",
     );
-    let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    let mut lines: Vec<String> = out.lines().map(String::from).collect();
     lines.sort();
     lines
 }
@@ -332,35 +337,27 @@ fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
     ]));
     let ddl_file = dir.path().join("lake.sql");
     std::fs::write(&ddl_file, &ddl.stdout).unwrap();
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/spark-ddl-check.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&ddl_file)
-        .arg(&lake)
-        .arg(location)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "spark (pip install pyspark; Java 17 or later): {}",
-        text(&out.stderr)
+    let out = python(
+        &[
+            script.as_os_str(),
+            ddl_file.as_os_str(),
+            lake.as_os_str(),
+            location.as_ref(),
+        ],
+        &lake,
+        "spark (pip install pyspark; Java 17 or later)",
     );
-    let spark: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
-    let one = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let row = |key: &str| -> String {
-        spark[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("{key}: {spark}"))
-            .iter()
-            .map(one)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let spark: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    // A value as `hunt --format csv` prints it; an array as one row.
+    fn csv(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items.iter().map(csv).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
 
     assert_eq!(
         spark["tables"],
@@ -371,7 +368,7 @@ fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
         ])
     );
     assert_eq!(
-        vec![row("cloudtrail_count")],
+        vec![csv(&spark["cloudtrail_count"])],
         hunt_raw(
             "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail",
             &logs
@@ -381,14 +378,7 @@ fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|pair| {
-            pair.as_array()
-                .unwrap()
-                .iter()
-                .map(one)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .map(csv)
         .collect();
     by_account.sort();
     assert_eq!(
@@ -406,15 +396,15 @@ fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
     );
     assert_eq!(
         vec![[
-            one(&spark["access_keys"]),
-            one(&spark["issuers"]),
-            one(&spark["first_event"])
+            csv(&spark["access_keys"]),
+            csv(&spark["issuers"]),
+            csv(&spark["first_event"])
         ]
         .join(",")],
         nested
     );
     assert_eq!(
-        vec![one(&spark["resources"])],
+        vec![csv(&spark["resources"])],
         hunt_raw(
             "SELECT count(*) FROM (SELECT unnest(resources) AS r FROM cloudtrail) \
              WHERE r.arn IS NOT NULL",
@@ -423,9 +413,9 @@ fn the_athena_ddl_runs_in_spark_and_reads_what_hunt_reads() {
     );
     let findings = hunt_lake("SELECT count(*) FROM findings", &lake);
     assert_ne!(findings, vec!["0"]);
-    assert_eq!(vec![one(&spark["findings"])], findings);
+    assert_eq!(vec![csv(&spark["findings"])], findings);
     assert_eq!(
-        vec![one(&spark["finding_records"])],
+        vec![csv(&spark["finding_records"])],
         hunt_lake(
             "SELECT count(*) FROM (SELECT unnest(eventids) AS id FROM findings) f \
              JOIN cloudtrail c ON c.eventid = f.id",
