@@ -325,6 +325,10 @@ const VALUE_BYTES: usize = std::mem::size_of::<Node<'static>>() + 8;
 /// its parse is counted: CloudTrail's records cost about this.
 const EXPECTED_COST_PER_BYTE: usize = 4;
 
+/// An object whose worst-case parse needs at most this fraction of the decode ceiling asks for
+/// that worst case up front instead of counting its parse.
+const WORST_CASE_SHARE: usize = 16;
+
 /// Buffers larger than this are not kept from one object to the next.
 const RETAINED_BYTES: usize = 16 << 20;
 
@@ -634,10 +638,19 @@ impl Decoder {
         } else {
             stored.len()
         };
-        let mut want = guess
-            .min(limit)
-            .saturating_mul(EXPECTED_COST_PER_BYTE)
+        let guess = guess.min(limit);
+        // Asking at once for the most a parse of the guessed body can cost saves counting its
+        // values (a pass over every byte), when that is a small share of what can be granted.
+        let worst = guess
+            .saturating_add(parse_cost_bound(guess))
             .saturating_add(PADDING);
+        let mut want = if worst <= allowance.ceiling() / WORST_CASE_SHARE {
+            worst
+        } else {
+            guess
+                .saturating_mul(EXPECTED_COST_PER_BYTE)
+                .saturating_add(PADDING)
+        };
         // At most three rounds: the guess, the real body size, the counted parse.
         for _ in 0..3 {
             if allowance.granted() < want {
@@ -1486,6 +1499,25 @@ mod tests {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
         gz.write_all(body.as_bytes()).unwrap();
         gz.finish().unwrap()
+    }
+
+    /// An object of CloudTrail's usual make-up is inflated once and asks for memory once: its
+    /// worst-case parse is a small share of the ceiling, so nothing is counted or loaded again
+    /// (a first guess of four bytes per byte was short for such records, and every object
+    /// was inflated twice).
+    #[test]
+    fn an_ordinary_object_asks_once() {
+        let records: Vec<String> = (0..200).map(|i| record(&format!("id{i}"))).collect();
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let (out, allowance) = within(&gzip(&body), 1 << 30);
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(200));
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(allowance.asked.len(), 1, "{:?}", allowance.asked);
+        assert!(allowance.asked[0] >= body.len() + parse_cost(body.as_bytes()));
+        // With a small ceiling the first ask is a guess, and the parse is counted.
+        let (out, allowance) = within(&gzip(&body), 16 * (body.len() + PADDING));
+        assert_eq!(out.batch.map(|b| b.num_rows()), Some(200));
+        assert!(allowance.asked[0] < body.len() + parse_cost(body.as_bytes()));
     }
 
     #[test]
