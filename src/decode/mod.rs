@@ -318,6 +318,12 @@ fn parse_cost_bound(len: usize) -> usize {
     len.saturating_add((len / 2 + 1).saturating_mul(VALUE_BYTES))
 }
 
+/// The most a body of `len` bytes can need: itself with its padding, and the largest parse.
+fn worst_need(len: usize) -> usize {
+    len.saturating_add(PADDING)
+        .saturating_add(parse_cost_bound(len))
+}
+
 /// Memory per parsed value: its tape node and (at most two) structural indexes.
 const VALUE_BYTES: usize = std::mem::size_of::<Node<'static>>() + 8;
 
@@ -642,9 +648,7 @@ impl Decoder {
         let guess = guess.min(limit);
         // Asking at once for the most a parse of the guessed body can cost saves counting its
         // values (a pass over every byte), when that is a small share of what can be granted.
-        let worst = guess
-            .saturating_add(parse_cost_bound(guess))
-            .saturating_add(PADDING);
+        let worst = worst_need(guess);
         let mut want = if worst <= allowance.ceiling() / WORST_CASE_SHARE {
             worst
         } else {
@@ -713,10 +717,10 @@ impl Decoder {
     /// for so it can be parsed whole.
     fn parse_need(&self, allowance: &dyn Allowance) -> Result<ParseMode, usize> {
         let granted = allowance.granted();
-        let body = self.body.len().saturating_add(PADDING);
-        if body.saturating_add(parse_cost_bound(self.body.len())) <= granted {
+        if worst_need(self.body.len()) <= granted {
             return Ok(ParseMode::Whole);
         }
+        let body = self.body.len().saturating_add(PADDING);
         let needed = body.saturating_add(parse_cost(&self.body));
         if needed <= granted {
             Ok(ParseMode::Whole)
@@ -1068,9 +1072,7 @@ fn over_room(record: &[u8], room: usize) -> Option<usize> {
     if room == usize::MAX {
         return None;
     }
-    // Its copy with padding, and the parse.
-    let quick = record.len() + PADDING + parse_cost_bound(record.len());
-    if quick <= room {
+    if worst_need(record.len()) <= room {
         return None;
     }
     let needed = record.len() + PADDING + parse_cost(record);
@@ -1528,7 +1530,7 @@ mod tests {
         assert_eq!(out.batch.map(|b| b.num_rows()), Some(200));
         let guess = body.len() * EXPECTED_COST_PER_BYTE + PADDING;
         assert_eq!(allowance.asked, [guess]);
-        assert!(guess < body.len() + PADDING + parse_cost_bound(body.len()));
+        assert!(guess < worst_need(body.len()));
     }
 
     #[test]
