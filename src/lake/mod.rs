@@ -21,6 +21,7 @@ pub mod compact;
 pub mod ddl;
 pub mod findings;
 pub mod group;
+pub mod prune;
 pub mod read;
 pub mod s3;
 pub mod write;

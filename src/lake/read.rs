@@ -86,11 +86,11 @@ pub async fn register(
             None => None,
         };
         let provider: Arc<dyn TableProvider> = match (table, provider) {
-            (RecordTable::CloudTrail, Some(p)) => Arc::new(DatePruned {
+            (RecordTable::CloudTrail, Some(p)) => Arc::new(PrunedTable {
                 inner: p,
                 time_column: "eventtime",
             }),
-            (RecordTable::Invocations, Some(p)) => Arc::new(DatePruned {
+            (RecordTable::Invocations, Some(p)) => Arc::new(PrunedTable {
                 inner: p,
                 time_column: "timestamp",
             }),
@@ -435,17 +435,20 @@ impl ObjectStore for CheckedFiles {
     }
 }
 
-/// A record table whose time conditions also select `date` partitions: `eventtime >= X`
-/// reads only partitions from X's date on (and `date=unknown`, which holds records whose
-/// time could not be given a date).
+/// A record table that reads fewer files than its listing alone would:
+/// * its time conditions also select `date` partitions: `eventtime >= X` reads only
+///   partitions from X's date on (and `date=unknown`, which holds records whose time could
+///   not be given a date);
+/// * a condition on a nested field (`useridentity.accesskeyid = 'AKIA...'`) passes over the
+///   files whose footers show they cannot hold the value ([`prune`](super::prune)).
 #[derive(Debug)]
-struct DatePruned {
+struct PrunedTable {
     inner: Arc<ListingTable>,
     time_column: &'static str,
 }
 
 #[async_trait]
-impl TableProvider for DatePruned {
+impl TableProvider for PrunedTable {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }
@@ -474,7 +477,9 @@ impl TableProvider for DatePruned {
                 .iter()
                 .filter_map(|f| date_condition(f, self.time_column)),
         );
-        self.inner.scan(state, projection, &all, limit).await
+        let plan = self.inner.scan(state, projection, &all, limit).await?;
+        let nested = super::prune::field_conditions(filters);
+        super::prune::without_files_that_cannot_match(state, plan, &nested).await
     }
 }
 

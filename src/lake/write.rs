@@ -543,10 +543,10 @@ pub fn json_document(path: &[String]) -> bool {
     matches!(path, [top] if JSON_DOCUMENTS.contains(&top.as_str()))
 }
 
-/// Columns with a bloom filter in every row group, so that a search for one event skips the
-/// files that do not hold it. (A nested column's filter would not be used: DataFusion prunes
-/// by top-level columns only.)
-pub const BLOOM_FILTERED: &[&[&str]] = &[&["eventid"]];
+/// Columns with a bloom filter in every row group, so that a search for one event, or for
+/// what one access key did, skips the files that do not hold it. (DataFusion uses the
+/// top-level column's; `hunt --lake` reads the nested one's itself, see [`super::prune`].)
+pub const BLOOM_FILTERED: &[&[&str]] = &[&["eventid"], &["useridentity", "accesskeyid"]];
 
 /// Whether a leaf column (by its path) holds a value of its own for nearly every event: ids
 /// and times, where a dictionary cannot help.

@@ -48,6 +48,26 @@ fn hunt_lake(sql: &str, lake: &Path) -> Vec<String> {
     ])))
 }
 
+/// How many files `hunt --lake` opened to answer `sql` (`files_opened` of `EXPLAIN ANALYZE`).
+fn files_opened(sql: &str, lake: &Path) -> usize {
+    let out = ok(trailhound(&[
+        "hunt",
+        "--format",
+        "csv",
+        "--lake",
+        lake.to_str().unwrap(),
+        &format!("EXPLAIN ANALYZE {sql}"),
+    ]));
+    let plan = text(&out.stdout);
+    plan.split("files_opened=")
+        .skip(1)
+        .map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().unwrap()
+        })
+        .sum()
+}
+
 fn replay_into(lake: &Path, logs: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "replay",
@@ -155,6 +175,37 @@ fn a_replayed_lake_reads_the_same_with_hunt_and_duckdb_as_the_raw_logs() {
         &lake,
     );
     assert_eq!(duck_keys, hunt_raw(keys, &logs));
+
+    // A question about one access key opens only the files whose footers allow the key
+    // (its statistics and bloom filter), and answers what the raw logs answer.
+    let partitions_of_key = hunt_raw(
+        "SELECT useridentity.accesskeyid, count(DISTINCT concat(recipientaccountid, awsregion, \
+         to_char(eventtime, '%Y-%m-%d'))) AS n FROM cloudtrail \
+         WHERE useridentity.accesskeyid LIKE 'AKIA%' GROUP BY 1 ORDER BY n, 1 LIMIT 1",
+        &logs,
+    );
+    let (key, with_key) = partitions_of_key[0].split_once(',').unwrap();
+    let with_key: usize = with_key.parse().unwrap();
+    let one_key = format!(
+        "SELECT eventid, eventname FROM cloudtrail WHERE useridentity.accesskeyid = '{key}'"
+    );
+    let expected = hunt_raw(&one_key, &logs);
+    assert!(!expected.is_empty());
+    assert_eq!(hunt_lake(&one_key, &lake), expected);
+    let total = files(&lake, "cloudtrail").len();
+    let opened = files_opened(&one_key, &lake);
+    assert!(
+        with_key <= opened && opened < total,
+        "{opened} files opened of {total}, {with_key} hold {key}"
+    );
+    let either = format!(
+        "SELECT count(*) FROM cloudtrail WHERE useridentity.accesskeyid IN ('{key}', 'AKIANOSUCHKEY0000000')"
+    );
+    assert_eq!(hunt_lake(&either, &lake), vec![expected.len().to_string()]);
+    let nobody =
+        "SELECT count(*) FROM cloudtrail WHERE useridentity.accesskeyid = 'AKIANOSUCHKEY0000000'";
+    assert_eq!(hunt_lake(nobody, &lake), vec!["0"]);
+    assert!(files_opened(nobody, &lake) <= 1, "a key nobody used");
 
     // Findings land beside the records, and join to them by eventid.
     let joined = hunt_lake(
