@@ -326,7 +326,11 @@ mod tests {
             col("eventname").eq(lit("x")),
             key().like(lit("AKIA%")),
         ] {
-            assert_eq!(field_conditions(std::slice::from_ref(&filter)), vec![], "{filter}");
+            assert_eq!(
+                field_conditions(std::slice::from_ref(&filter)),
+                vec![],
+                "{filter}"
+            );
         }
     }
 }
