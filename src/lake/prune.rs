@@ -254,9 +254,16 @@ async fn in_bloom_filter(
     let Ok(bytes) = store.get_range(&file.object_meta.location, range).await else {
         return true;
     };
-    match Sbbf::from_bytes(&bytes) {
-        Ok(filter) => values.iter().any(|v| filter.check(v.as_str())),
-        Err(_) => true,
+    bloom_may_hold(&bytes, values)
+}
+
+/// Whether the bloom filter in `bytes` (header and bits, as Parquet stores it) may hold one
+/// of `values`. True when the bytes are not a usable filter: one with no blocks at all would
+/// make the check index an empty array.
+fn bloom_may_hold(bytes: &[u8], values: &[String]) -> bool {
+    match Sbbf::from_bytes(bytes) {
+        Ok(filter) if filter.num_blocks() > 0 => values.iter().any(|v| filter.check(v.as_str())),
+        _ => true,
     }
 }
 
@@ -314,6 +321,32 @@ mod tests {
             field_conditions(&[issuer.eq(lit("arn:aws:iam::1:role/r"))])[0].path,
             ["useridentity", "sessioncontext", "sessionissuer", "arn"]
         );
+    }
+
+    #[test]
+    fn a_bloom_filter_rules_out_values_and_a_broken_one_rules_out_none() {
+        let mut filter = Sbbf::new_with_ndv_fpp(100, 0.01).unwrap();
+        for i in 0..100 {
+            filter.insert(format!("AKIA{i:016}").as_str());
+        }
+        let mut bytes = Vec::new();
+        filter.write(&mut bytes).unwrap();
+        let one = |v: &str| vec![v.to_string()];
+        assert!(bloom_may_hold(&bytes, &one("AKIA0000000000000042")));
+        let absent = (0..100)
+            .filter(|i| !bloom_may_hold(&bytes, &one(&format!("ASIA{i:016}"))))
+            .count();
+        assert!(absent >= 90, "{absent} of 100 absent keys ruled out");
+        assert!(bloom_may_hold(
+            &bytes,
+            &["ASIA0000000000000001".into(), "AKIA0000000000000007".into()]
+        ));
+        // No blocks, garbage, nothing: kept, never a panic.
+        let mut empty = Vec::new();
+        Sbbf::new(&[]).write(&mut empty).unwrap();
+        assert!(bloom_may_hold(&empty, &one("x")));
+        assert!(bloom_may_hold(b"not a bloom filter", &one("x")));
+        assert!(bloom_may_hold(&[], &one("x")));
     }
 
     #[test]
