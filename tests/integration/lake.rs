@@ -37,27 +37,25 @@ fn hunt_raw(sql: &str, logs: &Path) -> Vec<String> {
     ])))
 }
 
-fn hunt_lake(sql: &str, lake: &Path) -> Vec<String> {
-    rows(&ok(trailhound(&[
+/// `hunt --lake` with CSV output, which must succeed.
+fn hunt_lake_output(sql: &str, lake: &Path) -> Output {
+    ok(trailhound(&[
         "hunt",
         "--format",
         "csv",
         "--lake",
         lake.to_str().unwrap(),
         sql,
-    ])))
+    ]))
+}
+
+fn hunt_lake(sql: &str, lake: &Path) -> Vec<String> {
+    rows(&hunt_lake_output(sql, lake))
 }
 
 /// How many files `hunt --lake` opened to answer `sql` (`files_opened` of `EXPLAIN ANALYZE`).
 fn files_opened(sql: &str, lake: &Path) -> usize {
-    let out = ok(trailhound(&[
-        "hunt",
-        "--format",
-        "csv",
-        "--lake",
-        lake.to_str().unwrap(),
-        &format!("EXPLAIN ANALYZE {sql}"),
-    ]));
+    let out = hunt_lake_output(&format!("EXPLAIN ANALYZE {sql}"), lake);
     let plan = text(&out.stdout);
     plan.split("files_opened=")
         .skip(1)
@@ -285,14 +283,7 @@ fn foreign_and_older_files_in_a_lake_are_handled() {
         b"PAR1 this is not parquet PAR1",
     )
     .unwrap();
-    let out = ok(trailhound(&[
-        "hunt",
-        "--format",
-        "csv",
-        "--lake",
-        lake.to_str().unwrap(),
-        count,
-    ]));
+    let out = hunt_lake_output(count, &lake);
     assert_eq!(rows(&out), vec![(before + 1).to_string()]);
     let err = text(&out.stderr);
     assert!(
@@ -311,14 +302,7 @@ fn foreign_and_older_files_in_a_lake_are_handled() {
     std::fs::copy(&old, odd.join("copy.parquet")).unwrap();
     std::fs::create_dir_all(lake.join("cloudtrail/junk")).unwrap();
     std::fs::copy(&old, lake.join("cloudtrail/junk/copy.parquet")).unwrap();
-    let out = ok(trailhound(&[
-        "hunt",
-        "--format",
-        "csv",
-        "--lake",
-        lake.to_str().unwrap(),
-        count,
-    ]));
+    let out = hunt_lake_output(count, &lake);
     assert_eq!(rows(&out), vec![(before + 1).to_string()]);
     let err = text(&out.stderr);
     assert!(err.contains("date \"garbage\" is not well formed"), "{err}");
