@@ -11,7 +11,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
@@ -103,12 +102,7 @@ fn field_path(e: &Expr) -> Option<Vec<String>> {
 /// A string literal's value.
 fn text(e: &Expr) -> Option<String> {
     match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
-            _,
-        ) => Some(s.clone()),
+        Expr::Literal(value, _) => value.try_as_str().flatten().map(str::to_string),
         _ => None,
     }
 }
