@@ -227,19 +227,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             });
             (started.elapsed(), found.map_or(0, |f| f.len()))
         });
-        // As replay works: a chunk of objects at a time, read then examined, one state.
+        // As replay works: a chunk of objects at a time, one state; the next chunk is read
+        // while one is examined, and a chunk's detections run while the chunk before is
+        // concluded.
         let chunk_bytes = super::parse_size(crate::read::DEFAULT_CHUNK).unwrap_or(64 << 20);
         let (replay_time, _) = best(&|| {
             let started = Instant::now();
-            let found = fresh().and_then(|mut examiner| {
-                let mut objects = listing.objects.clone();
-                crate::read::delivery_order(&mut objects);
-                let queue = crate::read::ReadQueue::new(objects, options.clone());
-                while let Some(read) = crate::read::read_chunk(&queue, chunk_bytes, threads) {
-                    runtime.block_on(examiner.examine(Chunk::cloudtrail(read.batches)))?;
-                }
-                examiner.finish()
-            });
+            let found = fresh()
+                .map_err(anyhow::Error::from)
+                .and_then(|mut examiner| {
+                    let mut objects = listing.objects.clone();
+                    crate::read::delivery_order(&mut objects);
+                    let mut reader = crate::read::ReadAhead::spawn(
+                        objects,
+                        chunk_bytes,
+                        options.clone(),
+                        threads,
+                    )?;
+                    for read in reader.by_ref() {
+                        runtime.block_on(
+                            examiner.examine_overlapped(Chunk::cloudtrail(read.batches)),
+                        )?;
+                    }
+                    runtime.block_on(examiner.drain())?;
+                    reader.finish()?;
+                    Ok(examiner.finish()?)
+                });
             (started.elapsed(), found.map_or(0, |f| f.len()))
         });
         // The replay stage's two halves apart: reading every chunk, then examining them.

@@ -283,8 +283,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         if projections.get().is_none() && lake.is_none() {
             projections.set(examiner.engine().decode_projections());
         }
+        // This chunk's detections run while the chunk before is concluded (its statistics
+        // and matches).
         let t = Instant::now();
-        let done = runtime.block_on(examiner.examine(Chunk::cloudtrail(batches)))?;
+        let done = runtime.block_on(examiner.examine_overlapped(Chunk::cloudtrail(batches)))?;
         detect_time += t.elapsed();
         examined += done.records;
         note_failures(&mut failed_rules, done.failures);
@@ -293,6 +295,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             bar.inc(read.objects as u64);
             bar.set_message(format!("{examined} events examined"));
         }
+    }
+    if let Some(examiner) = examiner.as_mut() {
+        let t = Instant::now();
+        let done = runtime.block_on(examiner.drain())?;
+        detect_time += t.elapsed();
+        examined += done.records;
+        note_failures(&mut failed_rules, done.failures);
     }
     reader.finish()?;
     let mut kept = Written::default();

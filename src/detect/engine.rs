@@ -344,9 +344,14 @@ impl Engine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "grouped chunk by event source"
         );
-        let results: Vec<(usize, Result<Output, RunError>)> =
-            futures::stream::iter(self.planned.iter().enumerate())
-                .map(|(i, p)| async move {
+        // The runs are made before they are streamed, so the stream's type holds no closure
+        // over borrowed rules (which would keep the whole from being spawned).
+        let runs: Vec<RuleRun<'_>> = self
+            .planned
+            .iter()
+            .enumerate()
+            .map(|(i, p)| -> RuleRun<'_> {
+                Box::pin(async move {
                     // A rule chosen alone runs even when disabled (its own tests).
                     let skip = match only {
                         Some(o) => o != i,
@@ -357,9 +362,12 @@ impl Engine {
                     }
                     (i, self.execute(p).await)
                 })
-                .buffer_unordered(self.threads * 8)
-                .collect()
-                .await;
+            })
+            .collect();
+        let results: Vec<(usize, Result<Output, RunError>)> = futures::stream::iter(runs)
+            .buffer_unordered(self.threads * 8)
+            .collect()
+            .await;
         self.table.set(Vec::new());
         self.invocations.set_whole(Vec::new());
         let mut ordered: Vec<Option<Result<Output, RunError>>> =
@@ -424,6 +432,12 @@ impl Engine {
         Ok(out)
     }
 }
+
+/// One rule's run over a chunk, by its position in the pack. Boxed with its `Send` stated, so
+/// that a chunk's run can be spawned on the runtime's workers.
+type RuleRun<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (usize, Result<Output, RunError>)> + Send + 'a>,
+>;
 
 /// A rule's query, planned.
 struct Query {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::aggregate;
-use super::engine::{Engine, RunError};
+use super::engine::{Engine, Output, RunError};
 use super::fields::Match;
 use super::rule::Rule;
 use super::state::{KeptFinding, StateError, Store};
@@ -112,6 +112,23 @@ pub struct Examined {
     pub records: usize,
 }
 
+impl Examined {
+    /// Adds what a later chunk gave.
+    fn add(&mut self, later: Examined) {
+        self.findings.extend(later.findings);
+        self.failures.extend(later.failures);
+        self.records += later.records;
+    }
+}
+
+/// A chunk whose detections run on the runtime's workers, not yet concluded.
+struct Running {
+    /// Its CloudTrail batches, for the statistics.
+    cloudtrail: Vec<RecordBatch>,
+    records: usize,
+    results: tokio::task::JoinHandle<Vec<Result<Output, RunError>>>,
+}
+
 /// How long a sent finding is remembered, so that a later chunk's version is sent as an
 /// update (with the records sent before) rather than as a new finding.
 const SENT_MEMORY: chrono::Duration = chrono::Duration::days(2);
@@ -136,6 +153,8 @@ pub struct Examiner {
     claimed: Vec<String>,
     /// Chunks committed since the state was last expired.
     since_expiry: usize,
+    /// The chunk started by [`Examiner::examine_overlapped`] and not yet concluded.
+    running: Option<Running>,
 }
 
 impl std::fmt::Debug for Examiner {
@@ -168,6 +187,7 @@ impl Examiner {
             statistical: BTreeMap::new(),
             claimed: Vec::new(),
             since_expiry: 0,
+            running: None,
         })
     }
 
@@ -212,24 +232,84 @@ impl Examiner {
     }
 
     /// Examines one chunk. With [`Delivery::EachChunk`] the findings to send come back; with
-    /// [`Delivery::AtEnd`] they are held for [`Examiner::finish`]. Fails only when a shared
-    /// state cannot be asked for claims.
+    /// [`Delivery::AtEnd`] they are held for [`Examiner::finish`]. A chunk still running from
+    /// [`Examiner::examine_overlapped`] is concluded first, and what it gave is part of what
+    /// comes back. Fails only when a shared state cannot be asked for claims.
     pub async fn examine(&mut self, chunk: Chunk) -> Result<Examined, StateError> {
+        let mut out = self.drain().await?;
+        if let Some(running) = self.start(chunk) {
+            out.add(self.conclude(running).await?);
+        }
+        Ok(out)
+    }
+
+    /// Starts the detections over `chunk` on the runtime's workers and concludes the chunk
+    /// started before (its statistics, matches and findings, as [`Examiner::examine`] does),
+    /// so that the two overlap: what comes back is the earlier chunk's. Chunks are concluded
+    /// in the order they were given, so the findings are those of examining them in turn.
+    /// Call [`Examiner::drain`] after the last one.
+    pub async fn examine_overlapped(&mut self, chunk: Chunk) -> Result<Examined, StateError> {
+        let next = self.start(chunk);
+        match std::mem::replace(&mut self.running, next) {
+            Some(before) => self.conclude(before).await,
+            None => Ok(Examined::default()),
+        }
+    }
+
+    /// Concludes the chunk [`Examiner::examine_overlapped`] left running, if any.
+    pub async fn drain(&mut self) -> Result<Examined, StateError> {
+        match self.running.take() {
+            Some(running) => self.conclude(running).await,
+            None => Ok(Examined::default()),
+        }
+    }
+
+    /// Starts the detections over `chunk` on the runtime's workers (the engine runs one chunk
+    /// at a time, in the order started); `None` for a chunk without records.
+    fn start(&self, chunk: Chunk) -> Option<Running> {
+        let records = chunk.records();
+        if records == 0 {
+            return None;
+        }
+        let engine = Arc::clone(&self.engine);
+        let only = self.options.only;
+        let cloudtrail = chunk.cloudtrail.clone();
+        let results = tokio::spawn(async move {
+            engine
+                .run_selected(chunk.cloudtrail, chunk.invocations, only)
+                .await
+        });
+        Some(Running {
+            cloudtrail,
+            records,
+            results,
+        })
+    }
+
+    /// What the detections over a started chunk returned, through the statistics and into
+    /// matches and findings.
+    async fn conclude(&mut self, running: Running) -> Result<Examined, StateError> {
         let mut out = Examined {
-            records: chunk.records(),
+            records: running.records,
             ..Default::default()
         };
-        if out.records == 0 {
-            return Ok(out);
-        }
         let learns = self.learns();
         if learns {
-            self.stats.begin_chunk(&chunk.cloudtrail);
+            self.stats.begin_chunk(&running.cloudtrail);
         }
-        let results = self
-            .engine
-            .run_selected(chunk.cloudtrail, chunk.invocations, self.options.only)
-            .await;
+        let results = match running.results.await {
+            Ok(results) => results,
+            Err(e) => {
+                // The task running the queries panicked or was cancelled: no detection's
+                // output is known for this chunk.
+                out.failures.push(RunError {
+                    rule: "every detection".into(),
+                    path: String::new(),
+                    message: format!("the queries over the chunk stopped: {e}"),
+                });
+                Vec::new()
+            }
+        };
         let mut matches: Vec<Vec<Match>> = vec![Vec::new(); self.rules.len()];
         let mut observations: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.rules.len()];
         for (i, result) in results.into_iter().enumerate() {
@@ -281,8 +361,8 @@ impl Examiner {
         Ok(out)
     }
 
-    /// [`Delivery::AtEnd`]: every finding of the chunks examined, in order of first event
-    /// time. The matches held are let go.
+    /// [`Delivery::AtEnd`]: every finding of the chunks examined (and concluded: see
+    /// [`Examiner::drain`]), in order of first event time. The matches held are let go.
     pub fn finish(&mut self) -> Result<Vec<Finding>, StateError> {
         let now = chrono::Utc::now();
         let matches = std::mem::replace(&mut self.matches, vec![Vec::new(); self.rules.len()]);
@@ -336,6 +416,9 @@ impl Examiner {
     /// Forgets what the chunks examined since the last commit taught (their findings did not
     /// get out; they will be examined again).
     pub fn rollback(&mut self) -> Result<(), StateError> {
+        if let Some(running) = self.running.take() {
+            running.results.abort();
+        }
         self.stats.state = self.store.load()?;
         self.claimed.clear();
         self.matches = vec![Vec::new(); self.rules.len()];
@@ -420,4 +503,108 @@ pub fn update(before: &Finding, finding: &Finding) -> Option<Finding> {
     merged.created_at = finding.created_at;
     merged.bound();
     Some(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{load, EngineOptions, PackOptions};
+
+    /// The bundled sample's records, a batch per log object, in order of delivery.
+    fn sample_batches() -> Vec<RecordBatch> {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/sample").to_string();
+        let mut listing = crate::source::list_with(&[sample], None).unwrap();
+        crate::read::delivery_order(&mut listing.objects);
+        let mut decoder = crate::decode::Decoder::new(Default::default());
+        listing
+            .objects
+            .iter()
+            .filter_map(|o| {
+                let decoded = decoder.decode(&o.key(), &o.fetch(usize::MAX).unwrap());
+                assert!(decoded.problems.is_empty(), "{:?}", decoded.problems);
+                decoded.batch
+            })
+            .collect()
+    }
+
+    /// Every finding, less when it was made.
+    fn comparable(findings: &[Finding]) -> Vec<String> {
+        let mut out: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                f.created_at = chrono::DateTime::UNIX_EPOCH;
+                format!("{f:?}")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Overlapped, a chunk's statistics and matches are concluded while the next chunk's
+    /// detections run: the findings must be those of examining the chunks in turn, and every
+    /// record must be counted once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapped_chunks_give_the_findings_of_chunks_in_turn() {
+        let rules = load(&PackOptions::default()).unwrap();
+        let engine = Arc::new(
+            Engine::new(
+                rules,
+                EngineOptions {
+                    threads: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let batches = sample_batches();
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let chunks: Vec<Chunk> = batches
+            .chunks(60)
+            .map(|c| Chunk::cloudtrail(c.to_vec()))
+            .collect();
+        assert!(chunks.len() > 3);
+        let options = ExamineOptions {
+            stats: StatsOptions {
+                learning: std::time::Duration::ZERO,
+            },
+            ..Default::default()
+        };
+        let mut in_turn = Examiner::new(engine.clone(), Store::Memory, options.clone()).unwrap();
+        let mut records = 0;
+        for chunk in chunks.clone() {
+            records += in_turn.examine(chunk).await.unwrap().records;
+        }
+        assert_eq!(records, total);
+        let expected = in_turn.finish().unwrap();
+        // Plain and statistical findings both.
+        let stateful: HashSet<&str> = engine
+            .rules()
+            .filter(|r| r.stateful.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert!(expected
+            .iter()
+            .any(|f| stateful.contains(f.detection.as_str())));
+        assert!(expected
+            .iter()
+            .any(|f| !stateful.contains(f.detection.as_str())));
+
+        let mut overlapped = Examiner::new(engine.clone(), Store::Memory, options).unwrap();
+        let mut records = 0;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let done = overlapped.examine_overlapped(chunk).await.unwrap();
+            // The first call only starts its chunk.
+            assert_eq!(done.records == 0, i == 0);
+            records += done.records;
+        }
+        records += overlapped.drain().await.unwrap().records;
+        assert_eq!(records, total);
+        assert_eq!(overlapped.drain().await.unwrap().records, 0);
+        assert_eq!(
+            comparable(&overlapped.finish().unwrap()),
+            comparable(&expected)
+        );
+    }
 }
