@@ -236,10 +236,8 @@ impl Examiner {
     /// [`Examiner::examine_overlapped`] is concluded first, and what it gave is part of what
     /// comes back. Fails only when a shared state cannot be asked for claims.
     pub async fn examine(&mut self, chunk: Chunk) -> Result<Examined, StateError> {
-        let mut out = self.drain().await?;
-        if let Some(running) = self.start(chunk) {
-            out.add(self.conclude(running).await?);
-        }
+        let mut out = self.examine_overlapped(chunk).await?;
+        out.add(self.drain().await?);
         Ok(out)
     }
 
