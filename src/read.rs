@@ -238,6 +238,8 @@ pub struct ReadQueue {
     next: AtomicUsize,
     /// Decompressed body bytes of the objects taken since the chunk started.
     chunk_body_bytes: AtomicUsize,
+    /// Decompressed body bytes of every object taken.
+    body_bytes: AtomicUsize,
     options: DecodeOptions,
     report: Mutex<ReadReport>,
     progress: Option<ProgressBar>,
@@ -250,6 +252,7 @@ impl ReadQueue {
             objects,
             next: AtomicUsize::new(0),
             chunk_body_bytes: AtomicUsize::new(0),
+            body_bytes: AtomicUsize::new(0),
             options,
             report: Mutex::new(ReadReport::default()),
             progress: None,
@@ -310,6 +313,8 @@ impl ReadQueue {
             drop(stored);
             self.chunk_body_bytes
                 .fetch_add(decoded.body_bytes, Ordering::Relaxed);
+            self.body_bytes
+                .fetch_add(decoded.body_bytes, Ordering::Relaxed);
             crate::sync::lock(&self.report).add_object(&key, &decoded);
             if let Some(bar) = &self.progress {
                 bar.inc(1);
@@ -346,6 +351,25 @@ impl ReadQueue {
     pub fn start_chunk(&self) -> bool {
         self.chunk_body_bytes.store(0, Ordering::Relaxed);
         self.next.load(Ordering::Relaxed) < self.objects.len()
+    }
+
+    /// The decompressed size to cut the next chunk at, for chunks of `chunk_bytes`: full
+    /// chunks until about two are left, then smaller ones (see [`tapered`]). What is left is
+    /// estimated from the stored size of the objects not taken yet, at the ratio of body to
+    /// stored bytes of those taken.
+    pub fn next_chunk_bytes(&self, chunk_bytes: usize) -> usize {
+        let taken = self.taken();
+        let stored = |objects: &[ObjectRef]| objects.iter().map(|o| o.size).sum::<u64>();
+        let (read, left) = (
+            stored(&self.objects[..taken]),
+            stored(&self.objects[taken..]),
+        );
+        let body = self.body_bytes.load(Ordering::Relaxed) as u64;
+        if read == 0 || body == 0 {
+            return chunk_bytes;
+        }
+        let left = (left as f64 * body as f64 / read as f64).min(usize::MAX as f64) as usize;
+        tapered(chunk_bytes, left)
     }
 
     /// Objects taken so far.
@@ -533,6 +557,25 @@ impl TimeWindow {
     }
 }
 
+/// The size of a chunk when about `left` bytes of body are left to read in chunks of
+/// `chunk`: a whole chunk while two or more are left, then half of what is left, never less
+/// than a quarter of a chunk; what is left once it is below three eighths of a chunk is one
+/// chunk (with room for the estimate to be short by half).
+///
+/// Chunks are read, examined and concluded in a pipeline, one stage each. Once the last chunk
+/// is read, its examination and conclusion are all that run, on fewer threads than there are
+/// cores, so a small last chunk ends the run sooner. The quarter bounds the chunks added (two
+/// or three), each of which has a fixed cost.
+pub fn tapered(chunk: usize, left: usize) -> usize {
+    if left >= chunk.saturating_mul(2) {
+        chunk
+    } else if left <= chunk / 8 * 3 {
+        chunk / 2
+    } else {
+        (left / 2).clamp(chunk / 4, chunk)
+    }
+}
+
 /// One chunk read by a [`ReadAhead`].
 #[derive(Debug)]
 pub struct ReadChunk {
@@ -544,9 +587,10 @@ pub struct ReadChunk {
 }
 
 /// The next chunk of `queue`'s objects, read on `threads` threads: objects until their
-/// decompressed bodies reach `chunk_bytes`, their records in batches of one `eventSource`
-/// each. `None` once every object has been read.
+/// decompressed bodies reach `chunk_bytes` (less towards the end: [`tapered`]), their records
+/// in batches of one `eventSource` each. `None` once every object has been read.
 pub fn read_chunk(queue: &ReadQueue, chunk_bytes: usize, threads: usize) -> Option<ReadChunk> {
+    let chunk_bytes = queue.next_chunk_bytes(chunk_bytes);
     if !queue.start_chunk() {
         return None;
     }
@@ -686,6 +730,45 @@ mod tests {
             })
             .collect();
         assert_eq!(chunks, vec![vec!["early", "middle"], vec!["late"]]);
+    }
+
+    #[test]
+    fn the_last_chunks_are_smaller() {
+        // By the rule: whole chunks while two are left, then half of what is left, down to a
+        // quarter of a chunk; below three eighths, the rest at once.
+        assert_eq!(tapered(64, 1000), 64);
+        assert_eq!(tapered(64, 128), 64);
+        assert_eq!(tapered(64, 100), 50);
+        assert_eq!(tapered(64, 40), 20);
+        assert_eq!(tapered(64, 30), 16);
+        assert_eq!(tapered(64, 24), 32);
+        assert_eq!(tapered(64, 3), 32);
+        // As read: 40 objects of one body each, in chunks of eight bodies.
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("AWSLogs/1/CloudTrail/us-east-1/2026/10/05");
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut objects = Vec::new();
+        for i in 0..40 {
+            let path = folder.join(format!(
+                "1_CloudTrail_us-east-1_20261005T{:02}{:02}Z_o{i:02}.json",
+                i / 4,
+                i % 4 * 15
+            ));
+            let body = format!(
+                r#"{{"Records":[{{"eventTime":"2026-10-05T10:00:00Z","eventID":"e{i:02}"}}]}}"#
+            );
+            std::fs::write(&path, &body).unwrap();
+            objects.push(ObjectRef {
+                location: Location::File(path),
+                size: body.len() as u64,
+                kind: KeyKind::CloudTrailLog,
+            });
+        }
+        delivery_order(&mut objects);
+        let body = objects[0].size as usize;
+        let reader = ReadAhead::spawn(objects, body * 8, DecodeOptions::default(), 1).unwrap();
+        let sizes: Vec<usize> = reader.map(|chunk| chunk.objects).collect();
+        assert_eq!(sizes, vec![8, 8, 8, 8, 4, 2, 2]);
     }
 
     #[test]
