@@ -600,23 +600,28 @@ async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, Rul
     })
 }
 
-/// Each filter of `plan` hands on the batches it filtered as they are. A filter joins its
-/// smaller outputs into batches of 8,192 rows by default, copying them once more; the chunk
-/// table already hands over full batches of each event source, and what a detection keeps
-/// of a small source is collected as it is.
+/// Each filter of `plan` becomes a [`ConditionFilterExec`](super::filter::ConditionFilterExec):
+/// its conditions taken in turn, each over the columns it reads, and the batch copied once,
+/// for the rows kept. Like it, a filter with a row limit hands on the batches it filtered as
+/// they are (`FilterExec` joins its smaller outputs into batches of 8,192 rows by default,
+/// copying them once more; the chunk table already hands over full batches of each event
+/// source, and what a detection keeps of a small source is collected as it is).
 fn filters_pass_batches_on(
     plan: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::physical_plan::filter::FilterExec;
     plan.transform_up(|node| {
-        match node.downcast_ref::<FilterExec>() {
-            // A target of one row: every non-empty batch is passed on without a copy.
-            Some(filter) => Ok(Transformed::yes(
-                Arc::new(filter.with_batch_size(1)?) as Arc<dyn ExecutionPlan>
-            )),
-            None => Ok(Transformed::no(node)),
-        }
+        let Some(filter) = node.downcast_ref::<FilterExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        Ok(Transformed::yes(
+            match super::filter::ConditionFilterExec::from_filter(filter)? {
+                Some(taken) => Arc::new(taken) as Arc<dyn ExecutionPlan>,
+                // A target of one row: every non-empty batch is passed on without a copy.
+                None => Arc::new(filter.with_batch_size(1)?),
+            },
+        ))
     })
     .map(|t| t.data)
 }
@@ -1367,12 +1372,15 @@ mod tests {
         let mut filters = Vec::new();
         physical
             .apply(|node| {
-                if let Some(filter) =
-                    node.downcast_ref::<datafusion::physical_plan::filter::FilterExec>()
+                // DataFusion's filter is replaced by one that takes conditions in turn.
+                assert!(node
+                    .downcast_ref::<datafusion::physical_plan::filter::FilterExec>()
+                    .is_none());
+                if node
+                    .downcast_ref::<super::super::filter::ConditionFilterExec>()
+                    .is_some()
                 {
                     filters.push(node.children()[0].schema());
-                    // It hands on what it filtered without joining batches (a copy).
-                    assert_eq!(filter.batch_size(), 1);
                 }
                 Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
             })

@@ -21,6 +21,7 @@ pub mod coverage;
 pub mod engine;
 pub mod examine;
 pub mod fields;
+pub mod filter;
 pub mod ip_list;
 pub mod rule;
 pub mod ruletest;
