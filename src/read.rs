@@ -691,6 +691,17 @@ mod tests {
     use super::*;
     use crate::source::{KeyKind, Location};
 
+    /// A log object written to `path` (its folders made) holding `body`.
+    fn log_file(path: &std::path::Path, body: &str) -> ObjectRef {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+        ObjectRef {
+            location: Location::File(path.to_path_buf()),
+            size: body.len() as u64,
+            kind: KeyKind::CloudTrailLog,
+        }
+    }
+
     #[test]
     fn chunks_follow_delivery_time_and_are_cut_by_decoded_bytes() {
         let dir = tempfile::tempdir().unwrap();
@@ -699,19 +710,11 @@ mod tests {
         };
         let mut objects = Vec::new();
         for (time, id) in [("1200", "late"), ("0800", "early"), ("1000", "middle")] {
-            let key = name(time, id);
-            let path = dir.path().join(&key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             let body = format!(
                 r#"{{"Records":[{{"eventTime":"2026-10-05T{}:00:00Z","eventID":"{id}"}}]}}"#,
                 &time[..2]
             );
-            std::fs::write(&path, &body).unwrap();
-            objects.push(ObjectRef {
-                location: Location::File(path),
-                size: body.len() as u64,
-                kind: KeyKind::CloudTrailLog,
-            });
+            objects.push(log_file(&dir.path().join(name(time, id)), &body));
         }
         delivery_order(&mut objects);
         let body = objects[0].size as usize;
@@ -746,7 +749,6 @@ mod tests {
         // As read: 40 objects of one body each, in chunks of eight bodies.
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("AWSLogs/1/CloudTrail/us-east-1/2026/10/05");
-        std::fs::create_dir_all(&folder).unwrap();
         let mut objects = Vec::new();
         for i in 0..40 {
             let path = folder.join(format!(
@@ -757,12 +759,7 @@ mod tests {
             let body = format!(
                 r#"{{"Records":[{{"eventTime":"2026-10-05T10:00:00Z","eventID":"e{i:02}"}}]}}"#
             );
-            std::fs::write(&path, &body).unwrap();
-            objects.push(ObjectRef {
-                location: Location::File(path),
-                size: body.len() as u64,
-                kind: KeyKind::CloudTrailLog,
-            });
+            objects.push(log_file(&path, &body));
         }
         delivery_order(&mut objects);
         let body = objects[0].size as usize;

@@ -590,7 +590,7 @@ async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, Rul
         .query_planner()
         .create_physical_plan(&optimized, &state)
         .await
-        .and_then(filters_pass_batches_on)
+        .and_then(filters_in_turn)
         .map_err(|e| err(None, format!("SQL: {e}")))?;
     Ok(Query {
         physical,
@@ -606,7 +606,7 @@ async fn plan(ctx: &SessionContext, rule: &Rule, sql: &str) -> Result<Query, Rul
 /// they are (`FilterExec` joins its smaller outputs into batches of 8,192 rows by default,
 /// copying them once more; the chunk table already hands over full batches of each event
 /// source, and what a detection keeps of a small source is collected as it is).
-fn filters_pass_batches_on(
+fn filters_in_turn(
     plan: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
