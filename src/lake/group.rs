@@ -20,8 +20,7 @@
 use ahash::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int32Type;
 
 use super::write::{LakeWriter, RecordTable, Written};
@@ -160,7 +159,26 @@ struct Group {
     bytes: usize,
     /// Position of its last object in the reading order.
     last: usize,
-    rows: Vec<RecordBatch>,
+    /// The batches its rows are in, and which batch the last of them is (by [`ReplayGroups`]'
+    /// count of batches added).
+    batches: Vec<RecordBatch>,
+    last_batch: Option<usize>,
+    /// Its rows: `(batch, row)` in `batches`.
+    rows: Vec<(usize, usize)>,
+}
+
+impl Group {
+    fn new(name: String, last: usize) -> Self {
+        Self {
+            name,
+            parts: 0,
+            bytes: 0,
+            last,
+            batches: Vec::new(),
+            last_batch: None,
+            rows: Vec::new(),
+        }
+    }
 }
 
 /// The objects of a replay, in the order they are read, grouped for the lake; records are
@@ -173,6 +191,8 @@ pub struct ReplayGroups {
     by_last: Vec<usize>,
     next_to_write: usize,
     read: usize,
+    /// Batches added so far.
+    batches_added: usize,
     /// Records whose `sourcekey` names no listed object (none are expected).
     strays: Vec<RecordBatch>,
     written: Written,
@@ -200,13 +220,7 @@ impl ReplayGroups {
         for (at, object) in objects.iter().enumerate() {
             let group = grouper.group(object);
             let g = *index.entry(group.identity.clone()).or_insert_with(|| {
-                groups.push(Group {
-                    name: group.file_name(),
-                    parts: 0,
-                    bytes: 0,
-                    last: at,
-                    rows: Vec::new(),
-                });
+                groups.push(Group::new(group.file_name(), at));
                 groups.len() - 1
             });
             groups[g].last = at;
@@ -231,6 +245,7 @@ impl ReplayGroups {
             by_last,
             next_to_write: 0,
             read: 0,
+            batches_added: 0,
             strays: Vec::new(),
             written: Written::default(),
             waiting: 0,
@@ -244,13 +259,7 @@ impl ReplayGroups {
         let mut groups = Vec::new();
         let mut by_key = HashMap::default();
         for (at, key) in keys.into_iter().enumerate() {
-            groups.push(Group {
-                name: format!("obj-{}", stable_name(&key)),
-                parts: 0,
-                bytes: 0,
-                last: at,
-                rows: Vec::new(),
-            });
+            groups.push(Group::new(format!("obj-{}", stable_name(&key)), at));
             by_key.insert(key, at);
         }
         Self::of_groups(table, by_key, groups, usize::MAX)
@@ -277,38 +286,36 @@ impl ReplayGroups {
         self.written
     }
 
-    /// Records of the objects being read, in batches with a `sourcekey` column.
+    /// Records of the objects being read, in batches with a `sourcekey` column. A group
+    /// holds the batches its rows are in and which rows are its own; the rows are copied
+    /// once, into the batches its files are written from.
     pub fn add(&mut self, batches: &[RecordBatch]) -> Result<(), LakeError> {
         for batch in batches {
+            let seq = self.batches_added;
+            self.batches_added += 1;
             let groups = self.row_groups(batch);
-            let first = groups.first().copied().flatten();
-            if groups.iter().all(|g| *g == first) {
-                match first {
-                    Some(g) => self.hold(g, batch.clone()),
-                    None => self.strays.push(batch.clone()),
+            let bytes = batch.get_array_memory_size();
+            let rows = batch.num_rows().max(1);
+            // An object's records are together in a batch: runs of one group are the rule.
+            for (start, len, g) in runs(&groups) {
+                let Some(g) = g else {
+                    self.strays.push(batch.slice(start, len));
+                    continue;
+                };
+                let group = &mut self.groups[g];
+                if group.last_batch != Some(seq) {
+                    group.last_batch = Some(seq);
+                    group.batches.push(batch.clone());
                 }
-                continue;
-            }
-            let mut rows: HashMap<Option<usize>, Vec<u32>> = HashMap::default();
-            for (row, g) in groups.iter().enumerate() {
-                rows.entry(*g).or_default().push(row as u32);
-            }
-            for (g, indices) in rows {
-                let part = take_record_batch(batch, &UInt32Array::from(indices))?;
-                match g {
-                    Some(g) => self.hold(g, part),
-                    None => self.strays.push(part),
-                }
+                let b = group.batches.len() - 1;
+                group.rows.extend((start..start + len).map(|row| (b, row)));
+                // The batch's bytes shared out by rows.
+                let share = (bytes as u128 * len as u128 / rows as u128) as usize;
+                group.bytes += share;
+                self.waiting += share;
             }
         }
         Ok(())
-    }
-
-    fn hold(&mut self, g: usize, batch: RecordBatch) {
-        let bytes = batch.get_array_memory_size();
-        self.groups[g].bytes += bytes;
-        self.waiting += bytes;
-        self.groups[g].rows.push(batch);
     }
 
     /// Writes parts of the groups holding most until what waits is under the cap.
@@ -406,11 +413,26 @@ impl ReplayGroups {
         name: &str,
         writer: &LakeWriter,
     ) -> Result<Written, LakeError> {
-        let rows = std::mem::take(&mut self.groups[g].rows);
-        self.waiting -= self.groups[g].bytes;
-        self.groups[g].bytes = 0;
-        writer.write_records(self.table, name, &rows)
+        let group = &mut self.groups[g];
+        let rows = std::mem::take(&mut group.rows);
+        let batches = std::mem::take(&mut group.batches);
+        group.last_batch = None;
+        self.waiting -= group.bytes;
+        group.bytes = 0;
+        writer.write_rows(self.table, name, &batches, &rows)
     }
+}
+
+/// The runs of equal values in `values`: where each starts, its length, and the value.
+fn runs<T: PartialEq + Copy>(values: &[T]) -> Vec<(usize, usize, T)> {
+    let mut out: Vec<(usize, usize, T)> = Vec::new();
+    for (at, &value) in values.iter().enumerate() {
+        match out.last_mut() {
+            Some((_, len, last)) if *last == value => *len += 1,
+            _ => out.push((at, 1, value)),
+        }
+    }
+    out
 }
 
 /// Writes `batches` of `table` as a file per object (by `sourcekey`) and partition: what the

@@ -7,8 +7,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
@@ -272,20 +271,37 @@ impl LakeWriter {
         name: &str,
         batches: &[RecordBatch],
     ) -> Result<Written, LakeError> {
+        let rows: Vec<(usize, usize)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
+            .collect();
+        self.write_rows(table, name, batches, &rows)
+    }
+
+    /// [`LakeWriter::write_records`] of the rows `rows` (`(batch, row)` in `batches`), in
+    /// that order.
+    pub fn write_rows(
+        &self,
+        table: RecordTable,
+        name: &str,
+        batches: &[RecordBatch],
+        rows: &[(usize, usize)],
+    ) -> Result<Written, LakeError> {
         let mut written = Written::default();
         let schema = table.file_schema();
-        for (partition, parts) in split(table, batches)? {
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<_, _>>()?;
+        for (partition, rows) in split(table, &batches, rows) {
             let dir = self.root.join(table.dir()).join(partition.path());
-            let rows: Vec<RecordBatch> = parts
-                .iter()
-                .map(|b| conform(b, &schema))
-                .collect::<Result<_, _>>()?;
-            let count: usize = rows.iter().map(|b| b.num_rows()).sum();
-            if self.merged_into(&dir).get(name) == Some(&(count as u64)) {
-                written.already_merged += count;
+            if self.merged_into(&dir).get(name) == Some(&(rows.len() as u64)) {
+                written.already_merged += rows.len();
                 continue;
             }
-            written += self.write_file(&dir, name, &schema, &rows)?;
+            let gathered = gather(&batches, &rows)?;
+            written += self.write_file(&dir, name, &schema, &gathered)?;
         }
         Ok(written)
     }
@@ -619,58 +635,142 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
     )?)
 }
 
-/// The rows of `batches` by partition, in their order.
+/// The rows `rows` (`(batch, row)` in `batches`) by partition, in their order.
 pub fn split(
     table: RecordTable,
     batches: &[RecordBatch],
-) -> Result<BTreeMap<Partition, Vec<RecordBatch>>, LakeError> {
+    rows: &[(usize, usize)],
+) -> BTreeMap<Partition, Vec<(usize, usize)>> {
     let [time, account, region] = table.partition_sources();
-    let mut out: BTreeMap<Partition, Vec<RecordBatch>> = BTreeMap::new();
-    for batch in batches {
-        let times = batch
-            .column_by_name(time)
-            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
-        let accounts = batch
-            .column_by_name(account)
-            .and_then(|c| c.as_string_opt::<i32>());
-        let regions = batch
-            .column_by_name(region)
-            .and_then(|c| c.as_string_opt::<i32>());
-        // Runs of one day, account and region are the rule: the last key is checked first.
-        type Key<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
-        let mut index: ahash::HashMap<Key, usize> = ahash::HashMap::default();
-        let mut rows: Vec<(Partition, Vec<u32>)> = Vec::new();
-        let mut last: Option<(Key, usize)> = None;
-        for row in 0..batch.num_rows() {
-            let t = times.and_then(|c| c.is_valid(row).then(|| c.value(row)));
-            let a = accounts.and_then(|c| c.is_valid(row).then(|| c.value(row)));
-            let r = regions.and_then(|c| c.is_valid(row).then(|| c.value(row)));
-            let key = (t.map(|t| t.div_euclid(DAY_MICROS)), a, r);
-            let at = match last {
-                Some((k, at)) if k == key => at,
-                _ => {
-                    let at = *index.entry(key).or_insert_with(|| {
-                        rows.push((Partition::of(t, a, r), Vec::new()));
-                        rows.len() - 1
-                    });
-                    last = Some((key, at));
-                    at
-                }
-            };
-            rows[at].1.push(row as u32);
-        }
-        if rows.len() == 1 {
-            if let Some((p, _)) = rows.pop() {
-                out.entry(p).or_default().push(batch.clone());
+    let columns: Vec<_> = batches
+        .iter()
+        .map(|batch| {
+            (
+                batch
+                    .column_by_name(time)
+                    .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+                batch
+                    .column_by_name(account)
+                    .and_then(|c| c.as_string_opt::<i32>()),
+                batch
+                    .column_by_name(region)
+                    .and_then(|c| c.as_string_opt::<i32>()),
+            )
+        })
+        .collect();
+    // Runs of one day, account and region are the rule: the last key is checked first.
+    type Key<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
+    let mut index: ahash::HashMap<Key, usize> = ahash::HashMap::default();
+    let mut parts: Vec<(Partition, Vec<(usize, usize)>)> = Vec::new();
+    let mut last: Option<(Key, usize)> = None;
+    for &(b, row) in rows {
+        let Some((times, accounts, regions)) = columns.get(b) else {
+            continue;
+        };
+        let t = times.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+        let a = accounts.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+        let r = regions.and_then(|c| c.is_valid(row).then(|| c.value(row)));
+        let key = (t.map(|t| t.div_euclid(DAY_MICROS)), a, r);
+        let at = match last {
+            Some((k, at)) if k == key => at,
+            _ => {
+                let at = *index.entry(key).or_insert_with(|| {
+                    parts.push((Partition::of(t, a, r), Vec::new()));
+                    parts.len() - 1
+                });
+                last = Some((key, at));
+                at
             }
+        };
+        parts[at].1.push((b, row));
+    }
+    let mut out: BTreeMap<Partition, Vec<(usize, usize)>> = BTreeMap::new();
+    for (partition, rows) in parts {
+        out.entry(partition).or_default().extend(rows);
+    }
+    out
+}
+
+/// Most rows [`gather`] copies into one batch.
+const GATHERED_ROWS: usize = 64 * 1024;
+
+/// The rows `rows` (`(batch, row)` in `batches`, conformed to one table) as batches to
+/// write: a batch whose every row is wanted, in order, as it is; the others copied together
+/// into batches of up to [`GATHERED_ROWS`] rows. Parquet's writer walks every column on
+/// each batch it is given, so a few large batches encode much faster than the many runs of
+/// a few rows that a group's objects are in.
+pub(crate) fn gather(
+    batches: &[RecordBatch],
+    rows: &[(usize, usize)],
+) -> Result<Vec<RecordBatch>, LakeError> {
+    let mut out = Vec::new();
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while at < rows.len() {
+        let (b, row) = rows[at];
+        let whole = batches.get(b).map_or(0, |batch| batch.num_rows());
+        let is_whole = row == 0
+            && whole > 0
+            && rows.len() - at >= whole
+            && rows[at + whole - 1] == (b, whole - 1)
+            && rows[at..at + whole]
+                .iter()
+                .enumerate()
+                .all(|(i, &r)| r == (b, i));
+        if is_whole {
+            interleaved(batches, &std::mem::take(&mut pending), &mut out)?;
+            out.push(batches[b].clone());
+            at += whole;
             continue;
         }
-        for (p, indices) in rows {
-            let part = take_record_batch(batch, &UInt32Array::from(indices))?;
-            out.entry(p).or_default().push(part);
+        pending.push((b, row));
+        if pending.len() == GATHERED_ROWS {
+            interleaved(batches, &std::mem::take(&mut pending), &mut out)?;
+        }
+        at += 1;
+    }
+    interleaved(batches, &pending, &mut out)?;
+    Ok(out)
+}
+
+/// Adds `rows` (`(batch, row)` in `batches`) to `out` as one batch (none when there are no
+/// rows), or as two halves and so on when their strings are too long for one (the records
+/// are the attacker's to write). A column is nullable if it is in any of the batches.
+fn interleaved(
+    batches: &[RecordBatch],
+    rows: &[(usize, usize)],
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), LakeError> {
+    use datafusion::arrow::compute::interleave;
+    use datafusion::arrow::error::ArrowError;
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let schema = first.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        let nullable = batches.iter().any(|b| b.schema().field(i).is_nullable());
+        fields.push(Arc::new(field.as_ref().clone().with_nullable(nullable)));
+        match interleave(&arrays, rows) {
+            Ok(column) => columns.push(column),
+            Err(ArrowError::OffsetOverflowError(_)) if rows.len() > 1 => {
+                let (front, back) = rows.split_at(rows.len() / 2);
+                interleaved(batches, front, out)?;
+                return interleaved(batches, back, out);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(out)
+    out.push(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?);
+    Ok(())
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -691,6 +791,50 @@ mod tests {
             })
             .collect();
         crate::lake::tests::decoded(key, &records)
+    }
+
+    #[test]
+    fn gathered_rows_are_the_rows_asked_for_in_order() {
+        let schema = RecordTable::CloudTrail.file_schema();
+        let batches = [
+            conform(&reads(5), &schema).unwrap(),
+            conform(&reads(3), &schema).unwrap(),
+        ];
+        // A run of the first batch, the whole second one in order, then the first's again.
+        let rows = [(0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (0, 0)];
+        let out = gather(&batches, &rows).unwrap();
+        let ids: Vec<String> = out
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column_by_name("eventid").unwrap().as_string::<i32>();
+                ids.iter()
+                    .map(|v| v.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, ["id-3", "id-4", "id-0", "id-1", "id-2", "id-0"]);
+        assert_eq!(
+            out.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [2, 3, 1]
+        );
+        // The whole batch is handed on as it is, not copied.
+        assert!(Arc::ptr_eq(out[1].column(0), batches[1].column(0)));
+        // Every column comes along with its rows.
+        let parameters: Vec<String> = out
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("requestparameters").unwrap();
+                let documents = column.as_string::<i32>();
+                documents
+                    .iter()
+                    .map(|v| v.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(parameters[0].contains("datasets/00000003/part-3.parquet"));
+        assert!(parameters[5].contains("datasets/00000000/part-0.parquet"));
+        // No rows, no batches.
+        assert!(gather(&batches, &[]).unwrap().is_empty());
     }
 
     /// Each leaf column of the one file under `dir`: its codec and whether it has statistics.
