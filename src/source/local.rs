@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
 use super::{classify, KeyKind, Listing, Location, LogTable, ObjectRef, SourceError};
 
 pub(super) fn list(source: &str, listing: &mut Listing) -> Result<(), SourceError> {
@@ -43,25 +41,73 @@ pub(super) fn list(source: &str, listing: &mut Listing) -> Result<(), SourceErro
 /// `.ndjson`, maybe `.gz`); other JSON there (such as `simulate`'s `labels.json`) is passed
 /// over and counted.
 fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), SourceError> {
-    let io = |source: std::io::Error| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let meta = std::fs::metadata(path).map_err(io(path))?;
     if meta.is_dir() {
-        for entry in WalkDir::new(path).follow_links(true).sort_by_file_name() {
-            let entry = entry.map_err(|e| SourceError::Io {
-                path: e.path().unwrap_or(path).to_path_buf(),
-                source: e.into(),
-            })?;
-            if entry.file_type().is_file() {
-                add_path(entry.path(), false, listing)?;
-            }
-        }
-        return Ok(());
+        let real = std::fs::canonicalize(path).map_err(io(path))?;
+        return walk(path, &mut vec![real], listing);
     }
-    let kind = classify(&path.to_string_lossy());
-    let name = path.to_string_lossy().to_ascii_lowercase();
+    add_file(path, meta.len(), named, listing);
+    Ok(())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError {
+    let path = path.to_path_buf();
+    move |source| SourceError::Io { path, source }
+}
+
+/// Walks directory `dir` (whose real path, and its ancestors' down the walk, are `within`):
+/// its entries in name order, links followed. Each file is looked at relative to its folder,
+/// not by its whole path again: a month of logs is tens of thousands of files. A link to a
+/// folder the walk is already in is a loop: an error.
+fn walk(dir: &Path, within: &mut Vec<PathBuf>, listing: &mut Listing) -> Result<(), SourceError> {
+    let mut entries = std::fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+        .map_err(io(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io(&path))?;
+        let (real, meta) = if kind.is_symlink() {
+            let meta = std::fs::metadata(&path).map_err(io(&path))?;
+            let real = match meta.is_dir() {
+                true => Some(std::fs::canonicalize(&path).map_err(io(&path))?),
+                false => None,
+            };
+            (real, meta)
+        } else if kind.is_dir() {
+            let parent = within.last().cloned().unwrap_or_default();
+            (
+                Some(parent.join(entry.file_name())),
+                entry.metadata().map_err(io(&path))?,
+            )
+        } else {
+            (None, entry.metadata().map_err(io(&path))?)
+        };
+        if let Some(real) = real {
+            if within.iter().any(|up| up.starts_with(&real)) {
+                return Err(SourceError::Io {
+                    path,
+                    source: std::io::Error::other(
+                        "a link to a folder this one is in: the folders loop",
+                    ),
+                });
+            }
+            within.push(real);
+            let walked = walk(&path, within, listing);
+            within.pop();
+            walked?;
+        } else if meta.is_file() {
+            add_file(&path, meta.len(), false, listing);
+        }
+    }
+    Ok(())
+}
+
+/// Adds the file at `path`, of `size` bytes, found in a walk or `named` by the user.
+fn add_file(path: &Path, size: u64, named: bool, listing: &mut Listing) {
+    let text = path.to_string_lossy();
+    let kind = classify(&text);
+    let name = text.to_ascii_lowercase();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
     let lines_export = stem.ends_with(".jsonl") || stem.ends_with(".ndjson");
     // Found in a folder, a JSON file is read only as a JSON Lines export; named by the user,
@@ -73,11 +119,10 @@ fn add_path(path: &Path, named: bool, listing: &mut Listing) -> Result<(), Sourc
     };
     let object = ObjectRef {
         location: Location::File(path.to_path_buf()),
-        size: meta.len(),
+        size,
         kind,
     };
     listing.add(object, table);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -142,5 +187,39 @@ mod tests {
             &mut Listing::default(),
         );
         assert!(matches!(nomatch, Err(SourceError::NoMatch { .. })));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_and_loops_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("elsewhere/2024/01/01");
+        std::fs::create_dir_all(&logs).unwrap();
+        let file = "1_CloudTrail_us-east-1_20240101T0000Z_a.json.gz";
+        std::fs::write(logs.join(file), b"x").unwrap();
+        let walked = dir.path().join("walked");
+        std::fs::create_dir_all(&walked).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), walked.join("linked")).unwrap();
+        std::os::unix::fs::symlink(logs.join(file), walked.join("one.jsonl.gz")).unwrap();
+
+        let mut listing = Listing::default();
+        list(walked.to_str().unwrap(), &mut listing).unwrap();
+        let keys: Vec<String> = listing.objects.iter().map(|o| o.key()).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(
+            keys[0].ends_with("linked/2024/01/01/1_CloudTrail_us-east-1_20240101T0000Z_a.json.gz")
+        );
+        assert!(listing.objects.iter().all(|o| o.size == 1));
+
+        // A link back up to a folder the walk is in.
+        std::os::unix::fs::symlink(&walked, logs.join("up")).unwrap();
+        let looped = list(walked.to_str().unwrap(), &mut Listing::default());
+        match looped {
+            Err(SourceError::Io { path, source }) => {
+                assert!(path.ends_with("up"), "{}", path.display());
+                assert!(source.to_string().contains("loop"));
+            }
+            other => panic!("expected a loop error, got {other:?}"),
+        }
     }
 }
