@@ -23,9 +23,10 @@ use std::collections::BTreeMap;
 
 // State lookups are the hot path of statistical detections: a fast hasher, not SipHash.
 use ahash::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, AsArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -204,8 +205,12 @@ fn text_column(batch: &RecordBatch, name: &str) -> Option<StringArray> {
     Some(column.as_string::<i32>().clone())
 }
 
+/// The state's names of the source keys of dictionaries already seen in a chunk, by their
+/// values array: a chunk's batches, and every detector's rows of them, share one.
+type NamesSeen = Vec<(ArrayRef, StringArray)>;
+
 impl ObservedBatch {
-    fn new(batch: RecordBatch) -> Option<Self> {
+    fn new(batch: RecordBatch, seen: &mut NamesSeen) -> Option<Self> {
         let ids = text_column(&batch, "eventid")?;
         let times = batch
             .column_by_name("eventtime")?
@@ -217,12 +222,20 @@ impl ObservedBatch {
             // points into its values.
             Some(keys) if keys.as_any_dictionary_opt().is_some() => {
                 let dict = keys.as_any_dictionary();
-                let values = cast(dict.values(), &DataType::Utf8).ok()?;
+                let names = match seen.iter().find(|(v, _)| Arc::ptr_eq(v, dict.values())) {
+                    Some((_, names)) => names.clone(),
+                    None => {
+                        let values = cast(dict.values(), &DataType::Utf8).ok()?;
+                        let names = object_names(values.as_string::<i32>());
+                        seen.push((dict.values().clone(), names.clone()));
+                        names
+                    }
+                };
                 let index = dict.normalized_keys();
                 let objects = (0..batch.num_rows())
                     .map(|row| keys.is_valid(row).then(|| index[row] as u32))
                     .collect();
-                (objects, Some(object_names(values.as_string::<i32>())))
+                (objects, Some(names))
             }
             Some(_) => {
                 let keys = text_column(&batch, SOURCE_KEY_COLUMN)?;
@@ -842,13 +855,14 @@ impl Stats {
     ) -> Vec<ObservedBatch> {
         all.clear();
         let mut batches: Vec<ObservedBatch> = Vec::new();
+        let mut names = NamesSeen::new();
         for (rule, returned) in observations.into_iter().enumerate() {
             let Some(r) = self.rules.get(rule) else { break };
             if !r.enabled || matches!(r.stateful, None | Some(Stateful::Sequence(_))) {
                 continue;
             }
             for batch in returned {
-                let Some(c) = ObservedBatch::new(batch) else {
+                let Some(c) = ObservedBatch::new(batch, &mut names) else {
                     continue;
                 };
                 let b = batches.len();
