@@ -288,7 +288,10 @@ impl ReplayGroups {
 
     /// Records of the objects being read, in batches with a `sourcekey` column. A group
     /// holds the batches its rows are in and which rows are its own; the rows are copied
-    /// once, into the batches its files are written from.
+    /// once, into the batches its files are written from. A batch stays in memory until the
+    /// last group with rows in it is written; a group's objects are about a day of reading
+    /// (one folder's delivery day), so that is about the batches of the day being read, and
+    /// what waits is counted as each group's share of its batches' bytes.
     pub fn add(&mut self, batches: &[RecordBatch]) -> Result<(), LakeError> {
         for batch in batches {
             let seq = self.batches_added;

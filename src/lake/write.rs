@@ -290,11 +290,14 @@ impl LakeWriter {
     ) -> Result<Written, LakeError> {
         let mut written = Written::default();
         let schema = table.file_schema();
+        // Split by the records' own columns, before the file's schema leaves out those that
+        // partitions stand for.
+        let partitions = split(table, batches, rows);
         let batches: Vec<RecordBatch> = batches
             .iter()
             .map(|b| conform(b, &schema))
             .collect::<Result<_, _>>()?;
-        for (partition, rows) in split(table, &batches, rows) {
+        for (partition, rows) in partitions {
             let dir = self.root.join(table.dir()).join(partition.path());
             if self.merged_into(&dir).get(name) == Some(&(rows.len() as u64)) {
                 written.already_merged += rows.len();
@@ -791,6 +794,46 @@ mod tests {
             })
             .collect();
         crate::lake::tests::decoded(key, &records)
+    }
+
+    #[test]
+    fn invocations_are_partitioned_by_their_own_region() {
+        let line = |region: &str, request: &str| {
+            format!(
+                r#"{{"schemaType":"ModelInvocationLog","schemaVersion":"1.0","timestamp":"2024-05-01T10:00:00Z","accountId":"111122223333","identity":{{"arn":"arn:aws:sts::111122223333:assumed-role/App/i-1"}},"region":"{region}","requestId":"{request}","operation":"Converse","modelId":"anthropic.claude-3-haiku-20240307-v1:0"}}"#
+            )
+        };
+        let body = [
+            line("us-east-1", "r1"),
+            line("eu-west-1", "r2"),
+            line("us-east-1", "r3"),
+        ]
+        .join("\n");
+        let key =
+            "AWSLogs/111122223333/BedrockModelInvocationLogs/us-east-1/2024/05/01/10/a.json.gz";
+        let batch = crate::decode::bedrock::decode(key, body.as_bytes(), 1 << 20)
+            .batch
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LakeWriter::new(dir.path()).unwrap();
+        let written = writer
+            .write_records(RecordTable::Invocations, "inv-test", &[batch])
+            .unwrap();
+        assert_eq!((written.files, written.rows), (2, 3));
+        let table = dir.path().join(super::super::INVOCATIONS_DIR);
+        for (region, rows) in [("us-east-1", 2), ("eu-west-1", 1)] {
+            let file = table
+                .join(format!(
+                    "date=2024-05-01/account=111122223333/region={region}"
+                ))
+                .join("inv-test.parquet");
+            let reader = SerializedFileReader::new(File::open(&file).unwrap()).unwrap();
+            assert_eq!(
+                reader.metadata().file_metadata().num_rows(),
+                rows,
+                "{region}"
+            );
+        }
     }
 
     #[test]
