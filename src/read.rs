@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -238,8 +238,12 @@ pub struct ReadQueue {
     next: AtomicUsize,
     /// Decompressed body bytes of the objects taken since the chunk started.
     chunk_body_bytes: AtomicUsize,
-    /// Decompressed body bytes of every object taken.
+    /// Decompressed body bytes of every object read, and their stored bytes.
     body_bytes: AtomicUsize,
+    stored_read: AtomicU64,
+    /// Stored bytes of every object, and of those taken so far.
+    stored_total: u64,
+    stored_taken: AtomicU64,
     options: DecodeOptions,
     report: Mutex<ReadReport>,
     progress: Option<ProgressBar>,
@@ -249,10 +253,13 @@ pub struct ReadQueue {
 impl ReadQueue {
     pub fn new(objects: Vec<ObjectRef>, options: DecodeOptions) -> Self {
         Self {
-            objects,
             next: AtomicUsize::new(0),
             chunk_body_bytes: AtomicUsize::new(0),
             body_bytes: AtomicUsize::new(0),
+            stored_read: AtomicU64::new(0),
+            stored_total: objects.iter().map(|o| o.size).sum(),
+            stored_taken: AtomicU64::new(0),
+            objects,
             options,
             report: Mutex::new(ReadReport::default()),
             progress: None,
@@ -298,6 +305,7 @@ impl ReadQueue {
             let Some(object) = self.objects.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
+            self.stored_taken.fetch_add(object.size, Ordering::Relaxed);
             let key = object.key();
             let stored = budget.reserve_fetch_blocking(object.size.min(limit as u64) as usize);
             let decoded = match object.fetch(limit) {
@@ -315,6 +323,7 @@ impl ReadQueue {
                 .fetch_add(decoded.body_bytes, Ordering::Relaxed);
             self.body_bytes
                 .fetch_add(decoded.body_bytes, Ordering::Relaxed);
+            self.stored_read.fetch_add(object.size, Ordering::Relaxed);
             crate::sync::lock(&self.report).add_object(&key, &decoded);
             if let Some(bar) = &self.progress {
                 bar.inc(1);
@@ -356,18 +365,16 @@ impl ReadQueue {
     /// The decompressed size to cut the next chunk at, for chunks of `chunk_bytes`: full
     /// chunks until about two are left, then smaller ones (see [`tapered`]). What is left is
     /// estimated from the stored size of the objects not taken yet, at the ratio of body to
-    /// stored bytes of those taken.
+    /// stored bytes of those read.
     pub fn next_chunk_bytes(&self, chunk_bytes: usize) -> usize {
-        let taken = self.taken();
-        let stored = |objects: &[ObjectRef]| objects.iter().map(|o| o.size).sum::<u64>();
-        let (read, left) = (
-            stored(&self.objects[..taken]),
-            stored(&self.objects[taken..]),
-        );
+        let read = self.stored_read.load(Ordering::Relaxed);
         let body = self.body_bytes.load(Ordering::Relaxed) as u64;
         if read == 0 || body == 0 {
             return chunk_bytes;
         }
+        let left = self
+            .stored_total
+            .saturating_sub(self.stored_taken.load(Ordering::Relaxed));
         let left = (left as f64 * body as f64 / read as f64).min(usize::MAX as f64) as usize;
         tapered(chunk_bytes, left)
     }

@@ -66,24 +66,24 @@ fn walk(dir: &Path, within: &mut Vec<PathBuf>, listing: &mut Listing) -> Result<
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let kind = entry.file_type().map_err(io(&path))?;
-        let (real, meta) = if kind.is_symlink() {
-            let meta = std::fs::metadata(&path).map_err(io(&path))?;
-            let real = match meta.is_dir() {
-                true => Some(std::fs::canonicalize(&path).map_err(io(&path))?),
-                false => None,
-            };
-            (real, meta)
-        } else if kind.is_dir() {
-            let parent = within.last().cloned().unwrap_or_default();
-            (
-                Some(parent.join(entry.file_name())),
-                entry.metadata().map_err(io(&path))?,
-            )
-        } else {
-            (None, entry.metadata().map_err(io(&path))?)
+        let linked = entry.file_type().map_err(io(&path))?.is_symlink();
+        // A link is taken for what it points at; anything else is looked at only as needed.
+        let (kind, size) = match linked {
+            true => {
+                let target = std::fs::metadata(&path).map_err(io(&path))?;
+                (target.file_type(), Some(target.len()))
+            }
+            false => (entry.file_type().map_err(io(&path))?, None),
         };
-        if let Some(real) = real {
+        if kind.is_dir() {
+            let real = match linked {
+                true => std::fs::canonicalize(&path).map_err(io(&path))?,
+                false => within
+                    .last()
+                    .cloned()
+                    .unwrap_or_default()
+                    .join(entry.file_name()),
+            };
             if within.iter().any(|up| up.starts_with(&real)) {
                 return Err(SourceError::Io {
                     path,
@@ -96,8 +96,12 @@ fn walk(dir: &Path, within: &mut Vec<PathBuf>, listing: &mut Listing) -> Result<
             let walked = walk(&path, within, listing);
             within.pop();
             walked?;
-        } else if meta.is_file() {
-            add_file(&path, meta.len(), false, listing);
+        } else if kind.is_file() {
+            let size = match size {
+                Some(size) => size,
+                None => entry.metadata().map_err(io(&path))?.len(),
+            };
+            add_file(&path, size, false, listing);
         }
     }
     Ok(())
