@@ -32,19 +32,22 @@ pub enum LakeCommand {
     /// Merge each partition's small files into files of a target size, dropping duplicate
     /// records (by eventid; requestid for Bedrock).
     ///
-    /// A partition is swapped whole: a query sees its files before or after the merge, never
-    /// both. Safe while `replay --lake` writes: files written during the merge are kept.
+    /// A local partition is swapped whole: a query sees its files before or after the merge,
+    /// never both. In S3 (no rename) the merged files are put first and the small files then
+    /// deleted: for that moment a query may count a record twice. Safe while `replay --lake`
+    /// or `run --lake` writes: files written during the merge are kept.
     ///
-    /// Example:
+    /// Examples:
     ///
     ///   trailhound lake compact ./lake --since 2026-10-01 --until 2026-10-31
+    ///   trailhound lake compact s3://my-lake/trailhound --since 2026-10-01
     #[command(verbatim_doc_comment)]
     Compact(CompactArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// The lake (a local directory: S3 has no atomic rename to swap a partition with).
+    /// The lake: a directory or s3://BUCKET/PREFIX.
     #[arg(value_name = "LAKE")]
     pub lake: lake::Location,
 
@@ -119,12 +122,13 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
         since: args.since,
         until: args.until,
     };
-    let dir = args.lake.local(
-        "S3 has no atomic rename to swap a partition's files with; merge a local copy \
-         (aws s3 sync) and copy it back",
-    )?;
-    let done = lake::compact::compact(dir, &options)
-        .with_context(|| format!("lake compact {}", dir.display()))?;
+    let done = match &args.lake {
+        lake::Location::Local(dir) => lake::compact::compact(dir, &options),
+        lake::Location::S3(url) => {
+            lake::s3::S3Lake::connect(url).and_then(|s3| lake::compact::compact_s3(&s3, &options))
+        }
+    }
+    .with_context(|| format!("lake compact {}", args.lake))?;
     eprintln!(
         "merged {} files into {} in {} partitions: {} records, {} duplicates dropped, {:.1} s",
         done.files_in,

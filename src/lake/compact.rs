@@ -28,12 +28,14 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 
 use super::group::is_data_file;
+use super::s3::{Listed, S3Lake};
 use super::write::{
-    file_merged_groups, properties, Merged, RecordTable, MERGED_GROUPS_KEY, MERGED_PREFIX,
-    STAGING_DIR,
+    file_merged_groups, merged_groups_in, properties, Merged, RecordTable, MERGED_GROUPS_KEY,
+    MERGED_PREFIX, STAGING_DIR,
 };
 use super::{stable_name, LakeError};
 use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::reader::ChunkReader;
 
 /// What `compact` does.
 #[derive(Debug, Clone)]
@@ -231,7 +233,7 @@ pub fn compact_partition(
             rows += file_rows(path)?;
         }
         let mut out = MergedFiles::new(
-            &staging,
+            MergedInto::Dir(staging.clone()),
             &base,
             schema,
             options.target_bytes,
@@ -270,6 +272,205 @@ pub fn compact_partition(
     Ok(done)
 }
 
+/// Merges the small files of every partition of an S3 lake's record tables in the date range.
+///
+/// S3 has no rename: a partition cannot be swapped whole. Each partition's merged files are
+/// put first, then its merged small files deleted, one request each; between the two a
+/// reader listing the partition sees records twice (for as long as the deletes take), and
+/// after a crash there they stay twice until the next `compact` (which drops them: the small
+/// files' ids are in the merged files). A small file written again while the merge ran
+/// (another version than the one listed) is not deleted: its records are merged the next
+/// time. Memory holds one small file, the merged file being made (up to the target size)
+/// and the partition's ids.
+pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, LakeError> {
+    let mut done = Compacted::default();
+    for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
+        let mut partitions: std::collections::BTreeMap<String, Vec<Listed>> = Default::default();
+        for object in lake.list(table.dir())? {
+            let Some((dir, name)) = object.relative.rsplit_once('/') else {
+                continue;
+            };
+            if !is_data_file(Path::new(name)) {
+                continue;
+            }
+            let parts: Vec<&str> = dir.split('/').collect();
+            let [_, date, account, region] = parts[..] else {
+                continue;
+            };
+            let Some(day) = date.strip_prefix("date=") else {
+                continue;
+            };
+            if !account.starts_with("account=")
+                || !region.starts_with("region=")
+                || options.since.as_deref().is_some_and(|s| day < s)
+                || options.until.as_deref().is_some_and(|u| day > u)
+            {
+                continue;
+            }
+            partitions.entry(dir.to_string()).or_default().push(object);
+        }
+        for (dir, files) in partitions {
+            let one = compact_s3_partition(lake, &dir, files, table, options)?;
+            if one.files_in > 0 {
+                done.partitions += 1;
+            }
+            done.files_in += one.files_in;
+            done.files_out += one.files_out;
+            done.rows_in += one.rows_in;
+            done.rows_out += one.rows_out;
+            done.duplicates += one.duplicates;
+            done.unreadable += one.unreadable;
+        }
+    }
+    Ok(done)
+}
+
+/// Bytes read from the end of a file for its footer, at first.
+const FOOTER_GUESS: u64 = 64 * 1024;
+
+/// The footer of `file` in `lake`: its metadata, read from the object's end.
+fn s3_footer(
+    lake: &S3Lake,
+    file: &Listed,
+) -> Result<datafusion::parquet::file::metadata::ParquetMetaData, LakeError> {
+    use datafusion::parquet::errors::ParquetError;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    let path = Path::new(&file.relative);
+    let mut want = FOOTER_GUESS.min(file.size);
+    for _ in 0..2 {
+        let tail = lake.get_tail(&file.relative, file.size, want)?;
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(&tail, file.size) {
+            Ok(()) => return reader.finish().map_err(parquet_error(path)),
+            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
+                want = (needed as u64).min(file.size);
+            }
+            Err(e) => return Err(parquet_error(path)(e)),
+        }
+    }
+    Err(parquet_error(path)(ParquetError::General(
+        "the footer is longer than it says".into(),
+    )))
+}
+
+/// Merges one partition of a lake in S3 (`dir`, its path under the lake; `files`, its data
+/// files as listed).
+fn compact_s3_partition(
+    lake: &S3Lake,
+    dir: &str,
+    files: Vec<Listed>,
+    table: RecordTable,
+    options: &CompactOptions,
+) -> Result<Compacted, LakeError> {
+    let mut done = Compacted::default();
+    let (inputs, kept): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|f| f.size < options.target_bytes / 2);
+    if inputs.len() < 2 {
+        return Ok(done);
+    }
+    let name_of = |f: &Listed| {
+        f.relative
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let stem_of = |f: &Listed| {
+        name_of(f)
+            .strip_suffix(super::EXTENSION)
+            .map(String::from)
+            .unwrap_or_else(|| name_of(f))
+    };
+    let id = id_column(table);
+    let result = (|| {
+        let mut seen: HashSet<String> = HashSet::new();
+        for file in &kept {
+            let data = lake.get(&file.relative)?;
+            if let Err(e) = ids_into(data, Path::new(&file.relative), id, &mut seen) {
+                tracing::warn!("lake compact: {e}");
+            }
+        }
+        let names: Vec<String> = inputs.iter().map(name_of).collect();
+        let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
+        let mut groups = Merged::new();
+        let mut rows = 0u64;
+        let mut group_rows = Vec::new();
+        for file in &inputs {
+            let footer = s3_footer(lake, file)?;
+            let n = footer.file_metadata().num_rows().max(0) as u64;
+            rows += n;
+            if stem_of(file).starts_with(MERGED_PREFIX) {
+                groups.extend(merged_groups_in(footer.file_metadata()));
+            } else {
+                group_rows.push((stem_of(file), n));
+            }
+        }
+        groups.extend(group_rows);
+        let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let mut out = MergedFiles::new(
+            MergedInto::S3 {
+                lake,
+                dir: dir.to_string(),
+            },
+            &base,
+            table.file_schema(),
+            options.target_bytes,
+            groups,
+            rows as usize,
+        );
+        for file in &inputs {
+            let data = lake.get(&file.relative)?;
+            merge_records(
+                data,
+                Path::new(&file.relative),
+                id,
+                &mut seen,
+                &mut out,
+                &mut done,
+            )?;
+        }
+        done.files_out = out.finish()?;
+        done.files_in = inputs.len();
+        Ok::<_, LakeError>(out_names(&base, done.files_out))
+    })();
+    let written = match result {
+        Ok(written) => written,
+        Err(e) => {
+            // Merged files put before the failure are named after exactly these inputs: put
+            // again the next time, they replace these.
+            tracing::warn!("lake compact: s3 {dir} left as it was: {e}");
+            return Ok(Compacted {
+                unreadable: 1,
+                ..Compacted::default()
+            });
+        }
+    };
+    for file in &inputs {
+        if written.contains(&name_of(file)) {
+            // Merged again under the same name (the same inputs as a merge that stopped
+            // short): it is the new file now.
+            continue;
+        }
+        match lake.head(&file.relative)? {
+            Some(now) if now.version == file.version => lake.delete(&file.relative)?,
+            Some(_) => tracing::info!(
+                "lake compact: {} was written again during the merge; kept for the next one",
+                file.relative
+            ),
+            None => {}
+        }
+    }
+    Ok(done)
+}
+
+/// Names of the `n` merged files of `base`.
+fn out_names(base: &str, n: usize) -> HashSet<String> {
+    (0..n)
+        .map(|i| format!("{base}-{i}{}", super::EXTENSION))
+        .collect()
+}
+
 /// A file's size and modification time.
 fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
     let meta = std::fs::metadata(path).ok()?;
@@ -287,7 +488,17 @@ fn file_rows(path: &Path) -> Result<u64, LakeError> {
 /// Adds the ids in `path`'s `column` to `seen`.
 fn read_ids(path: &Path, column: &str, seen: &mut HashSet<String>) -> Result<(), LakeError> {
     let file = File::open(path).map_err(io(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
+    ids_into(file, path, column, seen)
+}
+
+/// Adds the ids in `column` of the Parquet file `data` (known as `path`) to `seen`.
+fn ids_into<R: ChunkReader + 'static>(
+    data: R,
+    path: &Path,
+    column: &str,
+    seen: &mut HashSet<String>,
+) -> Result<(), LakeError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error(path))?;
     let Some(index) = builder
         .schema()
         .fields()
@@ -319,7 +530,19 @@ fn merge_file(
     done: &mut Compacted,
 ) -> Result<(), LakeError> {
     let file = File::open(path).map_err(io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    merge_records(file, path, column, seen, out, done)
+}
+
+/// [`merge_file`] of the Parquet file `data`, known as `path`.
+fn merge_records<R: ChunkReader + 'static>(
+    data: R,
+    path: &Path,
+    column: &str,
+    seen: &mut HashSet<String>,
+    out: &mut MergedFiles,
+    done: &mut Compacted,
+) -> Result<(), LakeError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
         .map_err(parquet_error(path))?
         .with_batch_size(8192)
         .build()
@@ -348,13 +571,28 @@ fn merge_file(
     Ok(())
 }
 
-/// Merged files of about a target size each, written one after another into a directory.
-struct MergedFiles {
-    dir: PathBuf,
+/// Where merged files go.
+enum MergedInto<'a> {
+    /// A local directory, each file synced before it is closed.
+    Dir(PathBuf),
+    /// A partition of a lake in S3 (its path under the lake): each file made in memory, then
+    /// put whole.
+    S3 { lake: &'a S3Lake, dir: String },
+}
+
+/// The merged file being written.
+enum Open {
+    File(PathBuf, ArrowWriter<BufWriter<File>>),
+    Memory(String, ArrowWriter<Vec<u8>>),
+}
+
+/// Merged files of about a target size each, written one after another.
+struct MergedFiles<'a> {
+    into: MergedInto<'a>,
     base: String,
     schema: SchemaRef,
     target: u64,
-    current: Option<(PathBuf, ArrowWriter<BufWriter<File>>)>,
+    current: Option<Open>,
     files: usize,
     /// JSON of the group files merged.
     groups: String,
@@ -362,9 +600,9 @@ struct MergedFiles {
     rows: usize,
 }
 
-impl MergedFiles {
+impl<'a> MergedFiles<'a> {
     fn new(
-        dir: &Path,
+        into: MergedInto<'a>,
         base: &str,
         schema: SchemaRef,
         target: u64,
@@ -373,7 +611,7 @@ impl MergedFiles {
     ) -> Self {
         Self {
             rows,
-            dir: dir.to_path_buf(),
+            into,
             base: base.to_string(),
             schema,
             target,
@@ -389,41 +627,70 @@ impl MergedFiles {
         }
         let batch = super::write::conform(batch, &self.schema)?;
         if self.current.is_none() {
-            let path = self
-                .dir
-                .join(format!("{}-{}{}", self.base, self.files, super::EXTENSION));
-            let file = File::create(&path).map_err(io(&path))?;
-            let writer = ArrowWriter::try_new(
-                BufWriter::with_capacity(1 << 20, file),
-                self.schema.clone(),
-                Some(properties(&self.schema, self.rows, None)),
-            )
-            .map_err(parquet_error(&path))?;
-            self.current = Some((path, writer));
+            let name = format!("{}-{}{}", self.base, self.files, super::EXTENSION);
+            let properties = Some(properties(&self.schema, self.rows, None));
+            self.current = Some(match &self.into {
+                MergedInto::Dir(dir) => {
+                    let path = dir.join(name);
+                    let file = File::create(&path).map_err(io(&path))?;
+                    let writer = ArrowWriter::try_new(
+                        BufWriter::with_capacity(1 << 20, file),
+                        self.schema.clone(),
+                        properties,
+                    )
+                    .map_err(parquet_error(&path))?;
+                    Open::File(path, writer)
+                }
+                MergedInto::S3 { dir, .. } => {
+                    let relative = format!("{dir}/{name}");
+                    let writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), properties)
+                        .map_err(parquet_error(Path::new(&relative)))?;
+                    Open::Memory(relative, writer)
+                }
+            });
             self.files += 1;
         }
-        if let Some((path, writer)) = &mut self.current {
-            writer.write(&batch).map_err(parquet_error(path))?;
-            let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
-            if size >= self.target {
-                self.close()?;
+        let size = match &mut self.current {
+            Some(Open::File(path, writer)) => {
+                writer.write(&batch).map_err(parquet_error(path))?;
+                writer.bytes_written() + writer.in_progress_size()
             }
+            Some(Open::Memory(relative, writer)) => {
+                writer
+                    .write(&batch)
+                    .map_err(parquet_error(Path::new(relative)))?;
+                writer.bytes_written() + writer.in_progress_size()
+            }
+            None => 0,
+        };
+        if size as u64 >= self.target {
+            self.close()?;
         }
         Ok(())
     }
 
     fn close(&mut self) -> Result<(), LakeError> {
-        if let Some((path, mut writer)) = self.current.take() {
-            writer.append_key_value_metadata(KeyValue::new(
-                MERGED_GROUPS_KEY.to_string(),
-                self.groups.clone(),
-            ));
-            let file = writer.into_inner().map_err(parquet_error(&path))?;
-            let file = file.into_inner().map_err(|e| LakeError::Io {
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(io(&path))?;
+        let groups = KeyValue::new(MERGED_GROUPS_KEY.to_string(), self.groups.clone());
+        match self.current.take() {
+            Some(Open::File(path, mut writer)) => {
+                writer.append_key_value_metadata(groups);
+                let file = writer.into_inner().map_err(parquet_error(&path))?;
+                let file = file.into_inner().map_err(|e| LakeError::Io {
+                    path: path.clone(),
+                    source: e.into_error(),
+                })?;
+                file.sync_all().map_err(io(&path))?;
+            }
+            Some(Open::Memory(relative, mut writer)) => {
+                writer.append_key_value_metadata(groups);
+                let bytes = writer
+                    .into_inner()
+                    .map_err(parquet_error(Path::new(&relative)))?;
+                if let MergedInto::S3 { lake, .. } = &self.into {
+                    lake.put(&relative, bytes)?;
+                }
+            }
+            None => {}
         }
         Ok(())
     }

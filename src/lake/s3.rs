@@ -17,6 +17,23 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::LakeError;
 
+/// An object of a lake in S3, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its path under the lake (`/`-separated).
+    pub relative: String,
+    pub size: u64,
+    /// Its entity tag and time of writing: an object written again has other ones.
+    pub version: (Option<String>, i64),
+}
+
+fn version_of(meta: &object_store::ObjectMeta) -> (Option<String>, i64) {
+    (
+        meta.e_tag.clone(),
+        meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+    )
+}
+
 /// A lake in an S3 bucket, under a prefix.
 #[derive(Debug)]
 pub struct S3Lake {
@@ -120,22 +137,122 @@ impl S3Lake {
     pub fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         let key = self.key(relative);
         let store = self.store.clone();
-        let (done, result) = std::sync::mpsc::channel();
         let target = key.clone();
+        self.block(&key, async move {
+            store
+                .put(&target, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+        })
+    }
+
+    /// Runs `work` (a request about `key`) on the lake's runtime and waits for it.
+    fn block<T: Send + 'static>(
+        &self,
+        key: &ObjectPath,
+        work: impl std::future::Future<Output = object_store::Result<T>> + Send + 'static,
+    ) -> Result<T, LakeError> {
+        let (done, result) = std::sync::mpsc::channel();
         self.runtime()?.spawn(async move {
-            let _ = done.send(store.put(&target, PutPayload::from(bytes)).await);
+            let _ = done.send(work.await);
         });
         match result.recv() {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => Err(LakeError::S3 {
                 url: format!("s3://{}/{key}", self.bucket),
                 source,
             }),
             Err(_) => Err(LakeError::BadLocation(format!(
-                "s3://{}/{key}: the upload was dropped",
+                "s3://{}/{key}: the request was dropped",
                 self.bucket
             ))),
         }
+    }
+
+    /// `key`'s path under the lake (`/`-separated), or `None` for a key outside it.
+    fn relative_of(&self, key: &ObjectPath) -> Option<String> {
+        let key = key.as_ref();
+        if self.prefix.is_empty() {
+            return Some(key.to_string());
+        }
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')
+            .map(String::from)
+    }
+
+    /// Every object under `relative` (a directory of the lake), at any depth.
+    pub fn list(&self, relative: &str) -> Result<Vec<Listed>, LakeError> {
+        use futures::TryStreamExt;
+        let prefix = self.key(relative);
+        let store = self.store.clone();
+        let listing = prefix.clone();
+        let objects: Vec<object_store::ObjectMeta> = self.block(&prefix, async move {
+            store.list(Some(&listing)).try_collect().await
+        })?;
+        let mut listed: Vec<Listed> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                Some(Listed {
+                    relative: self.relative_of(&meta.location)?,
+                    size: meta.size,
+                    version: version_of(&meta),
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(listed)
+    }
+
+    /// The object at `relative`, whole.
+    pub fn get(&self, relative: &str) -> Result<bytes::Bytes, LakeError> {
+        let key = self.key(relative);
+        let store = self.store.clone();
+        let target = key.clone();
+        self.block(&key, async move { store.get(&target).await?.bytes().await })
+    }
+
+    /// The last `n` bytes of the object at `relative`, `size` bytes long.
+    pub fn get_tail(&self, relative: &str, size: u64, n: u64) -> Result<bytes::Bytes, LakeError> {
+        let key = self.key(relative);
+        let store = self.store.clone();
+        let target = key.clone();
+        let start = size.saturating_sub(n);
+        self.block(
+            &key,
+            async move { store.get_range(&target, start..size).await },
+        )
+    }
+
+    /// The object at `relative` as it is now, or `None` when there is none.
+    pub fn head(&self, relative: &str) -> Result<Option<Listed>, LakeError> {
+        let key = self.key(relative);
+        let store = self.store.clone();
+        let target = key.clone();
+        let found = self.block(&key, async move {
+            match store.head(&target).await {
+                Ok(meta) => Ok(Some(meta)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok(found.map(|meta| Listed {
+            relative: relative.to_string(),
+            size: meta.size,
+            version: version_of(&meta),
+        }))
+    }
+
+    /// Deletes the object at `relative` (none there is no error).
+    pub fn delete(&self, relative: &str) -> Result<(), LakeError> {
+        let key = self.key(relative);
+        let store = self.store.clone();
+        let target = key.clone();
+        self.block(&key, async move {
+            match store.delete(&target).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        })
     }
 
     /// Whether anything is stored under `relative` (a directory of the lake).

@@ -133,9 +133,12 @@ pub fn file_merged_groups(path: &Path) -> Merged {
     let Ok(reader) = SerializedFileReader::new(file) else {
         return Merged::new();
     };
-    reader
-        .metadata()
-        .file_metadata()
+    merged_groups_in(reader.metadata().file_metadata())
+}
+
+/// The groups a merged file names, from its metadata.
+pub fn merged_groups_in(metadata: &datafusion::parquet::file::metadata::FileMetaData) -> Merged {
+    metadata
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|k| k.key == MERGED_GROUPS_KEY))
         .and_then(|k| k.value.as_deref())

@@ -638,8 +638,90 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
         common::text(&out.stderr)
     );
 
+    // The daemon's lake, a file per log object, merged in S3: a record held twice (one
+    // file put again under another name) is dropped, nothing else is, and the partitions
+    // hold fewer files. Merging again changes nothing.
+    let keys = |prefix: &str| -> Vec<String> {
+        let listed = aws
+            .runtime
+            .block_on(
+                aws.s3
+                    .list_objects_v2()
+                    .bucket("lake")
+                    .prefix(prefix)
+                    .send(),
+            )
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(String::from))
+            .collect()
+    };
+    let before = keys("daemon/cloudtrail/");
+    let copied = before.first().unwrap().clone();
+    let body = aws
+        .runtime
+        .block_on(async {
+            let got = aws
+                .s3
+                .get_object()
+                .bucket("lake")
+                .key(&copied)
+                .send()
+                .await?;
+            Ok::<_, Box<dyn std::error::Error>>(got.body.collect().await?.into_bytes().to_vec())
+        })
+        .unwrap();
+    let (folder, _) = copied.rsplit_once('/').unwrap();
+    aws.put("lake", &format!("{folder}/again.parquet"), body);
+    assert_ne!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
+    for _ in 0..2 {
+        let out = run(&["lake", "compact", "s3://lake/daemon"]);
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        assert_eq!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
+    }
+    let after = keys("daemon/cloudtrail/");
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert!(after
+        .iter()
+        .any(|k| k.rsplit('/').next().unwrap().starts_with("c-")));
+    assert!(
+        !after.iter().any(|k| k.ends_with("/again.parquet")),
+        "{after:?}"
+    );
+    // A partition with an object that is not Parquet is left as it was, and said so; the
+    // others are merged.
+    let replayed = keys("replay/cloudtrail/");
+    let first = replayed
+        .iter()
+        .find(|k| !k.ends_with("/fake.parquet"))
+        .unwrap();
+    let (folder, _) = first.rsplit_once('/').unwrap();
+    aws.put(
+        "lake",
+        &format!("{folder}/not-parquet.parquet"),
+        b"PAR1 nor this PAR1".to_vec(),
+    );
+    let out = run(&[
+        "lake",
+        "compact",
+        "s3://lake/replay",
+        "--target-size",
+        "1GiB",
+    ]);
+    let stderr = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not-parquet.parquet"), "{stderr}");
+    assert!(keys(&format!("{folder}/")).contains(first), "{stderr}");
+    assert_eq!(
+        hunt(&["--lake", "s3://lake/replay", count]),
+        raw,
+        "{stderr}"
+    );
+
     // What needs a local lake says so; the DDL of an S3 lake is located there.
-    let out = run(&["lake", "compact", "s3://lake/replay"]);
+    let out = run(&["lake", "stats", "s3://lake/replay"]);
     assert!(!out.status.success());
     assert!(
         common::text(&out.stderr).contains("local directory"),
