@@ -26,7 +26,8 @@ pub enum LakeCommand {
     #[command(verbatim_doc_comment)]
     Ddl(DdlArgs),
 
-    /// Count the lake's files, rows and bytes, table by table.
+    /// Count the lake's files, rows and bytes, table by table (rows from the files' footers:
+    /// in S3, one ranged GET per file).
     Stats(StatsArgs),
 
     /// Merge each partition's small files into files of a target size, dropping duplicate
@@ -102,7 +103,7 @@ pub struct DdlArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// The lake (a local directory).
+    /// The lake: a directory or s3://BUCKET/PREFIX.
     #[arg(value_name = "LAKE")]
     pub lake: lake::Location,
 }
@@ -214,12 +215,15 @@ fn ddl_command(args: DdlArgs) -> anyhow::Result<i32> {
 }
 
 fn stats(args: StatsArgs) -> anyhow::Result<i32> {
-    let root = args.lake.local(
-        "count an S3 lake with `trailhound hunt --lake s3://... \"SELECT date, count(*) FROM cloudtrail GROUP BY date\"`",
-    )?;
-    if !root.is_dir() {
-        bail!("{}: no such directory", root.display());
-    }
+    let s3 = match &args.lake {
+        lake::Location::Local(root) => {
+            if !root.is_dir() {
+                bail!("{}: no such directory", root.display());
+            }
+            None
+        }
+        lake::Location::S3(url) => Some(lake::s3::S3Lake::connect(url)?),
+    };
     println!(
         "{:<20} {:>10} {:>8} {:>14} {:>14}",
         "table", "partitions", "files", "rows", "bytes"
@@ -229,25 +233,48 @@ fn stats(args: StatsArgs) -> anyhow::Result<i32> {
         lake::INVOCATIONS_DIR,
         lake::FINDINGS_DIR,
     ] {
-        let dir = root.join(table);
         let mut partitions = std::collections::BTreeSet::new();
         let (mut files, mut rows, mut bytes) = (0usize, 0i64, 0u64);
-        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
-            let path = entry.path();
-            if !entry.file_type().is_file() || !lake::group::is_data_file(path) {
-                continue;
+        match (&s3, &args.lake) {
+            (Some(s3), _) => {
+                for object in s3.list(table)? {
+                    let path = std::path::Path::new(&object.relative);
+                    if !lake::group::is_data_file(path) {
+                        continue;
+                    }
+                    let footer = s3.footer(&object).context("not a readable Parquet file")?;
+                    rows += footer.file_metadata().num_rows();
+                    bytes += object.size;
+                    files += 1;
+                    if let Some(parent) = path.parent() {
+                        partitions.insert(parent.to_path_buf());
+                    }
+                }
             }
-            let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-            let reader = datafusion::parquet::file::reader::SerializedFileReader::new(file)
-                .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
-            use datafusion::parquet::file::reader::FileReader;
-            rows += reader.metadata().file_metadata().num_rows();
-            files += 1;
-            if let Some(parent) = path.parent() {
-                partitions.insert(parent.to_path_buf());
+            (None, lake::Location::Local(root)) => {
+                let dir = root.join(table);
+                for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+                    let path = entry.path();
+                    if !entry.file_type().is_file() || !lake::group::is_data_file(path) {
+                        continue;
+                    }
+                    let file = std::fs::File::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let reader = datafusion::parquet::file::reader::SerializedFileReader::new(file)
+                        .with_context(|| {
+                            format!("{}: not a readable Parquet file", path.display())
+                        })?;
+                    use datafusion::parquet::file::reader::FileReader;
+                    rows += reader.metadata().file_metadata().num_rows();
+                    files += 1;
+                    if let Some(parent) = path.parent() {
+                        partitions.insert(parent.to_path_buf());
+                    }
+                }
             }
+            // An S3 lake was connected above.
+            (None, lake::Location::S3(_)) => {}
         }
         println!(
             "{:<20} {:>10} {:>8} {:>14} {:>14}",

@@ -325,34 +325,6 @@ pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, 
     Ok(done)
 }
 
-/// Bytes read from the end of a file for its footer, at first.
-const FOOTER_GUESS: u64 = 64 * 1024;
-
-/// The footer of `file` in `lake`: its metadata, read from the object's end.
-fn s3_footer(
-    lake: &S3Lake,
-    file: &Listed,
-) -> Result<datafusion::parquet::file::metadata::ParquetMetaData, LakeError> {
-    use datafusion::parquet::errors::ParquetError;
-    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
-    let path = Path::new(&file.relative);
-    let mut want = FOOTER_GUESS.min(file.size);
-    for _ in 0..2 {
-        let tail = lake.get_tail(&file.relative, file.size, want)?;
-        let mut reader = ParquetMetaDataReader::new();
-        match reader.try_parse_sized(&tail, file.size) {
-            Ok(()) => return reader.finish().map_err(parquet_error(path)),
-            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
-                want = (needed as u64).min(file.size);
-            }
-            Err(e) => return Err(parquet_error(path)(e)),
-        }
-    }
-    Err(parquet_error(path)(ParquetError::General(
-        "the footer is longer than it says".into(),
-    )))
-}
-
 /// Merges one partition of a lake in S3 (`dir`, its path under the lake; `files`, its data
 /// files as listed).
 fn compact_s3_partition(
@@ -397,7 +369,7 @@ fn compact_s3_partition(
         let mut rows = 0u64;
         let mut group_rows = Vec::new();
         for file in &inputs {
-            let footer = s3_footer(lake, file)?;
+            let footer = lake.footer(file)?;
             let n = footer.file_metadata().num_rows().max(0) as u64;
             rows += n;
             if stem_of(file).starts_with(MERGED_PREFIX) {

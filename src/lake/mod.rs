@@ -53,7 +53,7 @@ pub enum LakeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: writing Parquet: {source}")]
+    #[error("{path}: Parquet: {source}")]
     Parquet {
         path: PathBuf,
         #[source]
@@ -71,8 +71,6 @@ pub enum LakeError {
         #[source]
         source: object_store::Error,
     },
-    #[error("{0}: this needs a lake in a local directory: {1}")]
-    NotLocal(String, &'static str),
     #[error("lake {0}: no such directory")]
     Missing(PathBuf),
 }
@@ -103,14 +101,6 @@ impl Location {
             ));
         }
         Ok(Self::Local(PathBuf::from(dest)))
-    }
-
-    /// The local directory, or [`LakeError::NotLocal`] (saying `why` one is needed).
-    pub fn local(&self, why: &'static str) -> Result<&std::path::Path, LakeError> {
-        match self {
-            Self::Local(dir) => Ok(dir),
-            Self::S3(url) => Err(LakeError::NotLocal(url.clone(), why)),
-        }
     }
 }
 
@@ -274,9 +264,5 @@ pub(crate) mod tests {
         for bad in ["gs://bucket/lake", "s3://B/lake", "s3://bucket/../x", ""] {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }
-        assert!(matches!(
-            Location::parse("s3://bucket/lake").unwrap().local("why"),
-            Err(LakeError::NotLocal(_, "why"))
-        ));
     }
 }

@@ -17,6 +17,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::LakeError;
 
+/// Bytes read from the end of a Parquet object for its footer, at first.
+const FOOTER_GUESS: u64 = 64 * 1024;
+
 /// An object of a lake in S3, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -221,6 +224,35 @@ impl S3Lake {
             &key,
             async move { store.get_range(&target, start..size).await },
         )
+    }
+
+    /// The Parquet footer (metadata) of `file`, read from the object's end: one ranged GET,
+    /// two when the footer is longer than [`FOOTER_GUESS`].
+    pub fn footer(
+        &self,
+        file: &Listed,
+    ) -> Result<datafusion::parquet::file::metadata::ParquetMetaData, LakeError> {
+        use datafusion::parquet::errors::ParquetError;
+        use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+        let failed = |source| LakeError::Parquet {
+            path: format!("{}/{}", self.url(), file.relative).into(),
+            source,
+        };
+        let mut want = FOOTER_GUESS.min(file.size);
+        for _ in 0..2 {
+            let tail = self.get_tail(&file.relative, file.size, want)?;
+            let mut reader = ParquetMetaDataReader::new();
+            match reader.try_parse_sized(&tail, file.size) {
+                Ok(()) => return reader.finish().map_err(failed),
+                Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
+                    want = (needed as u64).min(file.size);
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        Err(failed(ParquetError::General(
+            "the footer is longer than it says".into(),
+        )))
     }
 
     /// The object at `relative` as it is now, or `None` when there is none.

@@ -720,14 +720,38 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
         "{stderr}"
     );
 
-    // What needs a local lake says so; the DDL of an S3 lake is located there.
+    // `lake stats` counts an S3 lake from its files' footers: after the merge, as many rows
+    // as the raw logs hold records. A foreign object is named.
+    let records: u64 = raw
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = run(&["lake", "stats", "s3://lake/daemon"]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let stats = common::text(&out.stdout);
+    let cloudtrail: Vec<&str> = stats
+        .lines()
+        .find(|l| l.starts_with("cloudtrail "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(cloudtrail[3], records.to_string(), "{stats}");
+    assert_eq!(cloudtrail[2], after.len().to_string(), "{stats}");
     let out = run(&["lake", "stats", "s3://lake/replay"]);
     assert!(!out.status.success());
+    let stderr = common::text(&out.stderr);
     assert!(
-        common::text(&out.stderr).contains("local directory"),
-        "{}",
-        common::text(&out.stderr)
+        stderr.contains("fake.parquet") || stderr.contains("not-parquet.parquet"),
+        "{stderr}"
     );
+    assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+
+    // The DDL of an S3 lake is located there.
     let out = run(&[
         "lake",
         "ddl",
