@@ -349,8 +349,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
     if let Some(lake) = &lake {
         kept += crate::lake::findings::write_findings(lake, &findings)?;
         lake.sync()?;
+        let merged = if kept.already_merged > 0 {
+            format!(
+                " ({} records already merged by `lake compact`, not written again)",
+                kept.already_merged
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "lake {}: {} records and {} findings in {} files, {:.1} MB",
+            "lake {}: {} records and {} findings in {} files, {:.1} MB{merged}",
             lake.location(),
             kept.rows - findings.len(),
             findings.len(),

@@ -166,6 +166,9 @@ pub type Merged = HashMap<String, u64>;
 /// merged files held then.
 type MergedByPartition = HashMap<PathBuf, (Option<u64>, Arc<Merged>)>;
 
+/// Per partition of a lake in S3: when its merged files were read, and what they held.
+type MergedInS3 = HashMap<PathBuf, (std::time::Instant, Arc<Merged>)>;
+
 /// Writes Parquet files into a lake directory.
 #[derive(Debug, Clone)]
 pub struct LakeWriter {
@@ -178,7 +181,12 @@ pub struct LakeWriter {
     sync_each: bool,
     /// The bucket, for a lake in S3 (`root` is then its `s3://` URL, for joining paths).
     s3: Option<Arc<S3Lake>>,
+    /// For a lake in S3: what each partition written to has merged, and when that was read.
+    s3_merged: Arc<Mutex<MergedInS3>>,
 }
+
+/// How long what a partition in S3 has merged is taken as known.
+const S3_MERGED_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LakeWriter {
     /// A writer into the lake at `root` (created if needed).
@@ -193,6 +201,7 @@ impl LakeWriter {
             merged: Arc::default(),
             sync_each: false,
             s3: None,
+            s3_merged: Arc::default(),
         })
     }
 
@@ -208,6 +217,7 @@ impl LakeWriter {
                     merged: Arc::default(),
                     sync_each: false,
                     s3: Some(Arc::new(s3)),
+                    s3_merged: Arc::default(),
                 })
             }
         }
@@ -314,9 +324,8 @@ impl LakeWriter {
 
     /// The groups merged into `dir`'s files.
     fn merged_into(&self, dir: &Path) -> Arc<Merged> {
-        if self.s3.is_some() {
-            // `lake compact` merges local lakes only: no merged files in S3.
-            return Arc::default();
+        if let Some(s3) = &self.s3 {
+            return self.merged_in_s3(s3, dir);
         }
         let identity = directory_identity(dir);
         let mut cache = crate::sync::lock(&self.merged);
@@ -328,6 +337,52 @@ impl LakeWriter {
                 merged
             }
         }
+    }
+
+    /// The groups merged into a partition of a lake in S3, from its merged files' footers
+    /// (a listing of the partition, and one ranged GET per merged file), read again once
+    /// [`S3_MERGED_FRESH`] old. A merge that finished meanwhile is seen then; until then a
+    /// group written again is held twice, and the next merge drops the repeats. A listing or
+    /// footer that cannot be read counts as nothing merged (the group is written; the next
+    /// merge drops what it holds twice).
+    fn merged_in_s3(&self, s3: &S3Lake, dir: &Path) -> Arc<Merged> {
+        if let Some((at, merged)) = crate::sync::lock(&self.s3_merged).get(dir) {
+            if at.elapsed() < S3_MERGED_FRESH {
+                return merged.clone();
+            }
+        }
+        let mut merged = Merged::new();
+        match s3.list(&self.relative(dir)) {
+            Ok(files) => {
+                for file in files {
+                    let name = file.relative.rsplit('/').next().unwrap_or_default();
+                    if !name.starts_with(MERGED_PREFIX) || !name.ends_with(EXTENSION) {
+                        continue;
+                    }
+                    match s3.footer(&file) {
+                        Ok(footer) => merged.extend(merged_groups_in(footer.file_metadata())),
+                        Err(e) => tracing::warn!("lake: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("lake: listing what was merged: {e}"),
+        }
+        let merged = Arc::new(merged);
+        crate::sync::lock(&self.s3_merged).insert(
+            dir.to_path_buf(),
+            (std::time::Instant::now(), merged.clone()),
+        );
+        merged
+    }
+
+    /// `path`'s path under the lake, `/`-separated.
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// Writes `batches` (of `schema`) to `dir/name.parquet`, whole or not at all.
@@ -412,15 +467,7 @@ impl LakeWriter {
         batches: &[RecordBatch],
         rows: usize,
     ) -> Result<Written, LakeError> {
-        let relative = dir
-            .strip_prefix(&self.root)
-            .unwrap_or(dir)
-            .join(format!("{name}{EXTENSION}"));
-        let relative = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let relative = self.relative(&dir.join(format!("{name}{EXTENSION}")));
         let parquet = |source| LakeError::Parquet {
             path: PathBuf::from(s3.key(&relative).as_ref()),
             source,

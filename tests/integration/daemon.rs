@@ -681,6 +681,24 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
         assert!(out.status.success(), "{}", common::text(&out.stderr));
         assert_eq!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
     }
+    // An object delivered again after the merge, to a daemon that has not seen it (another
+    // state): decoded, and not written a second time.
+    upload_all(&aws, "trail", &files[..1]);
+    let port = free_port();
+    let other = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(
+        &moto,
+        &queue,
+        other.path(),
+        port,
+        &["--lake", "s3://lake/daemon"],
+    );
+    let metrics = stop_when_drained(daemon, (&aws, &queue, other.path(), port), 1.0);
+    assert!(
+        metric(&metrics, "trailhound_records_total") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
     let after = keys("daemon/cloudtrail/");
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
     assert!(after
