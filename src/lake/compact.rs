@@ -72,6 +72,21 @@ pub struct Compacted {
     pub unreadable: usize,
 }
 
+impl Compacted {
+    /// Adds what merging one partition did.
+    fn add_partition(&mut self, one: Compacted) {
+        if one.files_in > 0 {
+            self.partitions += 1;
+        }
+        self.files_in += one.files_in;
+        self.files_out += one.files_out;
+        self.rows_in += one.rows_in;
+        self.rows_out += one.rows_out;
+        self.duplicates += one.duplicates;
+        self.unreadable += one.unreadable;
+    }
+}
+
 /// Merges the small files of every partition of `root`'s record tables in the date range.
 pub fn compact(root: &Path, options: &CompactOptions) -> Result<Compacted, LakeError> {
     if !root.is_dir() {
@@ -81,15 +96,7 @@ pub fn compact(root: &Path, options: &CompactOptions) -> Result<Compacted, LakeE
     for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
         for partition in partitions(&root.join(table.dir()), options) {
             let one = compact_partition(root, &partition, table, options)?;
-            if one.files_in > 0 {
-                done.partitions += 1;
-            }
-            done.files_in += one.files_in;
-            done.files_out += one.files_out;
-            done.rows_in += one.rows_in;
-            done.rows_out += one.rows_out;
-            done.duplicates += one.duplicates;
-            done.unreadable += one.unreadable;
+            done.add_partition(one);
         }
     }
     Ok(done)
@@ -241,7 +248,8 @@ pub fn compact_partition(
             rows as usize,
         );
         for (path, _) in &inputs {
-            merge_file(path, id, &mut seen, &mut out, &mut done)?;
+            let file = File::open(path).map_err(io(path))?;
+            merge_records(file, path, id, &mut seen, &mut out, &mut done)?;
         }
         done.files_out = out.finish()?;
         done.files_in = inputs.len();
@@ -311,15 +319,7 @@ pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, 
         }
         for (dir, files) in partitions {
             let one = compact_s3_partition(lake, &dir, files, table, options)?;
-            if one.files_in > 0 {
-                done.partitions += 1;
-            }
-            done.files_in += one.files_in;
-            done.files_out += one.files_out;
-            done.rows_in += one.rows_in;
-            done.rows_out += one.rows_out;
-            done.duplicates += one.duplicates;
-            done.unreadable += one.unreadable;
+            done.add_partition(one);
         }
     }
     Ok(done)
@@ -355,6 +355,8 @@ fn compact_s3_partition(
             .unwrap_or_else(|| name_of(f))
     };
     let id = id_column(table);
+    let names: Vec<String> = inputs.iter().map(name_of).collect();
+    let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
     let result = (|| {
         let mut seen: HashSet<String> = HashSet::new();
         for file in &kept {
@@ -363,8 +365,6 @@ fn compact_s3_partition(
                 tracing::warn!("lake compact: {e}");
             }
         }
-        let names: Vec<String> = inputs.iter().map(name_of).collect();
-        let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
         let mut groups = Merged::new();
         let mut rows = 0u64;
         let mut group_rows = Vec::new();
@@ -409,8 +409,15 @@ fn compact_s3_partition(
     let written = match result {
         Ok(written) => written,
         Err(e) => {
-            // Merged files put before the failure are named after exactly these inputs: put
-            // again the next time, they replace these.
+            // Merged files put before the failure would hold records twice: taken away.
+            let stale = format!("{base}-");
+            for file in lake.list(dir).unwrap_or_default() {
+                if name_of(&file).starts_with(&stale) && !names.contains(&name_of(&file)) {
+                    if let Err(e) = lake.delete(&file.relative) {
+                        tracing::warn!("lake compact: {e}");
+                    }
+                }
+            }
             tracing::warn!("lake compact: s3 {dir} left as it was: {e}");
             return Ok(Compacted {
                 unreadable: 1,
@@ -493,19 +500,8 @@ fn ids_into<R: ChunkReader + 'static>(
     Ok(())
 }
 
-/// Copies the records of `path` not seen before into `out`.
-fn merge_file(
-    path: &Path,
-    column: &str,
-    seen: &mut HashSet<String>,
-    out: &mut MergedFiles,
-    done: &mut Compacted,
-) -> Result<(), LakeError> {
-    let file = File::open(path).map_err(io(path))?;
-    merge_records(file, path, column, seen, out, done)
-}
-
-/// [`merge_file`] of the Parquet file `data`, known as `path`.
+/// Copies the records of the Parquet file `data` (known as `path`) not seen before into
+/// `out`.
 fn merge_records<R: ChunkReader + 'static>(
     data: R,
     path: &Path,

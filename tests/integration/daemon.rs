@@ -593,24 +593,27 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
         assert!(common::text(&out.stderr).contains("lake s3://lake/replay:"));
     }
     assert_eq!(hunt(&["--lake", "s3://lake/replay", count]), raw);
+    let keys = |prefix: &str| -> Vec<String> {
+        let listed = aws
+            .runtime
+            .block_on(
+                aws.s3
+                    .list_objects_v2()
+                    .bucket("lake")
+                    .prefix(prefix)
+                    .send(),
+            )
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(String::from))
+            .collect()
+    };
     // Nothing in the bucket but the lake's own layout: no staging, no temporary names.
-    let listed = aws
-        .runtime
-        .block_on(
-            aws.s3
-                .list_objects_v2()
-                .bucket("lake")
-                .prefix("replay/")
-                .send(),
-        )
-        .unwrap();
-    let keys: Vec<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(String::from))
-        .collect();
-    assert!(keys.len() >= 2, "{keys:?}");
-    for key in &keys {
+    let replayed = keys("replay/");
+    assert!(replayed.len() >= 2, "{replayed:?}");
+    for key in &replayed {
         let layout = key.starts_with("replay/cloudtrail/date=") && key.contains("/account=")
             || key.starts_with("replay/findings/date=");
         assert!(layout && key.ends_with(".parquet"), "{key}");
@@ -641,23 +644,6 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
     // The daemon's lake, a file per log object, merged in S3: a record held twice (one
     // file put again under another name) is dropped, nothing else is, and the partitions
     // hold fewer files. Merging again changes nothing.
-    let keys = |prefix: &str| -> Vec<String> {
-        let listed = aws
-            .runtime
-            .block_on(
-                aws.s3
-                    .list_objects_v2()
-                    .bucket("lake")
-                    .prefix(prefix)
-                    .send(),
-            )
-            .unwrap();
-        listed
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(String::from))
-            .collect()
-    };
     let before = keys("daemon/cloudtrail/");
     let copied = before.first().unwrap().clone();
     let body = aws
