@@ -5,8 +5,10 @@ messages runs at a few dozen messages/s there).
 
 It speaks the two protocols the AWS SDK uses for what the daemon calls, and nothing more:
 
-* S3, path-style: GetObject and HeadObject (`GET|HEAD /BUCKET/KEY`), PutObject for small test
-  objects. Objects are held in memory.
+* S3, path-style: GetObject (whole or one `Range: bytes=A-B`) and HeadObject
+  (`GET|HEAD /BUCKET/KEY`), PutObject, DeleteObject(s) and ListObjectsV2 (`GET
+  /BUCKET?list-type=2&prefix=...`, 1,000 keys a page): what the daemon reads logs with, and
+  what a lake in S3 is written, read and merged with. Objects are held in memory.
 * SQS, JSON protocol (`X-Amz-Target: AmazonSQS.*`): ReceiveMessage (long polls, visibility
   timeouts, ApproximateReceiveCount and SentTimestamp), DeleteMessage(Batch),
   ChangeMessageVisibility(Batch), SendMessage(Batch), CreateQueue, GetQueueUrl and
@@ -24,6 +26,7 @@ the daemon's, so a run where the server was the limit can be told apart.
 
 import argparse
 import asyncio
+import bisect
 import hashlib
 import heapq
 import json
@@ -33,6 +36,7 @@ import time
 import urllib.parse
 import uuid
 from email.utils import formatdate
+from xml.sax.saxutils import escape
 
 ACCOUNT = "000000000000"
 
@@ -122,6 +126,7 @@ class Server:
     def __init__(self, port):
         self.port = port
         self.objects = {}  # (bucket, key) -> (body, etag, modified)
+        self.keys = {}  # bucket -> its keys, sorted (for listing)
         self.queues = {}  # name -> Queue
         self.requests = 0
 
@@ -137,7 +142,14 @@ class Server:
         return self.queues.get((url or "").rstrip("/").rsplit("/", 1)[-1])
 
     def put(self, bucket, key, body):
-        self.objects[(bucket, key)] = (body, hashlib.md5(body).hexdigest(), formatdate(usegmt=True))
+        if (bucket, key) not in self.objects:
+            bisect.insort(self.keys.setdefault(bucket, []), key)
+        self.objects[(bucket, key)] = (body, hashlib.md5(body).hexdigest(), time.time())
+
+    def delete(self, bucket, key):
+        if self.objects.pop((bucket, key), None) is not None:
+            keys = self.keys[bucket]
+            del keys[bisect.bisect_left(keys, key)]
 
     def load(self, bucket, queue, directory):
         q = self.queue(queue)
@@ -174,6 +186,9 @@ class Server:
                         k, _, v = line.partition(":")
                         headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length", "0") or 0)
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await writer.drain()
                 body = await reader.readexactly(length) if length else b""
                 self.requests += 1
                 status, out_headers, payload = await self.route(method, target, headers, body)
@@ -190,32 +205,91 @@ class Server:
         action = headers.get("x-amz-target", "")
         if action.startswith("AmazonSQS."):
             return await self.sqs(action[len("AmazonSQS."):], json.loads(body or b"{}"))
-        return self.s3(method, target, body)
+        return self.s3(method, target, body, headers)
 
     # --- S3 ---
 
-    def s3(self, method, target, body):
-        path = urllib.parse.urlsplit(target).path
-        parts = path.lstrip("/").split("/", 1)
+    def s3(self, method, target, body, headers):
+        split = urllib.parse.urlsplit(target)
+        parts = split.path.lstrip("/").split("/", 1)
         if len(parts) < 2 or not parts[1]:
             if method == "PUT":
                 return "200 OK", [], b""
+            query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+            if method == "GET" and query.get("list-type") == ["2"]:
+                return self.list_objects(parts[0], query)
+            if method == "POST" and "delete" in query:
+                return self.delete_objects(parts[0], body)
             return s3_error("501 Not Implemented", "NotImplemented", "only objects are served")
         bucket, key = parts[0], urllib.parse.unquote(parts[1])
         if method == "PUT":
             self.put(bucket, key, body)
             return "200 OK", [("ETag", f'"{self.objects[(bucket, key)][1]}"')], b""
+        if method == "DELETE":
+            self.delete(bucket, key)
+            return "204 No Content", [], b""
         found = self.objects.get((bucket, key))
         if found is None:
             return s3_error("404 Not Found", "NoSuchKey", "The specified key does not exist.")
         data, etag, modified = found
-        headers = [("ETag", f'"{etag}"'), ("Last-Modified", modified),
-                   ("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes")]
-        if method == "HEAD":
-            return "200 OK", headers, data
-        if method == "GET":
-            return "200 OK", headers, data
+        out = [("ETag", f'"{etag}"'), ("Last-Modified", formatdate(modified, usegmt=True)),
+               ("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes")]
+        wanted = headers.get("range", "")
+        if method == "GET" and wanted.startswith("bytes="):
+            first, _, last = wanted[len("bytes="):].partition("-")
+            if first:
+                start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+            else:
+                start, end = max(len(data) - int(last), 0), len(data) - 1
+            if start > end:
+                return s3_error("416 Range Not Satisfiable", "InvalidRange", wanted)
+            out.append(("Content-Range", f"bytes {start}-{end}/{len(data)}"))
+            return "206 Partial Content", out, data[start:end + 1]
+        if method in ("GET", "HEAD"):
+            return "200 OK", out, data
         return s3_error("405 Method Not Allowed", "MethodNotAllowed", method)
+
+    def delete_objects(self, bucket, body):
+        """DeleteObjects: `<Delete><Object><Key>...</Key></Object>...</Delete>`."""
+        import xml.etree.ElementTree as ET
+
+        deleted = []
+        for element in ET.fromstring(body).iter():
+            if element.tag.rsplit("}", 1)[-1] == "Key" and element.text is not None:
+                self.delete(bucket, element.text)
+                deleted.append(f"<Deleted><Key>{escape(element.text)}</Key></Deleted>")
+        out = ('<?xml version="1.0" encoding="UTF-8"?>'
+               '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+               + "".join(deleted) + "</DeleteResult>")
+        return "200 OK", [("Content-Type", "application/xml")], out.encode()
+
+    def list_objects(self, bucket, query):
+        prefix = query.get("prefix", [""])[0]
+        after = query.get("continuation-token", query.get("start-after", [""]))[0]
+        most = min(int(query.get("max-keys", ["1000"])[0]), 1000)
+        keys = self.keys.get(bucket, [])
+        at = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
+        page = []
+        while at < len(keys) and keys[at].startswith(prefix) and len(page) <= most:
+            page.append(keys[at])
+            at += 1
+        page, more = page[:most], len(page) > most
+        items = []
+        for key in page:
+            data, etag, modified = self.objects[(bucket, key)]
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(modified))
+            stamp += f".{int(modified * 1000) % 1000:03d}Z"
+            items.append(f"<Contents><Key>{escape(key)}</Key><LastModified>{stamp}</LastModified>"
+                         f"<ETag>&quot;{etag}&quot;</ETag><Size>{len(data)}</Size>"
+                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        body = ('<?xml version="1.0" encoding="UTF-8"?>'
+                '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+                f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{most}</MaxKeys>"
+                f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>"
+                + (f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>" if more else "")
+                + "".join(items) + "</ListBucketResult>")
+        return "200 OK", [("Content-Type", "application/xml")], body.encode()
 
     # --- SQS ---
 

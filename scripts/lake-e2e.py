@@ -4,7 +4,11 @@ lake while `lake compact` runs over and over, the daemon killed (SIGKILL) part-w
 again, then the lake counted with `hunt --lake` and DuckDB against `hunt` over the raw logs.
 
     python3 scripts/lake-e2e.py BINARY SOURCE_DIR [--kill-at 0.5] [--compact-every 3]
-                                [--threads 2] [--keep DIR]
+                                [--threads 2] [--keep DIR] [--s3]
+
+With `--s3` the lake is `s3://lake/trailhound` on the same server (written by the daemon,
+merged by `lake compact s3://...`, counted by `hunt --lake s3://...`), and copied down at the
+end for DuckDB.
 
 SOURCE_DIR is what `trailhound simulate --out DIR` writes. The daemon reads it from
 scripts/fast_aws.py (every object in a bucket, one notification per object queued: a backlog),
@@ -36,12 +40,26 @@ import time
 from local_aws import free_port, metrics, start_fast_aws
 
 
-def hunt(binary, *args):
+def hunt(binary, *args, env=None):
     out = subprocess.run([binary, "hunt", "--format", "csv", *args], capture_output=True,
-                         text=True, check=False)
+                         text=True, check=False, env=env)
     if out.returncode != 0:
         sys.exit(f"hunt {' '.join(args[:2])} failed: {out.stderr}")
     return sorted(out.stdout.strip().splitlines()[1:])
+
+
+def copy_down(env, bucket, prefix, directory):
+    """Copies every object under `prefix` in `bucket` of the server to `directory`."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            path = os.path.join(directory, item["Key"][len(prefix):])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
 
 
 def main():
@@ -55,6 +73,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", help="write the lake and logs here (kept) instead of a temporary directory")
+    parser.add_argument("--s3", action="store_true", help="keep the lake in the server's S3")
     args = parser.parse_args()
     binary = os.path.abspath(args.binary)
 
@@ -64,6 +83,9 @@ def main():
     shutil.rmtree(lake, ignore_errors=True)
 
     server, objects, env, sqs, queue = start_fast_aws(args.source)
+    local = lake
+    if args.s3:
+        lake = "s3://lake/trailhound"
     print(f"{objects} objects queued; lake {lake}", file=sys.stderr, flush=True)
 
     def start_daemon(n):
@@ -81,10 +103,13 @@ def main():
 
     def compact_loop():
         while not done.is_set():
-            if os.path.isdir(lake):
+            if args.s3 or os.path.isdir(lake):
                 started = time.time()
                 out = subprocess.run([binary, "lake", "compact", lake], capture_output=True,
-                                     text=True, check=False)
+                                     text=True, check=False, env=env)
+                if args.s3 and "nothing there" in out.stderr:
+                    done.wait(args.compact_every)
+                    continue
                 compactions.append((out.returncode, time.time() - started, out.stderr[-2000:]))
             done.wait(args.compact_every)
 
@@ -122,8 +147,6 @@ def main():
     daemon.wait(timeout=60)
     done.set()
     compactor.join()
-    server.terminate()
-    server.wait()
     print(f"queue empty after {elapsed:.1f} s; the second daemon wrote "
           f"{m.get('trailhound_lake_files_total', 0):.0f} lake files; "
           f"{len(compactions)} compactions ran meanwhile "
@@ -136,7 +159,7 @@ def main():
 
     count = "SELECT count(*), count(DISTINCT eventid) FROM cloudtrail"
     raw_rows, raw_distinct = map(int, hunt(binary, "--threads", "2", count, args.source)[0].split(","))
-    rows, distinct = map(int, hunt(binary, "--lake", lake, count)[0].split(","))
+    rows, distinct = map(int, hunt(binary, "--lake", lake, count, env=env)[0].split(","))
     print(f"raw logs: {raw_rows} rows, {raw_distinct} distinct eventids", file=sys.stderr)
     print(f"lake before the last merge: {rows} rows, {distinct} distinct eventids", file=sys.stderr)
     if distinct != raw_distinct:
@@ -145,17 +168,24 @@ def main():
         failures.append(f"the lake holds {rows} rows, more than the raw logs' {raw_rows}")
 
     started = time.time()
-    out = subprocess.run([binary, "lake", "compact", lake], capture_output=True, text=True, check=False)
+    out = subprocess.run([binary, "lake", "compact", lake], capture_output=True, text=True,
+                         check=False, env=env)
     if out.returncode != 0:
         failures.append(f"the last `lake compact` exited {out.returncode}: {out.stderr[-400:]}")
     print(f"last merge: {time.time() - started:.1f} s", file=sys.stderr)
 
-    rows, distinct = map(int, hunt(binary, "--lake", lake, count)[0].split(","))
+    rows, distinct = map(int, hunt(binary, "--lake", lake, count, env=env)[0].split(","))
+    lake_by = hunt(binary, "--lake", lake, "SELECT recipientaccountid, eventsource, "
+                   "count(DISTINCT eventid) FROM cloudtrail GROUP BY 1, 2", env=env)
+    if args.s3:
+        copy_down(env, "lake", "trailhound/", local)
+    server.terminate()
+    server.wait()
     import duckdb
 
     con = duckdb.connect()
     con.execute("CREATE VIEW cloudtrail AS SELECT * FROM read_parquet("
-                f"'{lake}/cloudtrail/*/*/*/*.parquet', hive_partitioning = true)")
+                f"'{local}/cloudtrail/*/*/*/*.parquet', hive_partitioning = true)")
     duck_rows, duck_distinct = con.sql(count).fetchall()[0]
     print(f"lake after it: hunt --lake {rows} rows, {distinct} distinct; "
           f"DuckDB {duck_rows} rows, {duck_distinct} distinct", file=sys.stderr)
@@ -166,7 +196,6 @@ def main():
     by = ("SELECT recipientaccountid, eventsource, count(DISTINCT eventid) FROM cloudtrail "
           "GROUP BY 1, 2")
     raw_by = hunt(binary, "--threads", "2", by, args.source)
-    lake_by = hunt(binary, "--lake", lake, by)
     duck_by = sorted(",".join(str(v) for v in row) for row in con.sql(by).fetchall())
     if not raw_by == lake_by == duck_by:
         failures.append(f"counts by account and event source differ: raw {len(raw_by)} groups, "

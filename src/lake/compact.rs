@@ -291,6 +291,15 @@ pub fn compact_partition(
 /// time. Memory holds one small file, the merged file being made (up to the target size)
 /// and the partition's ids.
 pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, LakeError> {
+    // A merge whose small files then could not be deleted would leave their records twice:
+    // deleting is tried first (a key that is not there; S3 answers 204 when allowed).
+    lake.delete(DELETE_CHECK).map_err(|e| {
+        LakeError::BadLocation(format!(
+            "{}: cannot delete there (merging needs s3:DeleteObject as well as s3:ListBucket, \
+             s3:GetObject and s3:PutObject): {e}",
+            lake.url()
+        ))
+    })?;
     let mut done = Compacted::default();
     for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
         let mut partitions: std::collections::BTreeMap<String, Vec<Listed>> = Default::default();
@@ -324,6 +333,9 @@ pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, 
     }
     Ok(done)
 }
+
+/// A key under an S3 lake that nothing writes: deleting it checks that deleting is allowed.
+const DELETE_CHECK: &str = ".trailhound-delete-check";
 
 /// Merges one partition of a lake in S3 (`dir`, its path under the lake; `files`, its data
 /// files as listed).

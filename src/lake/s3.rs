@@ -26,15 +26,17 @@ pub struct Listed {
     /// Its path under the lake (`/`-separated).
     pub relative: String,
     pub size: u64,
-    /// Its entity tag and time of writing: an object written again has other ones.
-    pub version: (Option<String>, i64),
+    /// Its entity tag (an object written again with other bytes has another one); the
+    /// second it was written when the server gives no tag. (Listings give times to the
+    /// millisecond and HEAD to the second: the time is not compared where a tag is.)
+    pub version: String,
 }
 
-fn version_of(meta: &object_store::ObjectMeta) -> (Option<String>, i64) {
-    (
-        meta.e_tag.clone(),
-        meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
-    )
+fn version_of(meta: &object_store::ObjectMeta) -> String {
+    match &meta.e_tag {
+        Some(tag) => tag.trim_matches('"').to_string(),
+        None => meta.last_modified.timestamp().to_string(),
+    }
 }
 
 /// A lake in an S3 bucket, under a prefix.
