@@ -352,6 +352,90 @@ async fn admit(store: &dyn ObjectStore, meta: &ObjectMeta, skipped: &Skipped) ->
     }
 }
 
+/// The Parquet footer of `m` in `store`, or `None` when it cannot be read.
+fn footer_of(
+    store: &Arc<dyn ObjectStore>,
+    m: &ObjectMeta,
+) -> impl std::future::Future<Output = Option<datafusion::parquet::file::metadata::ParquetMetaData>>
+       + Send
+       + 'static {
+    let (store, location, size) = (store.clone(), m.location.clone(), m.size);
+    async move {
+        match super::s3::read_footer(store, location, size).await {
+            Ok(Ok(footer)) => Some(footer),
+            _ => None,
+        }
+    }
+}
+
+/// `objects` less the group files that a merged file in the same partition holds, with as
+/// many rows. A merge in S3 puts its files before it deletes the small ones it merged: a
+/// reader in between, or after a merge that stopped there, would count their records twice.
+/// (A group file written again with other rows is kept; the next merge drops what it holds
+/// twice.) A footer that cannot be read keeps the file.
+async fn without_merged(store: &Arc<dyn ObjectStore>, objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    use super::write::{merged_groups_in, Merged, MERGED_PREFIX};
+    let split = |m: &ObjectMeta| {
+        let location = m.location.as_ref().to_string();
+        match location.rsplit_once('/') {
+            Some((dir, name)) => (dir.to_string(), name.to_string()),
+            None => (String::new(), location),
+        }
+    };
+    let merged = |name: &str| name.starts_with(MERGED_PREFIX) && name.ends_with(super::EXTENSION);
+    // Only partitions holding both merged files and others (a merged partition holds none
+    // but its merged files: nothing is read for it).
+    let mut kinds: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for m in &objects {
+        let (dir, name) = split(m);
+        let kind = kinds.entry(dir).or_default();
+        if merged(&name) {
+            kind.0 = true;
+        } else {
+            kind.1 = true;
+        }
+    }
+    let mixed: Vec<&ObjectMeta> = objects
+        .iter()
+        .filter(|m| {
+            let (dir, name) = split(m);
+            merged(&name) && kinds.get(&dir) == Some(&(true, true))
+        })
+        .collect();
+    if mixed.is_empty() {
+        return objects;
+    }
+    let reads: Vec<_> = mixed.iter().map(|m| footer_of(store, m)).collect();
+    let footers: Vec<_> = futures::stream::iter(reads).buffered(16).collect().await;
+    let mut held: BTreeMap<String, Merged> = BTreeMap::new();
+    for (m, footer) in mixed.iter().zip(footers) {
+        if let Some(footer) = footer {
+            held.entry(split(m).0)
+                .or_default()
+                .extend(merged_groups_in(footer.file_metadata()));
+        }
+    }
+    let mut kept = Vec::with_capacity(objects.len());
+    for m in objects {
+        let (dir, name) = split(&m);
+        let merged_rows = name
+            .strip_suffix(super::EXTENSION)
+            .filter(|stem| !stem.starts_with(MERGED_PREFIX))
+            .and_then(|stem| held.get(&dir)?.get(stem).copied());
+        if let Some(merged_rows) = merged_rows {
+            let rows = footer_of(store, &m)
+                .await
+                .map(|f| f.file_metadata().num_rows().max(0) as u64);
+            if rows == Some(merged_rows) {
+                tracing::debug!("{}: held by a merged file beside it; not read", m.location);
+                continue;
+            }
+        }
+        kept.push(m);
+    }
+    kept
+}
+
 #[async_trait]
 impl ObjectStore for CheckedFiles {
     async fn put_opts(
@@ -392,7 +476,9 @@ impl ObjectStore for CheckedFiles {
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let skipped = self.skipped.clone();
         let store = self.inner.clone();
-        self.inner
+        let reader = self.inner.clone();
+        let admitted = self
+            .inner
             .list(prefix)
             .map(move |m| {
                 let (store, skipped) = (store.clone(), skipped.clone());
@@ -406,8 +492,15 @@ impl ObjectStore for CheckedFiles {
                 }
             })
             .buffered(16)
-            .filter_map(std::future::ready)
-            .boxed()
+            .filter_map(std::future::ready);
+        futures::stream::once(async move {
+            let listed: Vec<object_store::Result<ObjectMeta>> = admitted.collect().await;
+            let (found, failed): (Vec<_>, Vec<_>) = listed.into_iter().partition(|m| m.is_ok());
+            let found = without_merged(&reader, found.into_iter().flatten().collect()).await;
+            futures::stream::iter(found.into_iter().map(Ok).chain(failed))
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(
@@ -421,7 +514,7 @@ impl ObjectStore for CheckedFiles {
                 kept.push(meta);
             }
         }
-        listed.objects = kept;
+        listed.objects = without_merged(&self.inner, kept).await;
         Ok(listed)
     }
 

@@ -20,6 +20,38 @@ use super::LakeError;
 /// Bytes read from the end of a Parquet object for its footer, at first.
 const FOOTER_GUESS: u64 = 64 * 1024;
 
+/// The Parquet footer (metadata) of the object at `location` in `store`, `size` bytes long,
+/// read from its end: one ranged GET, two when the footer is longer than [`FOOTER_GUESS`].
+/// The outer error is the store's; the inner, what is wrong with the file.
+pub(crate) async fn read_footer(
+    store: Arc<dyn ObjectStore>,
+    location: ObjectPath,
+    size: u64,
+) -> object_store::Result<
+    Result<
+        datafusion::parquet::file::metadata::ParquetMetaData,
+        datafusion::parquet::errors::ParquetError,
+    >,
+> {
+    use datafusion::parquet::errors::ParquetError;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    let mut want = FOOTER_GUESS.min(size);
+    for _ in 0..2 {
+        let tail = store.get_range(&location, size - want..size).await?;
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(&tail, size) {
+            Ok(()) => return Ok(reader.finish()),
+            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
+                want = (needed as u64).min(size);
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Err(ParquetError::General(
+        "the footer is longer than it says".into(),
+    )))
+}
+
 /// An object of a lake in S3, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -228,33 +260,20 @@ impl S3Lake {
         )
     }
 
-    /// The Parquet footer (metadata) of `file`, read from the object's end: one ranged GET,
-    /// two when the footer is longer than [`FOOTER_GUESS`].
+    /// The Parquet footer (metadata) of `file`, read from the object's end ([`read_footer`]).
     pub fn footer(
         &self,
         file: &Listed,
     ) -> Result<datafusion::parquet::file::metadata::ParquetMetaData, LakeError> {
-        use datafusion::parquet::errors::ParquetError;
-        use datafusion::parquet::file::metadata::ParquetMetaDataReader;
-        let failed = |source| LakeError::Parquet {
+        let key = self.key(&file.relative);
+        let footer = self.block(
+            &key,
+            read_footer(self.store.clone(), key.clone(), file.size),
+        )?;
+        footer.map_err(|source| LakeError::Parquet {
             path: format!("{}/{}", self.url(), file.relative).into(),
             source,
-        };
-        let mut want = FOOTER_GUESS.min(file.size);
-        for _ in 0..2 {
-            let tail = self.get_tail(&file.relative, file.size, want)?;
-            let mut reader = ParquetMetaDataReader::new();
-            match reader.try_parse_sized(&tail, file.size) {
-                Ok(()) => return reader.finish().map_err(failed),
-                Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want => {
-                    want = (needed as u64).min(file.size);
-                }
-                Err(e) => return Err(failed(e)),
-            }
-        }
-        Err(failed(ParquetError::General(
-            "the footer is longer than it says".into(),
-        )))
+        })
     }
 
     /// The object at `relative` as it is now, or `None` when there is none.
