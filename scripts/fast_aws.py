@@ -267,14 +267,30 @@ class Server:
         prefix = query.get("prefix", [""])[0]
         after = query.get("continuation-token", query.get("start-after", [""]))[0]
         most = min(int(query.get("max-keys", ["1000"])[0]), 1000)
+        delimiter = query.get("delimiter", [""])[0]
         keys = self.keys.get(bucket, [])
         at = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
-        page = []
-        while at < len(keys) and keys[at].startswith(prefix) and len(page) <= most:
+        if delimiter and after.endswith(delimiter) and after >= prefix:
+            at = bisect.bisect_left(keys, after[:-1] + chr(ord(after[-1]) + 1))
+        page, folders = [], []
+        while at < len(keys) and keys[at].startswith(prefix) and len(page) + len(folders) <= most:
+            rest = keys[at][len(prefix):]
+            if delimiter and delimiter in rest:
+                folder = prefix + rest[:rest.index(delimiter) + len(delimiter)]
+                folders.append(folder)
+                # Past every key under that folder.
+                at = bisect.bisect_left(keys, folder[:-1] + chr(ord(folder[-1]) + 1))
+                continue
             page.append(keys[at])
             at += 1
-        page, more = page[:most], len(page) > most
-        items = []
+        more = len(page) + len(folders) > most
+        if more:
+            # The last one taken goes to the next page.
+            if folders and (not page or folders[-1] > page[-1]):
+                folders.pop()
+            else:
+                page.pop()
+        items = [f"<CommonPrefixes><Prefix>{escape(f)}</Prefix></CommonPrefixes>" for f in folders]
         for key in page:
             data, etag, modified = self.objects[(bucket, key)]
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(modified))
@@ -287,7 +303,8 @@ class Server:
                 f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
                 f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{most}</MaxKeys>"
                 f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>"
-                + (f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>" if more else "")
+                + (f"<NextContinuationToken>{escape(max(page[-1:] + folders[-1:]))}</NextContinuationToken>"
+                   if more else "")
                 + "".join(items) + "</ListBucketResult>")
         return "200 OK", [("Content-Type", "application/xml")], body.encode()
 

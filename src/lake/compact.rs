@@ -303,7 +303,20 @@ pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, 
     let mut done = Compacted::default();
     for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
         let mut partitions: std::collections::BTreeMap<String, Vec<Listed>> = Default::default();
-        for object in lake.list(table.dir())? {
+        // The table's `date=` folders in the range, each listed (not the whole table).
+        let mut objects = Vec::new();
+        for folder in lake.folders(table.dir())? {
+            let Some(day) = folder.strip_prefix("date=") else {
+                continue;
+            };
+            if options.since.as_deref().is_some_and(|s| day < s)
+                || options.until.as_deref().is_some_and(|u| day > u)
+            {
+                continue;
+            }
+            objects.extend(lake.list(&format!("{}/{folder}", table.dir()))?);
+        }
+        for object in objects {
             let Some((dir, name)) = object.relative.rsplit_once('/') else {
                 continue;
             };

@@ -240,6 +240,21 @@ impl S3Lake {
         Ok(listed)
     }
 
+    /// The names of the folders directly under `relative` (a directory of the lake).
+    pub fn folders(&self, relative: &str) -> Result<Vec<String>, LakeError> {
+        let prefix = self.key(relative);
+        let store = self.store.clone();
+        let listing = prefix.clone();
+        let listed = self.block(&prefix, async move {
+            store.list_with_delimiter(Some(&listing)).await
+        })?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(String::from))
+            .collect())
+    }
+
     /// The object at `relative`, whole.
     pub fn get(&self, relative: &str) -> Result<bytes::Bytes, LakeError> {
         let key = self.key(relative);

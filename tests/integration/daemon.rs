@@ -662,6 +662,17 @@ fn a_lake_in_s3_is_kept_by_the_daemon_and_replay_and_read_by_hunt() {
     let (folder, _) = copied.rsplit_once('/').unwrap();
     aws.put("lake", &format!("{folder}/again.parquet"), body.clone());
     assert_ne!(hunt(&["--lake", "s3://lake/daemon", count]), raw);
+    // Dates out of range are not touched.
+    let out = run(&[
+        "lake",
+        "compact",
+        "s3://lake/daemon",
+        "--since",
+        "2999-01-01",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stderr).starts_with("merged 0 files"));
+    assert_eq!(keys("daemon/cloudtrail/").len(), before.len() + 1);
     for _ in 0..2 {
         let out = run(&["lake", "compact", "s3://lake/daemon"]);
         assert!(out.status.success(), "{}", common::text(&out.stderr));
