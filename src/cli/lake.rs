@@ -122,6 +122,14 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
         target_bytes: args.target_size.max(1 << 20) as u64,
         since: args.since,
         until: args.until,
+        progress: super::stderr_is_terminal().then(|| {
+            indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "merging {pos}/{len} partitions {wide_bar} {elapsed_precise} (eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            )
+        }),
     };
     let done = match &args.lake {
         lake::Location::Local(dir) => lake::compact::compact(dir, &options),
@@ -130,6 +138,9 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
         }
     }
     .with_context(|| format!("lake compact {}", args.lake))?;
+    if let Some(bar) = &options.progress {
+        bar.finish_and_clear();
+    }
     eprintln!(
         "merged {} files into {} in {} partitions: {} records, {} duplicates dropped, {:.1} s",
         done.files_in,

@@ -45,6 +45,8 @@ pub struct CompactOptions {
     /// Only partitions of these dates (`YYYY-MM-DD`, inclusive); `None` for no bound.
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Ticked once per partition looked at (its length grows as tables are listed).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl Default for CompactOptions {
@@ -53,6 +55,7 @@ impl Default for CompactOptions {
             target_bytes: 128 << 20,
             since: None,
             until: None,
+            progress: None,
         }
     }
 }
@@ -94,9 +97,16 @@ pub fn compact(root: &Path, options: &CompactOptions) -> Result<Compacted, LakeE
     }
     let mut done = Compacted::default();
     for table in [RecordTable::CloudTrail, RecordTable::Invocations] {
-        for partition in partitions(&root.join(table.dir()), options) {
+        let partitions = partitions(&root.join(table.dir()), options);
+        if let Some(bar) = &options.progress {
+            bar.inc_length(partitions.len() as u64);
+        }
+        for partition in partitions {
             let one = compact_partition(root, &partition, table, options)?;
             done.add_partition(one);
+            if let Some(bar) = &options.progress {
+                bar.inc(1);
+            }
         }
     }
     Ok(done)
@@ -339,9 +349,15 @@ pub fn compact_s3(lake: &S3Lake, options: &CompactOptions) -> Result<Compacted, 
             }
             partitions.entry(dir.to_string()).or_default().push(object);
         }
+        if let Some(bar) = &options.progress {
+            bar.inc_length(partitions.len() as u64);
+        }
         for (dir, files) in partitions {
             let one = compact_s3_partition(lake, &dir, files, table, options)?;
             done.add_partition(one);
+            if let Some(bar) = &options.progress {
+                bar.inc(1);
+            }
         }
     }
     Ok(done)
