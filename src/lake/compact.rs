@@ -30,8 +30,8 @@ use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use super::group::is_data_file;
 use super::s3::{Listed, S3Lake};
 use super::write::{
-    file_merged_groups, merged_groups_in, properties, Merged, RecordTable, MERGED_GROUPS_KEY,
-    MERGED_PREFIX, STAGING_DIR,
+    merged_groups_in, properties, Merged, RecordTable, MERGED_GROUPS_KEY, MERGED_PREFIX,
+    STAGING_DIR,
 };
 use super::{stable_name, LakeError};
 use datafusion::parquet::file::metadata::KeyValue;
@@ -219,36 +219,25 @@ pub fn compact_partition(
                 std::fs::hard_link(path, staging.join(name)).map_err(io(path))?;
             }
         }
-        let names: Vec<String> = inputs
-            .iter()
-            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().to_string()))
-            .collect();
-        let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
-        // Which group files the merged files hold, so that writing a group again does not
-        // add its rows a second time.
-        // A group file written after an earlier merge counts over what that merge noted.
-        let mut groups = Merged::new();
+        let base = merged_base(
+            inputs
+                .iter()
+                .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().to_string())),
+        );
         let stem = |path: &Path| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_default()
         };
+        let mut held = HeldGroups::default();
         for (path, _) in &inputs {
-            if stem(path).starts_with(MERGED_PREFIX) {
-                groups.extend(file_merged_groups(path));
-            }
+            use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+            let file = File::open(path).map_err(io(path))?;
+            let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
+            held.add(stem(path), reader.metadata().file_metadata());
         }
-        for (path, _) in &inputs {
-            if !stem(path).starts_with(MERGED_PREFIX) {
-                groups.insert(stem(path), file_rows(path)?);
-            }
-        }
-        let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let (groups, rows) = held.finish();
         let schema = table.file_schema();
-        let mut rows = 0u64;
-        for (path, _) in &inputs {
-            rows += file_rows(path)?;
-        }
         let mut out = MergedFiles::new(
             MergedInto::Dir(staging.clone()),
             &base,
@@ -396,8 +385,7 @@ fn compact_s3_partition(
             .unwrap_or_else(|| name_of(f))
     };
     let id = id_column(table);
-    let names: Vec<String> = inputs.iter().map(name_of).collect();
-    let base = format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")));
+    let base = merged_base(inputs.iter().map(name_of));
     let result = (|| {
         let mut seen: HashSet<String> = HashSet::new();
         for file in &kept {
@@ -406,21 +394,11 @@ fn compact_s3_partition(
                 tracing::warn!("lake compact: {e}");
             }
         }
-        let mut groups = Merged::new();
-        let mut rows = 0u64;
-        let mut group_rows = Vec::new();
+        let mut held = HeldGroups::default();
         for file in &inputs {
-            let footer = lake.footer(file)?;
-            let n = footer.file_metadata().num_rows().max(0) as u64;
-            rows += n;
-            if stem_of(file).starts_with(MERGED_PREFIX) {
-                groups.extend(merged_groups_in(footer.file_metadata()));
-            } else {
-                group_rows.push((stem_of(file), n));
-            }
+            held.add(stem_of(file), lake.footer(file)?.file_metadata());
         }
-        groups.extend(group_rows);
-        let groups = serde_json::to_string(&groups).unwrap_or_default();
+        let (groups, rows) = held.finish();
         let mut out = MergedFiles::new(
             MergedInto::S3 {
                 lake,
@@ -445,33 +423,25 @@ fn compact_s3_partition(
         }
         done.files_out = out.finish()?;
         done.files_in = inputs.len();
-        Ok::<_, LakeError>(out_names(&base, done.files_out))
+        Ok::<_, LakeError>(())
     })();
-    let written = match result {
-        Ok(written) => written,
-        Err(e) => {
-            // Merged files put before the failure would hold records twice: taken away.
-            let stale = format!("{base}-");
-            for file in lake.list(dir).unwrap_or_default() {
-                if name_of(&file).starts_with(&stale) && !names.contains(&name_of(&file)) {
-                    if let Err(e) = lake.delete(&file.relative) {
-                        tracing::warn!("lake compact: {e}");
-                    }
+    if let Err(e) = result {
+        // Merged files put before the failure would hold records twice: taken away.
+        let stale = format!("{base}-");
+        for file in lake.list(dir).unwrap_or_default() {
+            if name_of(&file).starts_with(&stale) {
+                if let Err(e) = lake.delete(&file.relative) {
+                    tracing::warn!("lake compact: {e}");
                 }
             }
-            tracing::warn!("lake compact: s3 {dir} left as it was: {e}");
-            return Ok(Compacted {
-                unreadable: 1,
-                ..Compacted::default()
-            });
         }
-    };
+        tracing::warn!("lake compact: s3 {dir} left as it was: {e}");
+        return Ok(Compacted {
+            unreadable: 1,
+            ..Compacted::default()
+        });
+    }
     for file in &inputs {
-        if written.contains(&name_of(file)) {
-            // Merged again under the same name (the same inputs as a merge that stopped
-            // short): it is the new file now.
-            continue;
-        }
         match lake.head(&file.relative)? {
             Some(now) if now.version == file.version => lake.delete(&file.relative)?,
             Some(_) => tracing::info!(
@@ -484,25 +454,50 @@ fn compact_s3_partition(
     Ok(done)
 }
 
-/// Names of the `n` merged files of `base`.
-fn out_names(base: &str, n: usize) -> HashSet<String> {
-    (0..n)
-        .map(|i| format!("{base}-{i}{}", super::EXTENSION))
-        .collect()
+/// The name the merged files of inputs named `names` begin with (`-0.parquet` and so on
+/// follow): the same inputs give the same name.
+fn merged_base(names: impl Iterator<Item = String>) -> String {
+    let names: Vec<String> = names.collect();
+    format!("{MERGED_PREFIX}{}", stable_name(&names.join(",")))
+}
+
+/// What the inputs of a merge hold, from their footers: the group files among them by name
+/// with their rows, over the groups that the merged files among them held (a group file
+/// written after an earlier merge counts over what that merge noted); and their rows in all.
+/// Merged files carry it, so that writing a group again does not add its rows twice.
+#[derive(Default)]
+struct HeldGroups {
+    merged: Merged,
+    groups: Vec<(String, u64)>,
+    rows: u64,
+}
+
+impl HeldGroups {
+    /// Notes the input named `stem` (without `.parquet`), with footer `footer`.
+    fn add(&mut self, stem: String, footer: &datafusion::parquet::file::metadata::FileMetaData) {
+        let rows = footer.num_rows().max(0) as u64;
+        self.rows += rows;
+        if stem.starts_with(MERGED_PREFIX) {
+            self.merged.extend(merged_groups_in(footer));
+        } else {
+            self.groups.push((stem, rows));
+        }
+    }
+
+    /// The JSON the merged files carry, and the inputs' rows.
+    fn finish(mut self) -> (String, u64) {
+        self.merged.extend(self.groups);
+        (
+            serde_json::to_string(&self.merged).unwrap_or_default(),
+            self.rows,
+        )
+    }
 }
 
 /// A file's size and modification time.
 fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()))
-}
-
-/// Rows in a Parquet file, from its footer.
-fn file_rows(path: &Path) -> Result<u64, LakeError> {
-    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-    let file = File::open(path).map_err(io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
-    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
 /// Adds the ids in `path`'s `column` to `seen`.
