@@ -374,7 +374,7 @@ fn footer_of(
 /// (A group file written again with other rows is kept; the next merge drops what it holds
 /// twice.) A footer that cannot be read keeps the file.
 async fn without_merged(store: &Arc<dyn ObjectStore>, objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
-    use super::write::{merged_groups_in, Merged, MERGED_PREFIX};
+    use super::write::{is_merged_file as merged, merged_groups_in, Merged, MERGED_PREFIX};
     let split = |m: &ObjectMeta| {
         let location = m.location.as_ref().to_string();
         match location.rsplit_once('/') {
@@ -382,7 +382,6 @@ async fn without_merged(store: &Arc<dyn ObjectStore>, objects: Vec<ObjectMeta>) 
             None => (String::new(), location),
         }
     };
-    let merged = |name: &str| name.starts_with(MERGED_PREFIX) && name.ends_with(super::EXTENSION);
     // Only partitions holding both merged files and others (a merged partition holds none
     // but its merged files: nothing is read for it).
     let mut kinds: BTreeMap<String, (bool, bool)> = BTreeMap::new();

@@ -116,7 +116,7 @@ pub fn merged_groups(dir: &Path) -> Merged {
         let is_merged = path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(MERGED_PREFIX) && n.ends_with(EXTENSION));
+            .is_some_and(is_merged_file);
         if is_merged {
             merged.extend(file_merged_groups(&path));
         }
@@ -158,6 +158,11 @@ static NEXT_TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 
 /// Prefix of the files `lake compact` writes.
 pub const MERGED_PREFIX: &str = "c-";
+
+/// Whether the file named `name` is one `lake compact` wrote.
+pub fn is_merged_file(name: &str) -> bool {
+    name.starts_with(MERGED_PREFIX) && name.ends_with(EXTENSION)
+}
 
 /// Group files already merged into a partition's `c-*` files, by name, with their rows.
 pub type Merged = HashMap<String, u64>;
@@ -356,7 +361,7 @@ impl LakeWriter {
             Ok(files) => {
                 for file in files {
                     let name = file.relative.rsplit('/').next().unwrap_or_default();
-                    if !name.starts_with(MERGED_PREFIX) || !name.ends_with(EXTENSION) {
+                    if !is_merged_file(name) {
                         continue;
                     }
                     match s3.footer(&file) {
