@@ -7,7 +7,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
@@ -799,7 +799,6 @@ fn interleaved(
     rows: &[(usize, usize)],
     out: &mut Vec<RecordBatch>,
 ) -> Result<(), LakeError> {
-    use datafusion::arrow::compute::interleave;
     use datafusion::arrow::error::ArrowError;
     let Some(first) = batches.first() else {
         return Ok(());
@@ -808,13 +807,14 @@ fn interleaved(
         return Ok(());
     }
     let schema = first.schema();
+    let runs = runs_of(rows);
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
         let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
         let nullable = batches.iter().any(|b| b.schema().field(i).is_nullable());
         fields.push(Arc::new(field.as_ref().clone().with_nullable(nullable)));
-        match interleave(&arrays, rows) {
+        match gather_column(&arrays, &runs, rows) {
             Ok(column) => columns.push(column),
             Err(ArrowError::OffsetOverflowError(_)) if rows.len() > 1 => {
                 let (front, back) = rows.split_at(rows.len() / 2);
@@ -829,6 +829,104 @@ fn interleaved(
         columns,
     )?);
     Ok(())
+}
+
+/// `rows` (`(batch, row)`) as runs of consecutive rows of one batch: `(batch, first row,
+/// rows)`. A group's rows are runs of its objects' records in each batch.
+fn runs_of(rows: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for &(b, row) in rows {
+        match runs.last_mut() {
+            Some((rb, start, len)) if *rb == b && *start + *len == row => *len += 1,
+            _ => runs.push((b, row, 1)),
+        }
+    }
+    runs
+}
+
+/// The rows `runs` (or, the same rows, `rows`) of `arrays`, one column: strings and structs
+/// copied a run at a time (one copy of a run's bytes, not one per row), other types by
+/// arrow's `interleave`.
+fn gather_column(
+    arrays: &[&dyn Array],
+    runs: &[(usize, usize, usize)],
+    rows: &[(usize, usize)],
+) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{StringArray, StructArray};
+    use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+    use datafusion::arrow::error::ArrowError;
+    let Some(first) = arrays.first() else {
+        return datafusion::arrow::compute::interleave(arrays, rows);
+    };
+    let nulls = || gather_nulls(arrays, runs);
+    match first.data_type() {
+        DataType::Utf8 => {
+            let strings: Option<Vec<&StringArray>> =
+                arrays.iter().map(|a| a.as_string_opt::<i32>()).collect();
+            let Some(strings) = strings else {
+                return datafusion::arrow::compute::interleave(arrays, rows);
+            };
+            let mut offsets: Vec<i32> = Vec::with_capacity(rows.len() + 1);
+            let mut values: Vec<u8> = Vec::new();
+            offsets.push(0);
+            for &(b, start, len) in runs {
+                let o = &strings[b].value_offsets()[start..=start + len];
+                let (from, to) = (o[0] as usize, o[len] as usize);
+                let shift = values.len() as i64 - from as i64;
+                if values.len() + (to - from) > i32::MAX as usize {
+                    return Err(ArrowError::OffsetOverflowError(values.len() + (to - from)));
+                }
+                offsets.extend(o[1..].iter().map(|&end| (end as i64 + shift) as i32));
+                values.extend_from_slice(&strings[b].values()[from..to]);
+            }
+            Ok(Arc::new(StringArray::try_new(
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                Buffer::from_vec(values),
+                nulls(),
+            )?))
+        }
+        DataType::Struct(fields) => {
+            let structs: Option<Vec<&StructArray>> =
+                arrays.iter().map(|a| a.as_struct_opt()).collect();
+            let Some(structs) = structs else {
+                return datafusion::arrow::compute::interleave(arrays, rows);
+            };
+            let mut children = Vec::with_capacity(fields.len());
+            for i in 0..fields.len() {
+                let child: Vec<&dyn Array> = structs.iter().map(|s| s.column(i).as_ref()).collect();
+                children.push(gather_column(&child, runs, rows)?);
+            }
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                children,
+                nulls(),
+            )?))
+        }
+        _ => datafusion::arrow::compute::interleave(arrays, rows),
+    }
+}
+
+/// The validity of the rows `runs` of `arrays`: `None` when every one is valid.
+fn gather_nulls(
+    arrays: &[&dyn Array],
+    runs: &[(usize, usize, usize)],
+) -> Option<datafusion::arrow::buffer::NullBuffer> {
+    use datafusion::arrow::buffer::NullBuffer;
+    if arrays.iter().all(|a| a.nulls().is_none()) {
+        return None;
+    }
+    let rows = runs.iter().map(|r| r.2).sum();
+    let mut valid = BooleanBufferBuilder::new(rows);
+    for &(b, start, len) in runs {
+        match arrays[b].nulls() {
+            Some(n) => {
+                let at = n.offset() + start;
+                valid.append_packed_range(at..at + len, n.buffer().as_slice())
+            }
+            None => valid.append_n(len, true),
+        }
+    }
+    Some(NullBuffer::new(valid.finish()))
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -933,6 +1031,56 @@ mod tests {
         assert!(parameters[5].contains("datasets/00000000/part-0.parquet"));
         // No rows, no batches.
         assert!(gather(&batches, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn runs_gather_what_arrow_interleaves() {
+        use datafusion::arrow::compute::interleave;
+        let schema = RecordTable::CloudTrail.file_schema();
+        // Some records with an error and a user name, some without: columns with nulls in
+        // some rows, in nested fields too.
+        let mixed = |n: usize| {
+            let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/10/05/111122223333_CloudTrail_us-east-1_20261005T0805Z_b.json.gz";
+            let records: Vec<String> = (0..n)
+                .map(|i| {
+                    let error = if i % 3 == 0 { r#","errorCode":"AccessDenied""# } else { "" };
+                    let user = if i % 2 == 0 { r#","userName":"ana""# } else { "" };
+                    format!(
+                        r#"{{"eventVersion":"1.08","eventTime":"2026-10-05T08:00:0{}Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","eventID":"m-{i}","recipientAccountId":"111122223333","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/u{i}"{user}}}{error}}}"#,
+                        i % 10
+                    )
+                })
+                .collect();
+            crate::lake::tests::decoded(key, &records)
+        };
+        let batches = [
+            conform(&reads(6), &schema).unwrap(),
+            conform(&mixed(7), &schema).unwrap(),
+            conform(&reads(2).slice(1, 1), &schema).unwrap(),
+        ];
+        let rows = [
+            (1, 2),
+            (1, 3),
+            (1, 4),
+            (0, 0),
+            (2, 0),
+            (1, 0),
+            (0, 5),
+            (0, 1),
+            (0, 2),
+            (1, 6),
+            (1, 6),
+        ];
+        let runs = runs_of(&rows);
+        assert_eq!(runs.len(), 8, "{runs:?}");
+        for (i, field) in schema.fields().iter().enumerate() {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            let ours = gather_column(&arrays, &runs, &rows).unwrap();
+            let arrow = interleave(&arrays, &rows).unwrap();
+            assert_eq!(ours.to_data(), arrow.to_data(), "{}", field.name());
+        }
+        let errors = batches[1].column_by_name("errorcode").unwrap();
+        assert!(errors.null_count() > 0 && errors.null_count() < errors.len());
     }
 
     /// Each leaf column of the one file under `dir`: its codec and whether it has statistics.
