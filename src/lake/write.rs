@@ -814,7 +814,7 @@ fn interleaved(
         let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
         let nullable = batches.iter().any(|b| b.schema().field(i).is_nullable());
         fields.push(Arc::new(field.as_ref().clone().with_nullable(nullable)));
-        match gather_column(&arrays, &runs, rows) {
+        match gather_column(&arrays, &runs, Some(rows)) {
             Ok(column) => columns.push(column),
             Err(ArrowError::OffsetOverflowError(_)) if rows.len() > 1 => {
                 let (front, back) = rows.split_at(rows.len() / 2);
@@ -844,29 +844,45 @@ fn runs_of(rows: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
     runs
 }
 
-/// The rows `runs` (or, the same rows, `rows`) of `arrays`, one column: strings and structs
-/// copied a run at a time (one copy of a run's bytes, not one per row), other types by
-/// arrow's `interleave`.
+/// The rows `runs` of `arrays`, one column: strings, structs and lists copied a run at a time
+/// (one copy of a run's bytes, not one per row); other types by arrow's `interleave`, over
+/// `rows` (the same rows one by one) when given.
 fn gather_column(
     arrays: &[&dyn Array],
     runs: &[(usize, usize, usize)],
-    rows: &[(usize, usize)],
+    rows: Option<&[(usize, usize)]>,
 ) -> Result<ArrayRef, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::array::{StringArray, StructArray};
+    use datafusion::arrow::array::{new_empty_array, ListArray, StringArray, StructArray};
     use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
     use datafusion::arrow::error::ArrowError;
-    let Some(first) = arrays.first() else {
-        return datafusion::arrow::compute::interleave(arrays, rows);
+    let row_by_row = || -> Result<ArrayRef, ArrowError> {
+        match rows {
+            Some(rows) => datafusion::arrow::compute::interleave(arrays, rows),
+            None => {
+                let rows: Vec<(usize, usize)> = runs
+                    .iter()
+                    .flat_map(|&(b, start, len)| (start..start + len).map(move |r| (b, r)))
+                    .collect();
+                datafusion::arrow::compute::interleave(arrays, &rows)
+            }
+        }
     };
+    let Some(first) = arrays.first() else {
+        return row_by_row();
+    };
+    if runs.is_empty() {
+        return Ok(new_empty_array(first.data_type()));
+    }
+    let rows_out: usize = runs.iter().map(|r| r.2).sum();
     let nulls = || gather_nulls(arrays, runs);
     match first.data_type() {
         DataType::Utf8 => {
             let strings: Option<Vec<&StringArray>> =
                 arrays.iter().map(|a| a.as_string_opt::<i32>()).collect();
             let Some(strings) = strings else {
-                return datafusion::arrow::compute::interleave(arrays, rows);
+                return row_by_row();
             };
-            let mut offsets: Vec<i32> = Vec::with_capacity(rows.len() + 1);
+            let mut offsets: Vec<i32> = Vec::with_capacity(rows_out + 1);
             let mut values: Vec<u8> = Vec::new();
             offsets.push(0);
             for &(b, start, len) in runs {
@@ -889,7 +905,7 @@ fn gather_column(
             let structs: Option<Vec<&StructArray>> =
                 arrays.iter().map(|a| a.as_struct_opt()).collect();
             let Some(structs) = structs else {
-                return datafusion::arrow::compute::interleave(arrays, rows);
+                return row_by_row();
             };
             let mut children = Vec::with_capacity(fields.len());
             for i in 0..fields.len() {
@@ -902,7 +918,39 @@ fn gather_column(
                 nulls(),
             )?))
         }
-        _ => datafusion::arrow::compute::interleave(arrays, rows),
+        DataType::List(field) => {
+            let lists: Option<Vec<&ListArray>> =
+                arrays.iter().map(|a| a.as_list_opt::<i32>()).collect();
+            let Some(lists) = lists else {
+                return row_by_row();
+            };
+            // A run of lists is a run of their items.
+            let mut offsets: Vec<i32> = Vec::with_capacity(rows_out + 1);
+            let mut item_runs = Vec::with_capacity(runs.len());
+            let mut items = 0usize;
+            offsets.push(0);
+            for &(b, start, len) in runs {
+                let o = &lists[b].value_offsets()[start..=start + len];
+                let (from, to) = (o[0] as usize, o[len] as usize);
+                if items + (to - from) > i32::MAX as usize {
+                    return Err(ArrowError::OffsetOverflowError(items + (to - from)));
+                }
+                let shift = items as i64 - from as i64;
+                offsets.extend(o[1..].iter().map(|&end| (end as i64 + shift) as i32));
+                if to > from {
+                    item_runs.push((b, from, to - from));
+                }
+                items += to - from;
+            }
+            let values: Vec<&dyn Array> = lists.iter().map(|l| l.values().as_ref()).collect();
+            Ok(Arc::new(ListArray::try_new(
+                Arc::clone(field),
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                gather_column(&values, &item_runs, None)?,
+                nulls(),
+            )?))
+        }
+        _ => row_by_row(),
     }
 }
 
@@ -1075,7 +1123,7 @@ mod tests {
         assert_eq!(runs.len(), 8, "{runs:?}");
         for (i, field) in schema.fields().iter().enumerate() {
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-            let ours = gather_column(&arrays, &runs, &rows).unwrap();
+            let ours = gather_column(&arrays, &runs, Some(&rows)).unwrap();
             let arrow = interleave(&arrays, &rows).unwrap();
             assert_eq!(ours.to_data(), arrow.to_data(), "{}", field.name());
         }
