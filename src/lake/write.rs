@@ -887,12 +887,7 @@ fn gather_column(
             offsets.push(0);
             for &(b, start, len) in runs {
                 let o = &strings[b].value_offsets()[start..=start + len];
-                let (from, to) = (o[0] as usize, o[len] as usize);
-                let shift = values.len() as i64 - from as i64;
-                if values.len() + (to - from) > i32::MAX as usize {
-                    return Err(ArrowError::OffsetOverflowError(values.len() + (to - from)));
-                }
-                offsets.extend(o[1..].iter().map(|&end| (end as i64 + shift) as i32));
+                let (from, to) = append_offsets(&mut offsets, o, values.len())?;
                 values.extend_from_slice(&strings[b].values()[from..to]);
             }
             Ok(Arc::new(StringArray::try_new(
@@ -931,12 +926,7 @@ fn gather_column(
             offsets.push(0);
             for &(b, start, len) in runs {
                 let o = &lists[b].value_offsets()[start..=start + len];
-                let (from, to) = (o[0] as usize, o[len] as usize);
-                if items + (to - from) > i32::MAX as usize {
-                    return Err(ArrowError::OffsetOverflowError(items + (to - from)));
-                }
-                let shift = items as i64 - from as i64;
-                offsets.extend(o[1..].iter().map(|&end| (end as i64 + shift) as i32));
+                let (from, to) = append_offsets(&mut offsets, o, items)?;
                 if to > from {
                     item_runs.push((b, from, to - from));
                 }
@@ -952,6 +942,25 @@ fn gather_column(
         }
         _ => row_by_row(),
     }
+}
+
+/// Appends to `offsets` those of a run (`run`, its rows' offsets and the one after the last),
+/// moved to start at `at`, where the values gathered so far end. Returns where the run's
+/// values are in its own array; an error when they would end past an `i32` offset.
+fn append_offsets(
+    offsets: &mut Vec<i32>,
+    run: &[i32],
+    at: usize,
+) -> Result<(usize, usize), datafusion::arrow::error::ArrowError> {
+    let (from, to) = (run[0] as usize, run[run.len() - 1] as usize);
+    if at + (to - from) > i32::MAX as usize {
+        return Err(datafusion::arrow::error::ArrowError::OffsetOverflowError(
+            at + (to - from),
+        ));
+    }
+    let shift = at as i64 - from as i64;
+    offsets.extend(run[1..].iter().map(|&end| (end as i64 + shift) as i32));
+    Ok((from, to))
 }
 
 /// The validity of the rows `runs` of `arrays`: `None` when every one is valid.
