@@ -122,14 +122,10 @@ fn compact(args: CompactArgs) -> anyhow::Result<i32> {
         target_bytes: args.target_size.max(1 << 20) as u64,
         since: args.since,
         until: args.until,
-        progress: super::stderr_is_terminal().then(|| {
-            indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "merging {pos}/{len} partitions {wide_bar} {elapsed_precise} (eta {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            )
-        }),
+        progress: super::progress_bar(
+            0,
+            "merging {pos}/{len} partitions {wide_bar} {elapsed_precise} (eta {eta})",
+        ),
     };
     let done = match &args.lake {
         lake::Location::Local(dir) => lake::compact::compact(dir, &options),

@@ -223,6 +223,16 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// A progress bar of `len` steps drawn with `template` on stderr, when stderr is a terminal.
+pub fn progress_bar(len: u64, template: &str) -> Option<indicatif::ProgressBar> {
+    stderr_is_terminal().then(|| {
+        indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    })
+}
+
 /// Runs the parsed command; the exit code is returned.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::prelude::SessionContext;
-use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
@@ -49,12 +48,7 @@ pub fn run(
     // The lists first: a bad file is reported before the logs are read.
     let ctx = args.ip_lists.session(threads)?;
     let mut report = ReadReport::for_listing(&listing);
-    let progress = super::stderr_is_terminal().then(|| {
-        ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("loading {pos}/{len} objects {wide_bar} {eta}")
-                .expect("valid template"),
-        )
-    });
+    let progress = super::progress_bar(0, "loading {pos}/{len} objects {wide_bar} {eta}");
     let invocations = crate::read::read_invocations(
         &listing.invocations,
         args.read.max_object_size,

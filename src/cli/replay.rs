@@ -14,7 +14,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use datafusion::arrow::record_batch::RecordBatch;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::rules::{PackArgs, PendingEngine};
 use super::ReadArgs;
@@ -230,16 +229,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let progress = super::stderr_is_terminal().then(|| {
-        let bar = ProgressBar::new(listing.objects.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {pos}/{len} objects {wide_bar} {elapsed_precise} (eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let progress = super::progress_bar(
+        listing.objects.len() as u64,
+        "{spinner} {pos}/{len} objects {wide_bar} {elapsed_precise} (eta {eta}) {msg}",
+    );
     let decode = args.read.decode_options();
     // Once the pack is planned, each service's records are decoded only as far as the
     // detections read them (the first chunk, read while planning, is decoded whole).
